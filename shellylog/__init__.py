@@ -1,0 +1,1 @@
+"""shellylog: a minute-by-minute CSV log of Shelly switch channel power."""

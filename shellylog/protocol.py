@@ -1,0 +1,264 @@
+"""
+The device side of the WebSocket: handshake, bootstrap requests, polling, frames in.
+
+Each connection keeps its device's known status and hands the channel values of every
+update to a L{ReadingSink} (the tracker). Nothing a device sends raises out of here: an
+unusable frame is dropped, logged and counted, and the connection carries on.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Protocol
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from shellylog.rpc import (
+    ErrorResponse,
+    Frame,
+    FrameError,
+    Notification,
+    Response,
+    decode_frame,
+    encode_request,
+    is_safe_id,
+    status_params,
+)
+from shellylog.status import ChannelValues, DeviceStatus
+
+log = Logger(namespace="shellylog.protocol")
+
+SUBPROTOCOL = "json-rpc"
+GET_STATUS = "Shelly.GetStatus"
+ENABLE_NOTIFY = "NotifyStatus"
+# Answers we still wait for, per connection; a device that never answers must not grow it.
+MAX_OUTSTANDING = 64
+
+
+class ReadingSink(Protocol):
+    """What the protocol needs of the tracker."""
+
+    def readings(self, device_id: str, values: dict[int, ChannelValues]) -> None: ...
+
+    def disconnected(self, device_id: str) -> None: ...
+
+
+def printable(value: object, limit: int = 80) -> str:
+    """A peer-supplied value made safe for a log line: escaped and cut short."""
+    text = value if isinstance(value, str) else repr(value)
+    return ascii(text[:limit])
+
+
+class ShellyServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
+    """One device's WebSocket connection."""
+
+    factory: ShellyServerFactory
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.device_id: str | None = None
+        self.status = DeviceStatus()
+        self._next_id = 1
+        self._outstanding: dict[int | str, str] = {}
+        self._poller: LoopingCall | None = None
+        self.rejected: Counter[str] = Counter()
+
+    # -- handshake and life cycle ------------------------------------------------------
+
+    def onConnect(self, request: ConnectionRequest) -> str | None:
+        if SUBPROTOCOL in request.protocols:
+            return SUBPROTOCOL
+        return None
+
+    def onOpen(self) -> None:
+        log.debug("WebSocket open from {peer}", peer=self.peer)
+        self.send_request(ENABLE_NOTIFY, {"enable": True})
+        self.send_request(GET_STATUS)
+        interval = self.factory.poll_interval
+        if interval > 0:
+            self._poller = LoopingCall(self.send_request, GET_STATUS)
+            self._poller.clock = self.factory.clock
+            self._poller.start(interval, now=False)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._poller is not None and self._poller.running:
+            self._poller.stop()
+        self._poller = None
+        total = sum(self.rejected.values())
+        if total:
+            log.warn(
+                "{total} frames from {peer} ({device}) were rejected: {reasons}",
+                total=total,
+                peer=self.peer,
+                device=self.device_id,
+                reasons=dict(self.rejected),
+            )
+        if self.device_id is not None:
+            self.factory.unbind(self)
+            log.info(
+                "device {device} disconnected ({peer}, code {code})",
+                device=self.device_id,
+                peer=self.peer,
+                code=code,
+            )
+
+    # -- requests ----------------------------------------------------------------------
+
+    def send_request(self, method: str, params: dict[str, Any] | None = None) -> int:
+        """Send one JSON-RPC request to the device; return its id."""
+        request_id = self._next_id
+        self._next_id += 1
+        if len(self._outstanding) >= MAX_OUTSTANDING:
+            del self._outstanding[next(iter(self._outstanding))]
+        self._outstanding[request_id] = method
+        self.sendMessage(encode_request(request_id, method, params).encode("utf-8"))
+        return request_id
+
+    # -- frames in ---------------------------------------------------------------------
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        try:
+            if isBinary:
+                raise FrameError("binary", "binary frame; devices send text")
+            self._handle(decode_frame(payload))
+        except FrameError as e:
+            self._reject(e.reason, e.detail)
+        except Exception:
+            self._reject("internal", "unexpected error")
+            log.failure("unexpected error on a frame from {peer}", peer=self.peer)
+
+    def _reject(self, reason: str, detail: str) -> None:
+        self.factory.rejected[reason] += 1
+        self.rejected[reason] += 1
+        # One warning per reason and connection: a flood must not flood the log.
+        if self.rejected[reason] == 1:
+            log.warn(
+                "dropped a frame from {peer} ({device}): {detail}",
+                peer=self.peer,
+                device=self.device_id,
+                reason=reason,
+                detail=detail,
+            )
+
+    def _handle(self, frame: Frame) -> None:
+        src = frame.src
+        if not is_safe_id(src):
+            raise FrameError("bad_src", f"src {printable(src)} is not a safe device id")
+        if self.device_id is None:
+            self.device_id = src
+            self.factory.bind(self)
+            log.info("device {device} connected from {peer}", device=src, peer=self.peer)
+        elif src != self.device_id:
+            raise FrameError("src_mismatch", f"src {src} on a connection of {self.device_id}")
+        if isinstance(frame, Notification):
+            self._notification(frame)
+        elif isinstance(frame, Response):
+            self._response(frame)
+        else:
+            self._error(frame)
+
+    def _notification(self, frame: Notification) -> None:
+        kind = frame.kind
+        if kind == "notifystatus":
+            self.status.merge(status_params(frame.params))
+            self._emit()
+        elif kind == "notifyfullstatus":
+            self.status.replace(status_params(frame.params))
+            self._emit()
+        else:
+            log.debug(
+                "{method} from {device}", method=printable(frame.method), device=self.device_id
+            )
+
+    def _response(self, frame: Response) -> None:
+        method = self._outstanding.pop(frame.id, None)
+        if method == GET_STATUS:
+            if not isinstance(frame.result, dict):
+                raise FrameError("bad_result", "Shelly.GetStatus result is not an object")
+            self.status.replace(status_params(frame.result))
+            self._emit()
+        else:
+            log.debug(
+                "answer to {method} from {device}", method=method, device=self.device_id
+            )
+
+    def _error(self, frame: ErrorResponse) -> None:
+        method = self._outstanding.pop(frame.id, None) if frame.id is not None else None
+        if method == ENABLE_NOTIFY:
+            # Real firmware has no such method; the original collector sent it anyway.
+            log.debug("{device} refused {method}, as expected", device=self.device_id,
+                      method=method)
+            return
+        log.warn(
+            "{device} answered {method} with error {code}: {message}",
+            device=self.device_id,
+            method=method,
+            code=printable(frame.code),
+            message=printable(frame.message, 200),
+        )
+
+    def _emit(self) -> None:
+        assert self.device_id is not None
+        values = self.status.channel_values(self.factory.channels)
+        if values:
+            self.factory.sink.readings(self.device_id, values)
+
+
+class ShellyServerFactory(WebSocketServerFactory):  # type: ignore[misc]
+    """
+    Builds device connections and knows which connection speaks for which device.
+
+    @ivar devices: the current connection of each bound device id.
+    @ivar rejected: frames dropped, by reason, over all connections.
+    """
+
+    protocol = ShellyServerProtocol
+
+    def __init__(
+        self,
+        sink: ReadingSink,
+        clock: IReactorTime,
+        channels: tuple[int, ...] = (0, 1, 2, 3),
+        poll_interval: float = 60.0,
+    ) -> None:
+        super().__init__()
+        self.sink = sink
+        self.clock = clock
+        self.channels = channels
+        self.poll_interval = poll_interval
+        self.devices: dict[str, ShellyServerProtocol] = {}
+        self.rejected: Counter[str] = Counter()
+        self.setProtocolOptions(
+            webStatus=False,
+            allowNullOrigin=True,
+            # Close codes must reach the peer as close frames, not as a dropped socket.
+            failByDrop=False,
+            openHandshakeTimeout=5,
+            autoPingInterval=30,
+            autoPingTimeout=30,
+        )
+
+    def bind(self, connection: ShellyServerProtocol) -> None:
+        """C{connection} now speaks for its device; an older connection of it is done."""
+        device_id = connection.device_id
+        assert device_id is not None
+        old = self.devices.get(device_id)
+        self.devices[device_id] = connection
+        if old is not None and old is not connection:
+            # The device dialled again: the old socket is dead to it, and its readings
+            # must not be carried into the new connection (rule 5).
+            self.sink.disconnected(device_id)
+            log.info("device {device} reconnected; closing its older connection",
+                     device=device_id)
+            old.sendClose(code=1000, reason="replaced by a newer connection")
+
+    def unbind(self, connection: ShellyServerProtocol) -> None:
+        """C{connection} closed; if it spoke for its device, the device is gone."""
+        device_id = connection.device_id
+        if device_id is not None and self.devices.get(device_id) is connection:
+            del self.devices[device_id]
+            self.sink.disconnected(device_id)

@@ -1,0 +1,203 @@
+"""
+The minute rules: which (device, channel, minute) gets a CSV row, and with which values.
+
+This module is the contract of the minute log (the numbered rules of the project's
+minute-log document are cited as "rule N"). It is pure logic: time comes in through an
+injected clock (anything with C{seconds()}, such as the reactor or a L{task.Clock}), and
+rows go out as values; nothing here touches the network or a file.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from attrs import define, field, frozen
+
+from shellylog.status import ChannelValues
+
+MINUTE = 60
+
+
+class Clock(Protocol):
+    """The one thing the tracker needs of C{IReactorTime}."""
+
+    def seconds(self) -> float: ...
+
+
+def minute_of(t: float) -> int:
+    """The UTC epoch minute that contains the instant C{t} (Unix seconds)."""
+    return int(t // MINUTE)
+
+
+@frozen
+class Row:
+    """One CSV row: channel C{channel} of C{device_id} was active during C{minute}."""
+
+    minute: int
+    device_id: str
+    channel: int
+    values: ChannelValues
+
+
+@define
+class _Channel:
+    # The latest active reading received during the open minute (rule 2).
+    best: ChannelValues | None = None
+    # The reading carried into the open minute by rule 1b, if any.
+    carried: ChannelValues | None = None
+    # The last reading with a number for apower on the current connection, and when
+    # it was received; None once the connection closed (rule 5).
+    last: ChannelValues | None = None
+    last_at: float = 0.0
+    # The newest minute written for this channel (rule 4).
+    last_written: int | None = None
+
+
+@define
+class ChannelTracker:
+    """
+    Turns timed channel readings into minute rows.
+
+    Readings and disconnects are stamped with C{clock.seconds()} on arrival. Before each
+    is applied, every minute completed before it is closed (rule 3): its rows are fixed
+    and wait in the tracker until L{close_completed} (the minute tick) or L{shutdown}
+    takes them.
+
+    @ivar threshold: watts; a reading is active when its C{apower} is strictly above.
+    @ivar max_carry: minutes a last active reading may be carried forward (rule 1b).
+    """
+
+    clock: Clock
+    threshold: float = 5.0
+    max_carry: int = 10
+    #: The first minute not yet closed; None until the first event.
+    open_minute: int | None = None
+    stopped: bool = False
+    _devices: dict[str, dict[int, _Channel]] = field(factory=dict)
+    # Channels that may give a row when the open minute closes: those with a best or
+    # carried reading. Everything else is idle and costs nothing at the tick.
+    _live: set[tuple[str, int]] = field(factory=set)
+    _pending: list[Row] = field(factory=list)
+
+    def _active(self, values: ChannelValues) -> bool:
+        return values.apower is not None and values.apower > self.threshold
+
+    def _advance(self, now: float) -> int:
+        """
+        Close every minute that completed before C{now}; return the open minute.
+
+        A clock that stepped backwards closes nothing and leaves the open minute as it
+        is, so a minute is never reopened (rule 4).
+        """
+        target = minute_of(now)
+        if self.open_minute is None:
+            self.open_minute = target
+        while self.open_minute < target:
+            if not self._live:
+                # Nothing can give a row until the next reading: skip the idle gap.
+                self.open_minute = target
+                break
+            self._close(self.open_minute)
+            self.open_minute += 1
+        return self.open_minute
+
+    def _close(self, minute: int) -> None:
+        rows = []
+        next_start = (minute + 1) * MINUTE
+        carry_limit = self.max_carry * MINUTE
+        for key in sorted(self._live):
+            device_id, channel = key
+            state = self._devices[device_id][channel]
+            source = state.best if state.best is not None else state.carried
+            if source is not None and (state.last_written is None or minute > state.last_written):
+                rows.append(Row(minute, device_id, channel, source))
+                state.last_written = minute
+            state.best = None
+            last = state.last
+            if (
+                last is not None
+                and self._active(last)
+                and next_start - state.last_at <= carry_limit
+            ):
+                state.carried = last
+            else:
+                state.carried = None
+                self._live.discard(key)
+        self._pending.extend(rows)
+
+    def _channel(self, device_id: str, channel: int) -> _Channel:
+        channels = self._devices.setdefault(device_id, {})
+        state = channels.get(channel)
+        if state is None:
+            state = channels[channel] = _Channel()
+        return state
+
+    def readings(self, device_id: str, values: dict[int, ChannelValues]) -> None:
+        """
+        Apply the readings of one device update: C{values} by channel number.
+
+        A reading whose C{apower} is missing neither starts nor ends activity.
+        """
+        if self.stopped:
+            return
+        now = self.clock.seconds()
+        open_minute = self._advance(now)
+        # A reading stamped in an already closed minute counts toward the open one.
+        at = max(now, open_minute * MINUTE)
+        for channel, reading in values.items():
+            if reading.apower is None:
+                continue
+            state = self._channel(device_id, channel)
+            state.last = reading
+            state.last_at = at
+            if self._active(reading):
+                state.best = reading
+                self._live.add((device_id, channel))
+
+    def disconnected(self, device_id: str) -> None:
+        """
+        The device's connection closed now: it was active up to now, and nothing of it
+        is carried past now (rule 5).
+        """
+        if self.stopped:
+            return
+        self._advance(self.clock.seconds())
+        for state in self._devices.get(device_id, {}).values():
+            state.last = None
+
+    def resume(self, device_id: str, channel: int, minute: int) -> None:
+        """Record that C{minute} was already written for this channel (rule 4)."""
+        state = self._channel(device_id, channel)
+        if state.last_written is None or minute > state.last_written:
+            state.last_written = minute
+
+    def _take(self) -> list[Row]:
+        rows, self._pending = self._pending, []
+        return rows
+
+    def close_completed(self) -> list[Row]:
+        """
+        The minute tick: close every completed minute and return all rows not yet taken,
+        ordered by minute, device id, channel (rule 3).
+        """
+        if not self.stopped:
+            self._advance(self.clock.seconds())
+        return self._take()
+
+    def shutdown(self) -> list[Row]:
+        """
+        A clean stop (rule 6): close the completed minutes, then the minute in progress as
+        if it ended now; return every row not yet taken. Later events are ignored.
+        """
+        if self.stopped:
+            return self._take()
+        open_minute = self._advance(self.clock.seconds())
+        self._close(open_minute)
+        self.open_minute = open_minute + 1
+        self.stopped = True
+        return self._take()
+
+    @property
+    def pending(self) -> int:
+        """Rows closed but not yet taken by a tick."""
+        return len(self._pending)
