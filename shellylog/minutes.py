@@ -38,6 +38,8 @@ class MinuteService(Service):
         self.sink = sink
         self.clock = clock
         self._first: IDelayedCall | None = None
+        # Rows taken from the tracker that the sink has not accepted yet, oldest first.
+        self._unwritten: list[Row] = []
         self._loop: LoopingCall | None = None
 
     def startService(self) -> None:
@@ -54,17 +56,25 @@ class MinuteService(Service):
         # LoopingCall keeps to the grid of its start time, which is a minute boundary.
         self._loop.start(MINUTE, now=True)
 
+    def _flush(self, rows: list[Row]) -> int:
+        """Write what an earlier tick could not, then C{rows}; keep them all on failure."""
+        self._unwritten.extend(rows)
+        batch = self._unwritten
+        self.sink.write(batch)
+        self._unwritten = []
+        return len(batch)
+
     def tick(self) -> None:
         """Write the rows of every minute completed since the last tick."""
         try:
-            rows = self.tracker.close_completed()
-            self.sink.write(rows)
+            count = self._flush(self.tracker.close_completed())
         except Exception:
-            # The loop must survive whatever went wrong this minute.
-            log.failure("minute tick failed")
+            # The loop must survive whatever went wrong this minute; the rows wait.
+            log.failure("minute tick failed; {count} rows wait for the next tick",
+                        count=len(self._unwritten))
         else:
-            if rows:
-                log.debug("rows_written {count}", count=len(rows))
+            if count:
+                log.debug("rows_written {count}", count=count)
 
     def stopService(self) -> None:
         super().stopService()
@@ -74,9 +84,8 @@ class MinuteService(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        rows = self.tracker.shutdown()
         try:
-            self.sink.write(rows)
+            count = self._flush(self.tracker.shutdown())
         finally:
             self.sink.close()
-        log.info("stopped; wrote {count} rows of the last minutes", count=len(rows))
+        log.info("stopped; wrote {count} rows of the last minutes", count=count)

@@ -53,7 +53,7 @@ def printable(value: object, limit: int = 80) -> str:
     return ascii(text[:limit])
 
 
-class ShellyServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
+class ShellyServerProtocol(WebSocketServerProtocol):
     """One device's WebSocket connection."""
 
     factory: ShellyServerFactory
@@ -203,12 +203,16 @@ class ShellyServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 
     def _emit(self) -> None:
         assert self.device_id is not None
+        if self.factory.devices.get(self.device_id) is not self:
+            # Replaced by a newer connection of the device and closing: what still
+            # arrives here is stale and must not reach the new connection's readings.
+            return
         values = self.status.channel_values(self.factory.channels)
         if values:
             self.factory.sink.readings(self.device_id, values)
 
 
-class ShellyServerFactory(WebSocketServerFactory):  # type: ignore[misc]
+class ShellyServerFactory(WebSocketServerFactory):
     """
     Builds device connections and knows which connection speaks for which device.
 
@@ -216,7 +220,7 @@ class ShellyServerFactory(WebSocketServerFactory):  # type: ignore[misc]
     @ivar rejected: frames dropped, by reason, over all connections.
     """
 
-    protocol = ShellyServerProtocol
+    protocol = ShellyServerProtocol  # type: ignore[assignment]
 
     def __init__(
         self,

@@ -120,7 +120,7 @@ def makeService(
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
-        reactor = default_reactor  # type: ignore[assignment]
+        reactor = default_reactor
     assert reactor is not None
     tracker = ChannelTracker(
         clock=reactor, threshold=options["threshold"], max_carry=options["max-carry"]

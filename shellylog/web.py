@@ -32,7 +32,7 @@ class HealthResource(Resource):
         return body.encode("utf-8")
 
 
-class DeviceSocketResource(WebSocketResource):  # type: ignore[misc]
+class DeviceSocketResource(WebSocketResource):
     """
     The WebSocket for devices, at exactly C{/ws} or C{/ws/}. A WebSocketResource is a
     leaf, so without this check C{/ws/anything} would upgrade too.

@@ -1,0 +1,155 @@
+"""
+Decoding device frames and encoding our requests.
+"""
+
+from __future__ import annotations
+
+import json
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from shellylog.rpc import (
+    ErrorResponse,
+    FrameError,
+    Notification,
+    Response,
+    decode_frame,
+    encode_request,
+    is_safe_id,
+    status_params,
+)
+from tests.fixtures import load_fixture
+
+
+class DecodeTests(SynchronousTestCase):
+    def reason(self, text: str | bytes) -> str:
+        with self.assertRaises(FrameError) as cm:
+            decode_frame(text)
+        return cm.exception.reason
+
+    def test_notify_status(self) -> None:
+        frame = decode_frame(
+            '{"src":"shellypro4pm-aabbccddeeff","dst":"ws","method":"NotifyStatus",'
+            '"params":{"ts":1764403215.4,"switch:0":{"id":0,"apower":433.1,"current":1.91}}}'
+        )
+        self.assertEqual(
+            frame,
+            Notification(
+                src="shellypro4pm-aabbccddeeff",
+                method="NotifyStatus",
+                params={"ts": 1764403215.4, "switch:0": {"id": 0, "apower": 433.1,
+                                                          "current": 1.91}},
+            ),
+        )
+        assert isinstance(frame, Notification)
+        self.assertEqual(frame.kind, "notifystatus")
+
+    def test_full_status_from_fixture(self) -> None:
+        status = load_fixture("pro4pm-fw1.0.3.json")["status"]
+        text = json.dumps({"src": "shellypro4pm-aabbccddeeff", "dst": "ws",
+                           "method": "NotifyFullStatus", "params": {"ts": 5.01, **status}})
+        frame = decode_frame(text.encode())
+        assert isinstance(frame, Notification)
+        self.assertEqual(frame.kind, "notifyfullstatus")
+        self.assertEqual(status_params(frame.params), status)
+
+    def test_method_case_insensitive(self) -> None:
+        frame = decode_frame('{"src":"d1","method":"notifyfullSTATUS","params":{}}')
+        assert isinstance(frame, Notification)
+        self.assertEqual(frame.kind, "notifyfullstatus")
+        self.assertEqual(frame.method, "notifyfullSTATUS")
+
+    def test_event(self) -> None:
+        frame = decode_frame(
+            '{"src":"d1","dst":"ws","method":"NotifyEvent","params":{"ts":1764403300.2,'
+            '"events":[{"component":"sys","event":"scheduled_restart"}]}}'
+        )
+        assert isinstance(frame, Notification)
+        self.assertEqual(frame.kind, "notifyevent")
+
+    def test_missing_params_is_empty(self) -> None:
+        self.assertEqual(decode_frame('{"src":"d1","method":"NotifyEvent"}'),
+                         Notification("d1", "NotifyEvent", {}))
+        self.assertEqual(decode_frame('{"src":"d1","method":"NotifyEvent","params":null}'),
+                         Notification("d1", "NotifyEvent", {}))
+
+    def test_response(self) -> None:
+        self.assertEqual(
+            decode_frame('{"id":7,"src":"d1","dst":"shellylog","result":{"switch:0":{"id":0}}}'),
+            Response(src="d1", id=7, result={"switch:0": {"id": 0}}),
+        )
+        self.assertEqual(decode_frame('{"id":"x","src":"d1","result":null}'),
+                         Response(src="d1", id="x", result=None))
+
+    def test_error_response(self) -> None:
+        self.assertEqual(
+            decode_frame('{"id":8,"src":"d1","dst":"shellylog","error":{"code":-114,'
+                         '"message":"Method NotifyStatus failed: not found"}}'),
+            ErrorResponse(src="d1", id=8, code=-114,
+                          message="Method NotifyStatus failed: not found"),
+        )
+
+    def test_unusable_frames(self) -> None:
+        cases = {
+            "not json": "not_json",
+            b"\xff\xfe\x00": "not_json",
+            "[1,2]": "not_object",
+            '"text"': "not_object",
+            '{"method":"NotifyStatus","params":{}}': "bad_src",
+            '{"src":5,"method":"NotifyStatus"}': "bad_src",
+            '{"src":"d1","method":5}': "bad_method",
+            '{"src":"d1","method":""}': "bad_method",
+            '{"src":"d1","method":"NotifyStatus","params":"on"}': "bad_params",
+            '{"src":"d1","method":"NotifyStatus","params":[1]}': "bad_params",
+            '{"src":"d1","id":[1],"result":{}}': "bad_id",
+            '{"src":"d1","id":true,"result":{}}': "bad_id",
+            '{"src":"d1","result":{}}': "bad_id",
+            '{"src":"d1","id":1,"error":"boom"}': "bad_error",
+            '{"src":"d1","id":1}': "unknown_shape",
+        }
+        for text, reason in cases.items():
+            self.assertEqual(self.reason(text), reason, text)
+
+    def test_deep_nesting_is_a_frame_error(self) -> None:
+        self.assertEqual(self.reason("[" * 100000 + "]" * 100000), "too_deep")
+
+
+class StatusParamsTests(SynchronousTestCase):
+    def test_drops_ts(self) -> None:
+        self.assertEqual(status_params({"ts": 1.5, "switch:0": {"id": 0}}),
+                         {"switch:0": {"id": 0}})
+
+    def test_unwraps_device_status(self) -> None:
+        self.assertEqual(
+            status_params({"ts": 1.5, "device_status": {"switch:1": {"apower": 3}}}),
+            {"switch:1": {"apower": 3}},
+        )
+
+    def test_bad_device_status(self) -> None:
+        with self.assertRaises(FrameError) as cm:
+            status_params({"device_status": "x"})
+        self.assertEqual(cm.exception.reason, "bad_params")
+
+
+class EncodeTests(SynchronousTestCase):
+    def test_bootstrap_requests(self) -> None:
+        self.assertEqual(
+            encode_request(1, "NotifyStatus", {"enable": True}),
+            '{"jsonrpc":"2.0","id":1,"src":"shellylog","method":"NotifyStatus",'
+            '"params":{"enable":true}}',
+        )
+        self.assertEqual(
+            encode_request(2, "Shelly.GetStatus"),
+            '{"jsonrpc":"2.0","id":2,"src":"shellylog","method":"Shelly.GetStatus"}',
+        )
+
+
+class SafeIdTests(SynchronousTestCase):
+    def test_safe_ids(self) -> None:
+        for ok in ("shellypro4pm-aabbccddeeff", "a", "A.b_c:d-9", "x" * 64):
+            self.assertTrue(is_safe_id(ok), ok)
+
+    def test_unsafe_ids(self) -> None:
+        for bad in ("", "-lead", "a,b", 'a"b', "a b", "a\nb", "x" * 65, "é", None, 5,
+                    "../etc"):
+            self.assertFalse(is_safe_id(bad), repr(bad))

@@ -1,0 +1,126 @@
+"""
+A device's known status: full replace, partial deep-merge, channel values.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from shellylog.rpc import FrameError
+from shellylog.status import ChannelValues, DeviceStatus, number
+from tests.fixtures import load_fixture
+
+
+class NumberTests(SynchronousTestCase):
+    def test_numbers(self) -> None:
+        self.assertEqual(number(450), 450)
+        self.assertIsInstance(number(450), int)
+        self.assertEqual(number(-3.5), -3.5)
+        self.assertEqual(number(0), 0)
+
+    def test_not_numbers(self) -> None:
+        for bad in (None, True, False, "450", float("nan"), float("inf"), float("-inf"),
+                    [1], {"a": 1}):
+            self.assertIsNone(number(bad), repr(bad))
+
+
+class FixtureTests(SynchronousTestCase):
+    def test_pro4pm(self) -> None:
+        status = DeviceStatus()
+        status.replace(load_fixture("pro4pm-fw1.0.3.json")["status"])
+        values = status.channel_values([0, 1, 2, 3, 4])
+        self.assertEqual(sorted(values), [0, 1, 2, 3])
+        self.assertEqual(values[0], ChannelValues(apower=0.0, voltage=121.7, current=0.0,
+                                                  energy_total=0.0))
+
+    def test_plus1pm(self) -> None:
+        status = DeviceStatus()
+        status.replace(load_fixture("plus1pm-fw1.1.0.json")["status"])
+        self.assertEqual(
+            status.channel_values([0, 1]),
+            {0: ChannelValues(apower=0.0, voltage=232.8, current=0.0, energy_total=110.046)},
+        )
+
+    def test_unmetered_pro3_has_no_power(self) -> None:
+        status = DeviceStatus()
+        status.replace(load_fixture("pro3-unmetered-fw1.1.0.json")["status"])
+        empty = ChannelValues(None, None, None, None)
+        self.assertEqual(status.channel_values([0, 1, 2]), {0: empty, 1: empty, 2: empty})
+
+    def test_pro3em_has_no_switches(self) -> None:
+        status = DeviceStatus()
+        status.replace(load_fixture("pro3em-fw1.1.0.json")["status"])
+        self.assertEqual(status.channel_values([0, 1, 2, 3]), {})
+
+
+class MergeTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.status = DeviceStatus()
+        self.status.replace({
+            "switch:0": {"id": 0, "output": True, "apower": 412.7, "voltage": 229.8,
+                         "current": 1.83, "aenergy": {"total": 10432.118,
+                                                      "by_minute": [1, 2, 3]}},
+            "sys": {"uptime": 4},
+        })
+
+    def values(self) -> ChannelValues:
+        return self.status.channel_values([0])[0]
+
+    def test_partial_overlays(self) -> None:
+        self.status.merge({"switch:0": {"id": 0, "apower": 433.1, "current": 1.91}})
+        self.assertEqual(self.values(), ChannelValues(433.1, 229.8, 1.91, 10432.118))
+
+    def test_nested_merge(self) -> None:
+        self.status.merge({"switch:0": {"aenergy": {"total": 10439.316,
+                                                    "by_minute": [9, 8, 7]}}})
+        self.assertEqual(self.values(), ChannelValues(412.7, 229.8, 1.83, 10439.316))
+        self.assertEqual(self.status.components["switch:0"]["aenergy"]["by_minute"], [9, 8, 7])
+
+    def test_null_deletes(self) -> None:
+        self.status.merge({"switch:0": {"voltage": None, "timer_started_at": None}})
+        self.assertEqual(self.values(), ChannelValues(412.7, None, 1.83, 10432.118))
+        self.assertNotIn("voltage", self.status.components["switch:0"])
+
+    def test_null_component_deletes_it(self) -> None:
+        self.status.merge({"switch:0": None})
+        self.assertEqual(self.status.channel_values([0]), {})
+
+    def test_new_component(self) -> None:
+        self.status.merge({"switch:1": {"id": 1, "apower": 7, "aenergy": {"total": None}}})
+        self.assertEqual(self.status.channel_values([1])[1], ChannelValues(7, None, None, None))
+        self.assertEqual(self.status.components["switch:1"]["aenergy"], {})
+
+    def test_non_numbers_are_missing(self) -> None:
+        self.status.merge({"switch:0": {"apower": "450", "voltage": True,
+                                        "current": float("nan"),
+                                        "aenergy": {"total": float("inf")}}})
+        self.assertEqual(self.values(), ChannelValues(None, None, None, None))
+
+    def test_full_replace_forgets(self) -> None:
+        self.status.replace({"switch:0": {"id": 0, "apower": 1.5}})
+        self.assertEqual(self.values(), ChannelValues(1.5, None, None, None))
+        self.assertNotIn("sys", self.status.components)
+
+    def test_wrong_types_leave_no_trace(self) -> None:
+        before = copy.deepcopy(self.status.components)
+        for bad in (
+            {"switch:2": {"apower": 5}, "switch:0": [1, 2]},
+            {"switch:0": "on"},
+            {"switch:0": {"apower": 1, "aenergy": [1]}},
+        ):
+            with self.assertRaises(FrameError) as cm:
+                self.status.merge(bad)
+            self.assertEqual(cm.exception.reason, "bad_component")
+            with self.assertRaises(FrameError):
+                self.status.replace(bad)
+        self.assertEqual(self.status.components, before)
+
+    def test_merge_does_not_share_input(self) -> None:
+        """A later merge must not change an object a caller still holds."""
+        update = {"switch:3": {"apower": 10, "aenergy": {"total": 1.0}}}
+        self.status.merge(update)
+        self.status.merge({"switch:3": {"aenergy": {"total": 2.0}}})
+        self.assertEqual(self.status.channel_values([3])[3].energy_total, 2.0)
+        self.assertEqual(update, {"switch:3": {"apower": 10, "aenergy": {"total": 1.0}}})

@@ -1,0 +1,352 @@
+"""
+The minute rules (the project's minute-log document; "rule N" below) on the pure tracker.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from shellylog.status import ChannelValues
+from shellylog.tracker import ChannelTracker, Row, minute_of
+
+D = "shellypro4pm-aabbccddeeff"
+E = "shellyplus1pm-112233445566"
+
+
+def at(hhmmss: str, day: str = "2026-03-28") -> float:
+    """Unix seconds of a UTC wall-clock time."""
+    return datetime.fromisoformat(f"{day}T{hhmmss}+00:00").timestamp()
+
+
+def minute(hhmm: str, day: str = "2026-03-28") -> int:
+    return minute_of(at(hhmm + ":00", day))
+
+
+def values(
+    apower: float | None,
+    voltage: float | None = 230.1,
+    current: float | None = None,
+    total: float | None = 100.0,
+) -> ChannelValues:
+    return ChannelValues(apower=apower, voltage=voltage, current=current, energy_total=total)
+
+
+class TrackerTestCase(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.tracker = ChannelTracker(clock=self.clock, threshold=5, max_carry=10)
+        self.written: list[Row] = []
+
+    def set_time(self, t: float) -> None:
+        self.clock.advance(t - self.clock.seconds())
+
+    def read(self, t: float, v: ChannelValues, device: str = D, channel: int = 2) -> None:
+        self.set_time(t)
+        self.tracker.readings(device, {channel: v})
+
+    def tick(self, t: float) -> list[Row]:
+        self.set_time(t)
+        rows = self.tracker.close_completed()
+        self.written.extend(rows)
+        return rows
+
+    def summary(self, rows: list[Row]) -> list[tuple[int, str, int, float | None]]:
+        return [(r.minute, r.device_id, r.channel, r.values.apower) for r in rows]
+
+
+class WorkedExampleTests(TrackerTestCase):
+    """The worked example of the minute-log document, step by step."""
+
+    def test_worked_example(self) -> None:
+        self.read(at("10:00:20"), values(450, 230.1, None, 100.0))
+        self.read(at("10:00:50"), values(460, 230.1, None, 100.0))
+        self.assertEqual(self.tick(at("10:01:00")), [Row(minute("10:00"), D, 2, values(460))])
+        self.assertEqual(self.tick(at("10:02:00")), [Row(minute("10:01"), D, 2, values(460))])
+        self.read(at("10:02:30"), values(0))
+        self.assertEqual(self.tick(at("10:03:00")), [Row(minute("10:02"), D, 2, values(460))])
+        self.assertEqual(self.tick(at("10:04:00")), [])
+        self.read(at("10:04:10"), values(300))
+        self.read(at("10:04:40"), values(3))
+        self.assertEqual(self.tick(at("10:05:00")), [Row(minute("10:04"), D, 2, values(300))])
+        self.read(at("10:05:05"), values(3, total=101.2))  # merged apower is still 3
+        self.assertEqual(self.tick(at("10:06:00")), [])
+        self.read(at("10:06:15"), values(5, total=101.2))
+        self.assertEqual(self.tick(at("10:07:00")), [])
+        self.read(at("10:07:30"), values(900, total=101.2))
+        self.set_time(at("10:07:45"))
+        self.tracker.disconnected(D)
+        self.assertEqual(
+            self.tick(at("10:08:00")), [Row(minute("10:07"), D, 2, values(900, total=101.2))]
+        )
+        for t in ("10:09:00", "10:10:00", "10:30:00"):
+            self.assertEqual(self.tick(at(t)), [])
+
+
+class WhichMinutesTests(TrackerTestCase):
+    """Rule 1: a row exactly for the minutes in which the channel was active."""
+
+    def test_threshold_is_strict(self) -> None:
+        """A reading at the threshold is idle; just above it is active."""
+        self.read(at("10:00:10"), values(5))
+        self.read(at("10:01:10"), values(5.000001))
+        self.tick(at("10:02:30"))
+        self.assertEqual(self.summary(self.written)[:1], [(minute("10:01"), D, 2, 5.000001)])
+        self.assertNotIn(minute("10:00"), [r.minute for r in self.written])
+
+    def test_negative_threshold(self) -> None:
+        """A negative threshold makes every reading with a number active, 0 W included."""
+        self.tracker.threshold = -1
+        self.read(at("10:00:10"), values(0))
+        self.tracker.max_carry = 0
+        self.assertEqual(self.summary(self.tick(at("10:01:00"))), [(minute("10:00"), D, 2, 0)])
+
+    def test_on_and_off_inside_one_minute(self) -> None:
+        """Active for a few seconds of a minute still gives that minute a row, and no more."""
+        self.read(at("10:00:10"), values(1))
+        self.read(at("10:00:20"), values(800))
+        self.read(at("10:00:25"), values(0))
+        self.assertEqual(self.summary(self.tick(at("10:01:00"))), [(minute("10:00"), D, 2, 800)])
+        self.assertEqual(self.tick(at("10:05:00")), [])
+
+    def test_missing_apower_neither_starts_nor_ends(self) -> None:
+        """A reading without apower is never a row's source and does not end a carry."""
+        self.read(at("10:00:10"), values(None))
+        self.assertEqual(self.tick(at("10:01:00")), [])
+        self.read(at("10:01:10"), values(50))
+        self.read(at("10:01:20"), values(None, voltage=999))
+        self.read(at("10:02:20"), values(None, voltage=998))
+        rows = self.tick(at("10:03:00"))
+        self.assertEqual(
+            rows,
+            [Row(minute("10:01"), D, 2, values(50)), Row(minute("10:02"), D, 2, values(50))],
+        )
+
+    def test_carry_limit(self) -> None:
+        """Rule 1b: carried while received at most max-carry minutes before M began."""
+        self.read(at("10:00:00"), values(100))
+        rows = self.tick(at("10:30:00"))
+        # 10:00 by the reading itself, 10:01..10:10 carried (10:10 began 600 s after it).
+        self.assertEqual([r.minute for r in rows], list(range(minute("10:00"), minute("10:11"))))
+
+    def test_carry_limit_partial_second(self) -> None:
+        self.read(at("10:00:00.5"), values(100))
+        rows = self.tick(at("10:30:00"))
+        self.assertEqual(rows[-1].minute, minute("10:10"))
+        self.assertEqual(len(rows), 11)
+
+    def test_max_carry_zero(self) -> None:
+        self.tracker.max_carry = 0
+        self.read(at("10:00:30"), values(100))
+        self.assertEqual(self.summary(self.tick(at("10:05:00"))), [(minute("10:00"), D, 2, 100)])
+
+    def test_readings_refresh_the_carry(self) -> None:
+        """Each new active reading restarts the carry window."""
+        self.tracker.max_carry = 2
+        self.read(at("10:00:30"), values(100))
+        self.read(at("10:02:30"), values(110))
+        rows = self.tick(at("10:20:00"))
+        self.assertEqual(
+            self.summary(rows),
+            [
+                (minute("10:00"), D, 2, 100),
+                (minute("10:01"), D, 2, 100),
+                (minute("10:02"), D, 2, 110),
+                (minute("10:03"), D, 2, 110),
+                (minute("10:04"), D, 2, 110),
+            ],
+        )
+
+
+class RowValuesTests(TrackerTestCase):
+    """Rule 2: the values of the latest active reading of M, else the carried one."""
+
+    def test_latest_active_wins(self) -> None:
+        self.read(at("10:00:05"), values(100, voltage=229.0, current=0.5, total=1.0))
+        self.read(at("10:00:40"), values(200, voltage=231.0, current=0.9, total=1.1))
+        self.read(at("10:00:50"), values(2, voltage=232.0, current=0.0, total=1.2))
+        self.assertEqual(
+            self.tick(at("10:01:00")),
+            [Row(minute("10:00"), D, 2, values(200, voltage=231.0, current=0.9, total=1.1))],
+        )
+
+    def test_reading_in_minute_beats_carry(self) -> None:
+        self.read(at("10:00:05"), values(100))
+        self.read(at("10:01:50"), values(150))
+        rows = self.tick(at("10:02:00"))
+        self.assertEqual([r.values.apower for r in rows], [100, 150])
+
+    def test_no_value_from_after_the_minute(self) -> None:
+        """A late tick still writes each minute with the values known in it."""
+        self.read(at("10:00:05"), values(100))
+        self.read(at("10:02:10"), values(300))  # the tick at 10:01 and 10:02 never came
+        self.read(at("10:03:10"), values(0))
+        rows = self.tick(at("10:04:00"))
+        self.assertEqual(
+            self.summary(rows),
+            [
+                (minute("10:00"), D, 2, 100),
+                (minute("10:01"), D, 2, 100),
+                (minute("10:02"), D, 2, 300),
+                (minute("10:03"), D, 2, 300),
+            ],
+        )
+
+
+class TickTests(TrackerTestCase):
+    """Rule 3: every completed minute, in order, even after a stall."""
+
+    def test_gap_flush_after_stall(self) -> None:
+        self.read(at("10:00:05"), values(100), channel=0)
+        self.read(at("10:00:06"), values(200), channel=10)
+        self.read(at("10:00:07"), values(300), device=E, channel=0)
+        self.tracker.max_carry = 3
+        rows = self.tick(at("10:07:30"))
+        expected = []
+        for m in range(minute("10:00"), minute("10:04")):
+            expected += [(m, E, 0, 300), (m, D, 0, 100), (m, D, 10, 200)]
+        self.assertEqual(self.summary(rows), expected)
+        self.assertEqual(self.tick(at("10:08:00")), [])
+
+    def test_rows_ordered_by_device_then_numeric_channel(self) -> None:
+        self.read(at("10:00:01"), values(1000), device=E, channel=0)
+        self.read(at("10:00:02"), values(1000), channel=10)
+        self.read(at("10:00:03"), values(1000), channel=2)
+        self.tracker.max_carry = 0
+        rows = self.tick(at("10:01:00"))
+        # "shellyplus1pm-..." sorts before "shellypro4pm-..." in plain string order.
+        self.assertEqual([(r.device_id, r.channel) for r in rows], [(E, 0), (D, 2), (D, 10)])
+
+    def test_reading_closes_earlier_minutes_first(self) -> None:
+        """A reading applied after a missed tick cannot change the minute before it."""
+        self.read(at("10:00:30"), values(100))
+        self.read(at("10:01:05"), values(700))
+        self.assertEqual(self.tracker.pending, 1)
+        rows = self.tick(at("10:02:00"))
+        self.assertEqual(self.summary(rows), [(minute("10:00"), D, 2, 100),
+                                              (minute("10:01"), D, 2, 700)])
+
+    def test_tick_before_any_reading(self) -> None:
+        self.assertEqual(self.tick(at("10:00:00")), [])
+        self.read(at("10:00:10"), values(10))
+        self.assertEqual(self.summary(self.tick(at("10:01:00"))), [(minute("10:00"), D, 2, 10)])
+
+    def test_long_idle_gap_is_skipped_cheaply(self) -> None:
+        self.read(at("10:00:10"), values(10))
+        self.tick(at("10:01:00"))
+        self.set_time(at("10:00:00", day="2026-04-28"))
+        self.assertEqual(len(self.tick(at("10:00:00", day="2026-04-28"))), 10)
+        self.assertEqual(self.tracker.open_minute, minute("10:00", day="2026-04-28"))
+
+
+class NeverTwiceTests(TrackerTestCase):
+    """Rule 4: one row per (device, channel, minute), in increasing minute order."""
+
+    def test_clock_step_back_counts_toward_open_minute(self) -> None:
+        self.read(at("10:05:10"), values(100))
+        self.tick(at("10:06:00"))
+        # The clock steps back by five minutes: the reading counts for 10:06, the open one.
+        self.read(at("10:01:00"), values(222))
+        rows = self.tick(at("10:07:00"))
+        self.assertEqual(self.summary(rows), [(minute("10:06"), D, 2, 222)])
+        minutes = [r.minute for r in self.written]
+        self.assertEqual(minutes, sorted(set(minutes)))
+
+    def test_tick_with_clock_behind_writes_nothing_again(self) -> None:
+        self.read(at("10:05:10"), values(100))
+        self.tick(at("10:06:00"))
+        self.assertEqual(self.tick(at("10:02:00")), [])
+        self.tick(at("10:08:00"))
+        minutes = [r.minute for r in self.written]
+        self.assertEqual(minutes, [minute("10:05"), minute("10:06"), minute("10:07")])
+
+    def test_reconnect_within_a_minute_writes_once(self) -> None:
+        self.read(at("10:00:10"), values(100))
+        self.set_time(at("10:00:20"))
+        self.tracker.disconnected(D)
+        self.read(at("10:00:40"), values(120))
+        self.tick(at("10:01:00"))
+        self.assertEqual(self.summary(self.written), [(minute("10:00"), D, 2, 120)])
+
+    def test_resume_suppresses_written_minutes(self) -> None:
+        self.tracker.resume(D, 2, minute("10:01"))
+        self.read(at("10:01:30"), values(100))
+        self.tick(at("10:03:00"))
+        self.assertEqual([r.minute for r in self.written], [minute("10:02")])
+
+
+class DisconnectTests(TrackerTestCase):
+    """Rule 5: active up to the close; nothing carried past it; fresh start after."""
+
+    def test_disconnect_keeps_minute_of_close_by_carry(self) -> None:
+        self.read(at("10:00:10"), values(100))
+        self.set_time(at("10:03:20"))
+        self.tracker.disconnected(D)
+        rows = self.tick(at("10:10:00"))
+        self.assertEqual([r.minute for r in rows], list(range(minute("10:00"), minute("10:04"))))
+
+    def test_reconnect_starts_from_fresh_readings(self) -> None:
+        self.read(at("10:00:10"), values(100))
+        self.set_time(at("10:00:20"))
+        self.tracker.disconnected(D)
+        self.tick(at("10:01:00"))
+        # Reconnected with an idle reading: nothing of the old 100 W carries.
+        self.read(at("10:01:30"), values(0))
+        self.tick(at("10:05:00"))
+        self.read(at("10:05:30"), values(70))
+        self.tick(at("10:06:00"))
+        self.assertEqual(
+            self.summary(self.written),
+            [(minute("10:00"), D, 2, 100), (minute("10:05"), D, 2, 70)],
+        )
+
+    def test_reconnect_without_readings_does_not_carry(self) -> None:
+        self.read(at("10:00:10"), values(100))
+        self.set_time(at("10:00:20"))
+        self.tracker.disconnected(D)
+        self.tick(at("10:05:00"))
+        self.assertEqual([r.minute for r in self.written], [minute("10:00")])
+
+    def test_disconnect_of_other_device_keeps_carry(self) -> None:
+        self.read(at("10:00:10"), values(100))
+        self.set_time(at("10:00:20"))
+        self.tracker.disconnected(E)
+        self.tick(at("10:03:00"))
+        self.assertEqual(len(self.written), 3)
+
+
+class ShutdownTests(TrackerTestCase):
+    """Rule 6: a clean stop writes completed minutes and closes the one in progress."""
+
+    def test_shutdown_closes_minute_in_progress(self) -> None:
+        self.read(at("10:00:10"), values(100))
+        self.read(at("10:02:10"), values(0))
+        self.read(at("10:03:10"), values(40))
+        self.set_time(at("10:03:30"))
+        rows = self.tracker.shutdown()
+        self.assertEqual(
+            self.summary(rows),
+            [
+                (minute("10:00"), D, 2, 100),
+                (minute("10:01"), D, 2, 100),
+                (minute("10:02"), D, 2, 100),
+                (minute("10:03"), D, 2, 40),
+            ],
+        )
+
+    def test_shutdown_closes_carried_minute(self) -> None:
+        self.read(at("10:00:10"), values(100))
+        self.tick(at("10:01:00"))
+        self.set_time(at("10:01:01"))
+        self.assertEqual(self.summary(self.tracker.shutdown()), [(minute("10:01"), D, 2, 100)])
+
+    def test_nothing_after_shutdown(self) -> None:
+        self.read(at("10:00:10"), values(100))
+        self.set_time(at("10:00:20"))
+        self.tracker.shutdown()
+        self.read(at("10:00:30"), values(100))
+        self.tracker.disconnected(D)
+        self.assertEqual(self.tick(at("10:05:00")), [])
+        self.assertEqual(self.tracker.shutdown(), [])
