@@ -193,12 +193,14 @@ class ShellyServerProtocol(WebSocketServerProtocol):
             log.debug("{device} refused {method}, as expected", device=self.device_id,
                       method=method)
             return
+        # Not "message": that key belongs to legacy (twisted.python.log) events, and a
+        # legacy observer blanks it for every observer after it.
         log.warn(
-            "{device} answered {method} with error {code}: {message}",
+            "{device} answered {method} with error {code}: {error_message}",
             device=self.device_id,
             method=method,
             code=printable(frame.code),
-            message=printable(frame.message, 200),
+            error_message=printable(frame.message, 200),
         )
 
     def _emit(self) -> None:

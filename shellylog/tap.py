@@ -141,5 +141,10 @@ def makeService(
     # Added first, so it stops last: the port closes before the final minute is written.
     MinuteService(tracker, sink, reactor).setServiceParent(top)
     endpoint = endpoints.serverFromString(reactor, options["port"])
-    StreamServerEndpointService(endpoint, site).setServiceParent(top)
+    listener = StreamServerEndpointService(endpoint, site)
+    # As twisted.application.strports.service does: a port that cannot be listened on
+    # (in use, out of range, no permission) fails the start, instead of being logged
+    # while the process runs on without accepting any device.
+    listener._raiseSynchronously = True
+    listener.setServiceParent(top)
     return top

@@ -1,0 +1,260 @@
+"""
+Shared test helpers: a recording sink, a recording WebSocket client, and a way to connect
+that client to the real site (HTTP upgrade included) over an in-memory transport.
+
+Nothing here touches the network or the real reactor: bytes move with
+L{twisted.test.iosim.IOPump}; every timer (ours, Twisted Web's and Autobahn's, which runs
+on C{txaio.config.loop}) runs on one L{Clock}.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+import txaio
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.websocket.types import ConnectionResponse
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
+from twisted.test.iosim import FakeTransport, IOPump
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Site
+from zope.interface import provider
+
+from shellylog.protocol import ShellyServerFactory, ShellyServerProtocol
+from shellylog.status import ChannelValues
+from shellylog.web import HealthResource, build_site
+from tests.fixtures import load_fixture
+
+txaio.use_twisted()
+
+DEVICE = "shellypro4pm-aabbccddeeff"
+
+
+def fixture_status(name: str) -> dict[str, Any]:
+    """The C{status} of a fixture file: a full status as a device sends it."""
+    status: dict[str, Any] = load_fixture(name)["status"]
+    return status
+
+
+def fixture_device_id(name: str) -> str:
+    """The device id of a fixture file's device."""
+    device_id: str = load_fixture(name)["shelly"]["id"]
+    return device_id
+
+
+@attrs.define
+class FakeSink:
+    """Records what the protocol hands the tracker, in order."""
+
+    calls: list[tuple[str, str, dict[int, ChannelValues] | None]] = attrs.field(factory=list)
+
+    def readings(self, device_id: str, values: dict[int, ChannelValues]) -> None:
+        self.calls.append(("readings", device_id, dict(values)))
+
+    def disconnected(self, device_id: str) -> None:
+        self.calls.append(("disconnected", device_id, None))
+
+    @property
+    def readings_calls(self) -> list[tuple[str, dict[int, ChannelValues]]]:
+        return [(d, v) for kind, d, v in self.calls if kind == "readings" and v is not None]
+
+    @property
+    def disconnected_calls(self) -> list[str]:
+        return [d for kind, d, _ in self.calls if kind == "disconnected"]
+
+
+class RecordingClient(WebSocketClientProtocol):
+    """A WebSocket client that remembers everything that happens to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.response: ConnectionResponse | None = None
+        self.opened = False
+        self.messages: list[tuple[bytes, bool]] = []
+        self.closed: tuple[bool, int | None, str | None] | None = None
+
+    def onConnect(self, response: ConnectionResponse) -> None:
+        self.response = response
+
+    def onOpen(self) -> None:
+        self.opened = True
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.messages.append((payload, isBinary))
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.closed = (wasClean, code, reason)
+
+    def json_messages(self) -> list[Any]:
+        """Every text message received so far, parsed."""
+        return [json.loads(payload) for payload, binary in self.messages if not binary]
+
+    def send_json(self, obj: object) -> None:
+        self.sendMessage(json.dumps(obj).encode("utf-8"))
+
+    def send_text(self, text: str | bytes) -> None:
+        self.sendMessage(text.encode("utf-8") if isinstance(text, str) else text)
+
+
+class RawClient(Protocol):
+    """A plain TCP client: sends nothing by itself, keeps every byte it gets."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.lost = False
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.lost = True
+
+    @property
+    def status_line(self) -> bytes:
+        return self.received.split(b"\r\n", 1)[0]
+
+    @property
+    def headers(self) -> dict[bytes, bytes]:
+        head = self.received.split(b"\r\n\r\n", 1)[0]
+        out: dict[bytes, bytes] = {}
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            out[name.strip().lower()] = value.strip()
+        return out
+
+    @property
+    def body(self) -> bytes:
+        return self.received.split(b"\r\n\r\n", 1)[1]
+
+
+@attrs.define
+class Connection:
+    """One client connected to the site, and the pump that moves its bytes."""
+
+    client: Any
+    client_transport: FakeTransport
+    server_transport: FakeTransport
+    pump: IOPump
+    clock: Clock
+
+    @property
+    def server(self) -> ShellyServerProtocol:
+        """The server's WebSocket protocol (it took the transport over from HTTP)."""
+        protocol = self.server_transport.protocol
+        assert isinstance(protocol, ShellyServerProtocol), protocol
+        return protocol
+
+    @property
+    def upgraded(self) -> bool:
+        return isinstance(self.server_transport.protocol, ShellyServerProtocol)
+
+    def flush(self) -> None:
+        self.pump.flush()
+
+    def advance(self, seconds: float, step: float = 1.0) -> None:
+        """Let C{seconds} pass in C{step}s, moving all bytes after each step."""
+        self.flush()
+        passed = 0.0
+        while passed < seconds:
+            delta = min(step, seconds - passed)
+            self.clock.advance(delta)
+            passed += delta
+            self.flush()
+
+
+class Harness:
+    """The real site with a L{ShellyServerFactory}, all on one L{Clock}."""
+
+    def __init__(
+        self,
+        case: SynchronousTestCase,
+        *,
+        poll_interval: float = 60.0,
+        channels: tuple[int, ...] = (0, 1, 2, 3),
+        rows_written: int = 0,
+    ) -> None:
+        self.clock = Clock()
+        # Autobahn's handshake, ping and close timers.
+        case.patch(txaio.config, "loop", self.clock)  # type: ignore[attr-defined]
+        self.sink = FakeSink()
+        self.rows_written = rows_written
+        self.factory = ShellyServerFactory(
+            sink=self.sink, clock=self.clock, channels=channels, poll_interval=poll_interval
+        )
+        self.health = HealthResource(
+            devices=lambda: len(self.factory.devices), rows_written=lambda: self.rows_written
+        )
+        self.site: Site = build_site(self.factory, self.health)
+        # Twisted Web's own timeouts.
+        self.site.reactor = self.clock
+        self._port = 40000
+
+    def _connect(self, client: Protocol, client_transport_protocol: Protocol) -> Connection:
+        self._port += 1
+        server_addr = IPv4Address("TCP", "127.0.0.1", 5000)
+        client_addr = IPv4Address("TCP", "192.0.2.7", self._port)
+        server = self.site.buildProtocol(client_addr)
+        assert server is not None
+        server_transport = FakeTransport(
+            server, isServer=True, hostAddress=server_addr, peerAddress=client_addr
+        )
+        client_transport = FakeTransport(
+            client_transport_protocol,
+            isServer=False,
+            hostAddress=client_addr,
+            peerAddress=server_addr,
+        )
+        server.makeConnection(server_transport)
+        client.makeConnection(client_transport)
+        pump = IOPump(client, server, client_transport, server_transport, False, clock=self.clock)
+        connection = Connection(client, client_transport, server_transport, pump, self.clock)
+        connection.flush()
+        return connection
+
+    def connect_ws(
+        self, path: str = "/ws", protocols: list[str] | None = None
+    ) -> tuple[RecordingClient, Connection]:
+        """Connect a real Autobahn client to C{path}; pump until quiet."""
+        client_factory = WebSocketClientFactory(
+            url=f"ws://127.0.0.1:5000{path}", protocols=protocols or [], reactor=self.clock
+        )
+        client_factory.protocol = RecordingClient
+        client = client_factory.buildProtocol(None)
+        assert isinstance(client, RecordingClient)
+        return client, self._connect(client, client)
+
+    def connect_raw(self, request: bytes) -> tuple[RawClient, Connection]:
+        """Send C{request} as raw bytes; pump until quiet."""
+        client = RawClient()
+        connection = self._connect(client, client)
+        connection.client_transport.write(request)
+        connection.flush()
+        return client, connection
+
+
+def capture_log(case: SynchronousTestCase) -> list[LogEvent]:
+    """Every log event emitted until the end of the test."""
+    events: list[LogEvent] = []
+
+    @provider(ILogObserver)
+    def observer(event: LogEvent) -> None:
+        events.append(event)
+
+    globalLogPublisher.addObserver(observer)
+    case.addCleanup(globalLogPublisher.removeObserver, observer)
+    return events
+
+
+def warnings_from(events: list[LogEvent], namespace: str = "shellylog.protocol") -> list[str]:
+    """The formatted text of every warning (or worse) logged in C{namespace}."""
+    return [
+        formatEvent(e)
+        for e in events
+        if e.get("log_namespace") == namespace
+        and e.get("log_level") in (LogLevel.warn, LogLevel.error, LogLevel.critical)
+    ]

@@ -1,0 +1,274 @@
+"""
+Tests for L{shellylog.tap}: the C{twistd shellylog} command line and the service it builds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from zoneinfo import ZoneInfo
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IServiceMaker, MultiService
+from twisted.internet.error import CannotListenError
+from twisted.internet.testing import MemoryReactorClock
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial.unittest import TestCase
+from twisted.web.server import Site
+
+from shellylog import tap
+from shellylog.minutes import MinuteService
+from shellylog.tap import Options, makeService
+
+
+def parse(*args: str) -> Options:
+    """Options parsed from C{args}, as twistd would after the C{shellylog} sub-command."""
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+class OptionsDefaultsTests(TestCase):
+    """Without arguments every option has its documented, already converted default."""
+
+    def setUp(self) -> None:
+        self.options = parse()
+
+    def test_port(self) -> None:
+        self.assertEqual(self.options["port"], "tcp:5000")
+
+    def test_csv(self) -> None:
+        """The default file name is made absolute against the working directory."""
+        csv = self.options["csv"]
+        self.assertTrue(os.path.isabs(csv))
+        self.assertEqual(csv, os.path.join(os.getcwd(), "shelly_ws_log.csv"))
+
+    def test_channels(self) -> None:
+        self.assertEqual(self.options["channels"], (0, 1, 2, 3))
+
+    def test_threshold(self) -> None:
+        self.assertEqual(self.options["threshold"], 5.0)
+        self.assertIsInstance(self.options["threshold"], float)
+
+    def test_tz(self) -> None:
+        self.assertEqual(self.options["tz"], "UTC")
+        self.assertEqual(self.options["zone"], ZoneInfo("UTC"))
+
+    def test_max_carry(self) -> None:
+        self.assertEqual(self.options["max-carry"], 10)
+        self.assertIsInstance(self.options["max-carry"], int)
+
+    def test_poll(self) -> None:
+        self.assertEqual(self.options["poll"], 60.0)
+        self.assertIsInstance(self.options["poll"], float)
+
+
+class OptionsAcceptedTests(TestCase):
+    """Values that are accepted, and what they become."""
+
+    def test_bare_port_number(self) -> None:
+        self.assertEqual(parse("--port", "5000")["port"], "tcp:5000")
+
+    def test_short_port_option(self) -> None:
+        self.assertEqual(parse("-p", "8080")["port"], "tcp:8080")
+
+    def test_endpoint_string(self) -> None:
+        description = "tcp:5000:interface=127.0.0.1"
+        self.assertEqual(parse("--port", description)["port"], description)
+
+    def test_csv_in_existing_folder(self) -> None:
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        path = os.path.join(folder, "power.csv")
+        self.assertEqual(parse("--csv", path)["csv"], path)
+        # Parsing checks; it does not create the file.
+        self.assertFalse(os.path.exists(path))
+
+    def test_csv_existing_file(self) -> None:
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("")
+        self.assertEqual(parse("--csv", path)["csv"], path)
+
+    def test_channels_sorted_and_deduplicated(self) -> None:
+        self.assertEqual(parse("--channels", "3,1,1")["channels"], (1, 3))
+
+    def test_channels_with_spaces(self) -> None:
+        self.assertEqual(parse("--channels", " 2, 0 ")["channels"], (0, 2))
+
+    def test_threshold(self) -> None:
+        self.assertEqual(parse("--threshold", "12.5")["threshold"], 12.5)
+
+    def test_negative_threshold(self) -> None:
+        """A negative threshold is allowed: every reading with a number is active."""
+        self.assertEqual(parse("--threshold", "-1")["threshold"], -1.0)
+
+    def test_tz(self) -> None:
+        options = parse("--tz", "Europe/Berlin")
+        self.assertEqual(options["tz"], "Europe/Berlin")
+        self.assertEqual(options["zone"], ZoneInfo("Europe/Berlin"))
+
+    def test_max_carry_zero(self) -> None:
+        self.assertEqual(parse("--max-carry", "0")["max-carry"], 0)
+
+    def test_poll_zero_turns_polling_off(self) -> None:
+        self.assertEqual(parse("--poll", "0")["poll"], 0.0)
+
+    def test_poll_one_second(self) -> None:
+        self.assertEqual(parse("--poll", "1")["poll"], 1.0)
+
+
+class OptionsRejectedTests(TestCase):
+    """
+    Every unusable value is refused while parsing, with a L{usage.UsageError} whose
+    message names the option.
+    """
+
+    def assertRejected(self, option: str, value: str) -> str:
+        error = self.assertRaises(usage.UsageError, parse, f"--{option}", value)
+        message = str(error)
+        self.assertIn(f"--{option}", message)
+        return message
+
+    def test_port_not_a_number(self) -> None:
+        self.assertRejected("port", "tcp:notaport")
+
+    def test_port_unknown_endpoint_type(self) -> None:
+        self.assertRejected("port", "bogus:1")
+
+    def test_port_empty(self) -> None:
+        self.assertRejected("port", "")
+
+    def test_csv_missing_folder(self) -> None:
+        missing = os.path.abspath(self.mktemp())
+        message = self.assertRejected("csv", os.path.join(missing, "log.csv"))
+        self.assertIn("does not exist", message)
+
+    def test_csv_is_a_directory(self) -> None:
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        message = self.assertRejected("csv", folder)
+        self.assertIn("not a regular file", message)
+
+    def test_csv_empty(self) -> None:
+        self.assertRejected("csv", "")
+
+    def test_channels_not_a_number(self) -> None:
+        self.assertRejected("channels", "a")
+
+    def test_channels_empty_item(self) -> None:
+        self.assertRejected("channels", "1,,2")
+
+    def test_channels_negative(self) -> None:
+        self.assertRejected("channels", "-1")
+
+    def test_channels_empty(self) -> None:
+        self.assertRejected("channels", "")
+
+    def test_channels_blank(self) -> None:
+        self.assertRejected("channels", " ")
+
+    def test_threshold_not_a_number(self) -> None:
+        self.assertRejected("threshold", "abc")
+
+    def test_threshold_nan(self) -> None:
+        self.assertRejected("threshold", "nan")
+
+    def test_threshold_infinite(self) -> None:
+        self.assertRejected("threshold", "inf")
+
+    def test_tz_unknown(self) -> None:
+        self.assertRejected("tz", "Mars/Base")
+
+    def test_tz_empty(self) -> None:
+        self.assertRejected("tz", "")
+
+    def test_max_carry_negative(self) -> None:
+        self.assertRejected("max-carry", "-1")
+
+    def test_max_carry_fraction(self) -> None:
+        self.assertRejected("max-carry", "1.5")
+
+    def test_poll_negative(self) -> None:
+        self.assertRejected("poll", "-5")
+
+    def test_poll_below_one_second(self) -> None:
+        self.assertRejected("poll", "0.5")
+
+    def test_poll_not_a_number(self) -> None:
+        self.assertRejected("poll", "x")
+
+    def test_poll_infinite(self) -> None:
+        self.assertRejected("poll", "inf")
+
+
+class MakeServiceTests(TestCase):
+    """L{makeService} wires the parsed options into one service."""
+
+    def options(self, *args: str) -> Options:
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        self.csv = os.path.join(folder, "log.csv")
+        return parse("--csv", self.csv, *args)
+
+    def test_multi_service(self) -> None:
+        """
+        The service is a L{MultiService} holding the endpoint service (the one HTTP site)
+        and the minute tick.
+        """
+        service = makeService(self.options(), MemoryReactorClock())
+        self.assertIsInstance(service, MultiService)
+        assert isinstance(service, MultiService)
+        children = list(service)
+        listeners = [s for s in children if isinstance(s, StreamServerEndpointService)]
+        self.assertEqual(len(listeners), 1)
+        self.assertIsInstance(listeners[0].factory, Site)
+        self.assertEqual(len([s for s in children if isinstance(s, MinuteService)]), 1)
+
+    def test_listens_on_configured_endpoint(self) -> None:
+        """
+        Started, the service listens with the site on the endpoint from C{--port}, opens
+        the CSV file (header only), and leaves nothing scheduled once stopped.
+        """
+        reactor = MemoryReactorClock()
+        service = makeService(self.options("--port", "tcp:5001:interface=127.0.0.1"), reactor)
+        service.startService()
+        self.assertEqual(len(reactor.tcpServers), 1)
+        port, factory, _backlog, interface = reactor.tcpServers[0]
+        self.assertEqual((port, interface), (5001, "127.0.0.1"))
+        self.assertIsInstance(factory, Site)
+        self.assertTrue(os.path.isfile(self.csv))
+        self.successResultOf(service.stopService())
+        self.assertEqual(reactor.getDelayedCalls(), [])
+        with open(self.csv, encoding="utf-8") as f:
+            self.assertEqual(
+                f.read(),
+                "timestamp_iso,device_id,channel,apower_W,voltage_V,current_A,"
+                "energy_total_Wh\n",
+            )
+
+    def test_port_in_use_fails_start(self) -> None:
+        """
+        A port that cannot be listened on fails the (privileged) start, as twistd runs it,
+        rather than leaving a server that accepts no device.
+        """
+        taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        number = taken.getsockname()[1]
+        service = makeService(self.options("--port", f"tcp:{number}:interface=127.0.0.1"))
+        self.assertRaises(CannotListenError, service.privilegedStartService)
+
+
+class PluginTests(TestCase):
+    """The twistd plugin is found through Twisted's plugin system."""
+
+    def test_discoverable(self) -> None:
+        makers = [m for m in getPlugins(IServiceMaker) if m.tapname == "shellylog"]
+        self.assertEqual(len(makers), 1)
+        maker = makers[0]
+        self.assertIs(maker.options, tap.Options)
+        self.assertIs(maker.makeService, tap.makeService)
+        self.assertTrue(maker.description)
