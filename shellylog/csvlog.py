@@ -1,19 +1,39 @@
 """
-The CSV sink: row formatting (pure) and the append-only file it goes to.
+The CSV sink: row formatting and parsing (pure), and the append-only file the rows go to.
+
+The file is written so that nothing is lost or written twice: a tick's rows go out in one
+C{write} of whole lines (undone by truncation if it fails half-way), rows that could not be
+written wait in memory in order and go out at the next tick, and at start-up the tail of
+the file tells which minutes were already written.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterable
 from datetime import datetime, tzinfo
-from typing import TextIO
 
 from attrs import define, field
+from twisted.logger import Logger
 
+from shellylog.rpc import is_safe_id
 from shellylog.status import Number
 from shellylog.tracker import MINUTE, Row
 
+log = Logger(namespace="shellylog.csvlog")
+
 HEADER = "timestamp_iso,device_id,channel,apower_W,voltage_V,current_A,energy_total_Wh"
+HEADER_LINE = (HEADER + "\n").encode("ascii")
+
+#: How much of the file's end is read at start-up to learn the minutes already written.
+RESUME_WINDOW = 8 * 1024 * 1024
+
+ChannelKey = tuple[str, int]
+
+
+class CsvFileError(Exception):
+    """The CSV file is not one shellylog may append to; it is left untouched."""
 
 
 def format_number(value: Number | None) -> str:
@@ -26,9 +46,9 @@ def minute_timestamp(minute: int, zone: tzinfo) -> str:
     return datetime.fromtimestamp(minute * MINUTE, zone).isoformat()
 
 
-def format_rows(rows: Iterable[Row], zone: tzinfo) -> str:
+def format_rows(rows: Iterable[Row], zone: tzinfo) -> list[str]:
     """
-    The CSV text of C{rows}, one C{\\n}-terminated line each.
+    The CSV lines of C{rows}, each C{\\n}-terminated.
 
     Device ids are safe ids (no comma, quote or line break), so no field needs quoting.
     """
@@ -44,42 +64,218 @@ def format_rows(rows: Iterable[Row], zone: tzinfo) -> str:
             f"{format_number(v.voltage)},{format_number(v.current)},"
             f"{format_number(v.energy_total)}\n"
         )
-    return "".join(lines)
+    return lines
+
+
+def parse_row_key(line: str) -> tuple[int, str, int] | None:
+    """C{(minute, device_id, channel)} of one of our CSV lines, or C{None} if it is not one."""
+    parts = line.split(",")
+    if len(parts) != 7 or not is_safe_id(parts[1]) or not parts[2].isdigit():
+        return None
+    try:
+        stamp = datetime.fromisoformat(parts[0])
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        return None
+    return int(stamp.timestamp()) // MINUTE, parts[1], int(parts[2])
+
+
+def check_header(path: str) -> None:
+    """
+    Refuse a file whose first line is not our header (or a torn start of it).
+
+    @raise CsvFileError: naming the file and what its first line is.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(HEADER_LINE) + 1)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise CsvFileError(f"cannot read {path}: {e.strerror}") from None
+    if not head or head.startswith(HEADER_LINE):
+        return
+    if b"\n" not in head and HEADER_LINE.startswith(head):
+        return  # a header torn by a crash; open() completes it
+    first = head.split(b"\n", 1)[0][: len(HEADER_LINE)]
+    raise CsvFileError(
+        f"{path} does not start with shellylog's header: its first line is {first!r}, "
+        f"expected {HEADER!r}. Refusing to append to it; choose another --csv file."
+    )
+
+
+def _last_minutes(tail: bytes) -> dict[ChannelKey, int]:
+    last: dict[ChannelKey, int] = {}
+    for raw in tail.split(b"\n"):
+        key = parse_row_key(raw.decode("utf-8", "replace"))
+        if key is None:
+            continue
+        minute, device_id, channel = key
+        if last.get((device_id, channel), -1) < minute:
+            last[(device_id, channel)] = minute
+    return last
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 @define
 class CsvSink:
     """
-    The append-only CSV file. The header is written when the file is missing or empty;
-    each L{write} is one write and one flush.
+    The append-only CSV file.
+
+    L{write} never raises for a file system error: the rows stay queued in order (at most
+    C{max_pending}; beyond that new rows are dropped and counted) and every later
+    L{write} tries again. C{problem} says why rows are waiting, for the health check.
     """
 
     path: str
     zone: tzinfo
+    fsync: bool = True
+    max_pending: int = 1_000_000
     rows_written: int = 0
-    _file: TextIO | None = field(default=None, init=False)
+    rows_dropped: int = 0
+    write_errors: int = 0
+    problem: str | None = None
+    _pending: list[bytes] = field(factory=list)
+    _fd: int | None = None
+    # Bytes of whole lines in the file; anything past it is a torn write to undo.
+    _size: int = 0
 
-    def open(self) -> None:
-        """Open the file for appending, writing the header if it is new or empty."""
-        f = self._file = open(self.path, "a", encoding="utf-8", newline="")
-        if f.tell() == 0:
-            f.write(HEADER + "\n")
-            f.flush()
+    @property
+    def pending(self) -> int:
+        """Rows waiting to be written."""
+        return len(self._pending)
+
+    def open(self) -> dict[ChannelKey, int]:
+        """
+        Check and repair the file, open it for appending, and return the newest minute
+        already written per (device, channel) as read from the file's end.
+
+        @raise CsvFileError: if the file has another header; it is left untouched.
+        """
+        check_header(self.path)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            start = max(0, size - RESUME_WINDOW)
+            tail = os.pread(fd, size - start, start)
+            cut = tail.rfind(b"\n") + 1
+            if start + cut < size:
+                # Power was lost mid-write: drop the torn last line.
+                log.warn(
+                    "{path} ended in a torn line; cut back to the last complete line, "
+                    "dropping {count} bytes: {dropped!r}",
+                    path=self.path,
+                    count=size - start - cut,
+                    dropped=tail[cut : cut + 200],
+                )
+                os.ftruncate(fd, start + cut)
+                size = start + cut
+            if size == 0:
+                _write_all(fd, HEADER_LINE)
+                size = len(HEADER_LINE)
+                if self.fsync:
+                    os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd, self._size = fd, size
+        if start > 0:
+            tail = tail[tail.find(b"\n") + 1 :]  # the window began inside a line
+            cut = tail.rfind(b"\n") + 1
+        return _last_minutes(tail[:cut])
 
     def write(self, rows: list[Row]) -> None:
-        """Append C{rows} in one write, then flush them to the operating system."""
-        if not rows:
+        """Queue C{rows} after any still waiting, then try to write them all."""
+        if rows:
+            lines = format_rows(rows, self.zone)
+            room = self.max_pending - len(self._pending)
+            if len(lines) > room:
+                dropped = len(lines) - max(room, 0)
+                self.rows_dropped += dropped
+                log.error(
+                    "rows_dropped: {count} rows lost, {pending} already wait for the disk "
+                    "(--max-pending)",
+                    count=dropped,
+                    pending=len(self._pending),
+                )
+                lines = lines[: max(room, 0)]
+            self._pending.extend(line.encode("utf-8") for line in lines)
+        if self._pending:
+            self._flush()
+
+    def _reopen_if_moved(self) -> None:
+        # A file renamed or deleted under us (logrotate, a user) gets a fresh successor.
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            moved = True
+        else:
+            own = os.fstat(self._fd) if self._fd is not None else None
+            moved = own is None or (st.st_dev, st.st_ino) != (own.st_dev, own.st_ino)
+        if not moved:
             return
-        if self._file is None:
-            self.open()
-        assert self._file is not None
-        self._file.write(format_rows(rows, self.zone))
-        self._file.flush()
-        self.rows_written += len(rows)
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            log.info("{path} was moved away; starting a new file", path=self.path)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self._fd, self._size = fd, os.fstat(fd).st_size
+
+    def _flush(self) -> None:
+        fd = None
+        try:
+            self._reopen_if_moved()
+            fd = self._fd
+            assert fd is not None
+            if os.fstat(fd).st_size != self._size:
+                os.ftruncate(fd, self._size)  # undo a torn earlier attempt
+            data = b"".join(self._pending)
+            if self._size == 0:
+                data = HEADER_LINE + data
+            try:
+                _write_all(fd, data)
+            except OSError:
+                try:
+                    os.ftruncate(fd, self._size)
+                except OSError:
+                    pass  # retried before the next write
+                raise
+        except OSError as e:
+            self.write_errors += 1
+            reason = f"cannot write {self.path}: {e.strerror or errno.errorcode.get(e.errno or 0)}"
+            if self.problem != reason:
+                log.error(
+                    "write_failed: {reason}; {count} rows wait and are retried every minute",
+                    reason=reason,
+                    count=len(self._pending),
+                )
+            self.problem = reason
+            return
+        self._size += len(data)
+        count = len(self._pending)
+        self._pending = []
+        self.rows_written += count
+        if self.problem is not None:
+            log.info("rows_written: the disk took {count} waiting rows", count=count)
+        self.problem = None
+        if self.fsync:
+            try:
+                os.fsync(fd)
+            except OSError as e:
+                # The rows are in the file already: retrying would write them twice.
+                self.write_errors += 1
+                log.error("fsync of {path} failed: {error}", path=self.path,
+                          error=e.strerror)
 
     def close(self) -> None:
-        """Flush and close the file."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
+        """Close the file (rows still waiting stay in memory)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -18,9 +18,12 @@ log = Logger(namespace="shellylog.minutes")
 
 
 class RowSink(Protocol):
-    """Where rows go (the CSV sink)."""
+    """Where rows go (the CSV sink). C{write} keeps what it cannot write yet."""
 
-    def open(self) -> None: ...
+    @property
+    def pending(self) -> int: ...
+
+    def open(self) -> dict[tuple[str, int], int]: ...
 
     def write(self, rows: list[Row]) -> None: ...
 
@@ -38,13 +41,13 @@ class MinuteService(Service):
         self.sink = sink
         self.clock = clock
         self._first: IDelayedCall | None = None
-        # Rows taken from the tracker that the sink has not accepted yet, oldest first.
-        self._unwritten: list[Row] = []
         self._loop: LoopingCall | None = None
 
     def startService(self) -> None:
         super().startService()
-        self.sink.open()
+        # What the file already holds is never written again, across restarts (rule 4).
+        for (device_id, channel), minute in self.sink.open().items():
+            self.tracker.resume(device_id, channel, minute)
         now = self.clock.seconds()
         delay = MINUTE - (now % MINUTE)
         self._first = self.clock.callLater(delay, self._start_loop)
@@ -56,25 +59,17 @@ class MinuteService(Service):
         # LoopingCall keeps to the grid of its start time, which is a minute boundary.
         self._loop.start(MINUTE, now=True)
 
-    def _flush(self, rows: list[Row]) -> int:
-        """Write what an earlier tick could not, then C{rows}; keep them all on failure."""
-        self._unwritten.extend(rows)
-        batch = self._unwritten
-        self.sink.write(batch)
-        self._unwritten = []
-        return len(batch)
-
     def tick(self) -> None:
         """Write the rows of every minute completed since the last tick."""
         try:
-            count = self._flush(self.tracker.close_completed())
+            rows = self.tracker.close_completed()
+            self.sink.write(rows)
         except Exception:
-            # The loop must survive whatever went wrong this minute; the rows wait.
-            log.failure("minute tick failed; {count} rows wait for the next tick",
-                        count=len(self._unwritten))
+            # The loop must survive whatever went wrong this minute.
+            log.failure("minute tick failed")
         else:
-            if count:
-                log.debug("rows_written {count}", count=count)
+            if rows:
+                log.debug("rows_written: {count} rows closed this tick", count=len(rows))
 
     def stopService(self) -> None:
         super().stopService()
@@ -84,8 +79,13 @@ class MinuteService(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
+        rows = self.tracker.shutdown()
         try:
-            count = self._flush(self.tracker.shutdown())
+            self.sink.write(rows)
         finally:
             self.sink.close()
-        log.info("stopped; wrote {count} rows of the last minutes", count=count)
+        if self.sink.pending:
+            log.error("stopped with {count} rows that could not be written",
+                      count=self.sink.pending)
+        else:
+            log.info("stopped; wrote the {count} rows of the last minutes", count=len(rows))

@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Protocol
 
+from attrs import frozen
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from autobahn.websocket.types import ConnectionRequest
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from shellylog.admission import Admission
 from shellylog.rpc import (
     ErrorResponse,
     Frame,
@@ -37,6 +39,30 @@ GET_STATUS = "Shelly.GetStatus"
 ENABLE_NOTIFY = "NotifyStatus"
 # Answers we still wait for, per connection; a device that never answers must not grow it.
 MAX_OUTSTANDING = 64
+# Binary frames tolerated on one connection before it is closed: devices never send any.
+MAX_BINARY = 10
+RATE_WINDOW = 60.0
+
+# WebSocket close codes (RFC 6455, section 7.4.1).
+CLOSE_NORMAL = 1000
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_POLICY_VIOLATION = 1008
+
+
+@frozen
+class Limits:
+    """
+    What one peer may cost us.
+
+    @ivar max_message: bytes in one WebSocket message (larger: closed with 1009).
+    @ivar max_rate: frames per minute per connection (beyond: dropped; beyond twice
+        that: closed with 1008).
+    @ivar max_connections: open WebSocket connections (beyond: HTTP 503 at the handshake).
+    """
+
+    max_message: int = 256 * 1024
+    max_rate: int = 600
+    max_connections: int = 10000
 
 
 class ReadingSink(Protocol):
@@ -66,10 +92,21 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         self._outstanding: dict[int | str, str] = {}
         self._poller: LoopingCall | None = None
         self.rejected: Counter[str] = Counter()
+        # The device-id globs this connection's token admits.
+        self._admitted: tuple[str, ...] = ()
+        self._window_start = 0.0
+        self._window_frames = 0
 
     # -- handshake and life cycle ------------------------------------------------------
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
+        tokens = request.params.get("token") or [None]
+        admitted = self.factory.admission.admit(tokens[0])
+        if admitted is None:
+            self.factory.rejected["bad_token"] += 1
+            log.warn("refused {peer}: missing or wrong token", peer=self.peer)
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "missing or wrong token")
+        self._admitted = admitted
         if SUBPROTOCOL in request.protocols:
             return SUBPROTOCOL
         return None
@@ -122,7 +159,11 @@ class ShellyServerProtocol(WebSocketServerProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         try:
+            if not self._within_rate():
+                return
             if isBinary:
+                if self.rejected["binary"] + 1 >= MAX_BINARY:
+                    self._close(CLOSE_UNSUPPORTED_DATA, "binary frames")
                 raise FrameError("binary", "binary frame; devices send text")
             self._handle(decode_frame(payload))
         except FrameError as e:
@@ -130,6 +171,26 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         except Exception:
             self._reject("internal", "unexpected error")
             log.failure("unexpected error on a frame from {peer}", peer=self.peer)
+
+    def _within_rate(self) -> bool:
+        """Count a frame in this minute's window; drop it, or close, past the limit."""
+        now = self.factory.clock.seconds()
+        if not 0 <= now - self._window_start < RATE_WINDOW:
+            self._window_start, self._window_frames = now, 0
+        self._window_frames += 1
+        limit = self.factory.limits.max_rate
+        if self._window_frames <= limit:
+            return True
+        self._reject("rate_limited", f"more than {limit} frames a minute")
+        if self._window_frames > 2 * limit:
+            self._close(CLOSE_POLICY_VIOLATION, "too many frames")
+        return False
+
+    def _close(self, code: int, reason: str) -> None:
+        if self.state == self.STATE_OPEN:
+            log.warn("closing {peer} ({device}) with {code}: {why}", peer=self.peer,
+                     device=self.device_id, code=code, why=reason)
+            self.sendClose(code=code, reason=reason)
 
     def _reject(self, reason: str, detail: str) -> None:
         self.factory.rejected[reason] += 1
@@ -149,6 +210,9 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         if not is_safe_id(src):
             raise FrameError("bad_src", f"src {printable(src)} is not a safe device id")
         if self.device_id is None:
+            if not self.factory.admission.may_log(src, self._admitted):
+                self._close(CLOSE_POLICY_VIOLATION, "device not allowed")
+                raise FrameError("not_allowed", f"device {src} is not allowed here")
             self.device_id = src
             self.factory.bind(self)
             log.info("device {device} connected from {peer}", device=src, peer=self.peer)
@@ -230,12 +294,16 @@ class ShellyServerFactory(WebSocketServerFactory):
         clock: IReactorTime,
         channels: tuple[int, ...] = (0, 1, 2, 3),
         poll_interval: float = 60.0,
+        limits: Limits | None = None,
+        admission: Admission | None = None,
     ) -> None:
         super().__init__()
         self.sink = sink
         self.clock = clock
         self.channels = channels
         self.poll_interval = poll_interval
+        self.limits = limits = limits or Limits()
+        self.admission = admission or Admission()
         self.devices: dict[str, ShellyServerProtocol] = {}
         self.rejected: Counter[str] = Counter()
         self.setProtocolOptions(
@@ -244,8 +312,13 @@ class ShellyServerFactory(WebSocketServerFactory):
             # Close codes must reach the peer as close frames, not as a dropped socket.
             failByDrop=False,
             openHandshakeTimeout=5,
+            # A ping every 30 s; a peer silent for 60 s (30 s after an unanswered ping) is
+            # dropped.
             autoPingInterval=30,
             autoPingTimeout=30,
+            maxMessagePayloadSize=limits.max_message,
+            maxFramePayloadSize=limits.max_message,
+            maxConnections=limits.max_connections,
         )
 
     def bind(self, connection: ShellyServerProtocol) -> None:

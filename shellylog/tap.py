@@ -15,9 +15,10 @@ from twisted.internet import endpoints
 from twisted.internet.interfaces import IReactorTime
 from twisted.python import usage
 
-from shellylog.csvlog import CsvSink
+from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
+from shellylog.csvlog import CsvFileError, CsvSink, check_header
 from shellylog.minutes import MinuteService
-from shellylog.protocol import ShellyServerFactory
+from shellylog.protocol import Limits, ShellyServerFactory
 from shellylog.tracker import ChannelTracker
 from shellylog.web import HealthResource, build_site
 
@@ -32,14 +33,52 @@ def _number(option: str, text: str) -> float:
     return value
 
 
-def _whole(option: str, text: str) -> int:
+def _whole(option: str, text: str, minimum: int = 0) -> int:
     try:
         value = int(text)
     except ValueError:
         raise usage.UsageError(f"--{option}: not a whole number: {text!r}") from None
-    if value < 0:
-        raise usage.UsageError(f"--{option}: must be 0 or more, got {value}")
+    if value < minimum:
+        raise usage.UsageError(f"--{option}: must be {minimum} or more, got {value}")
     return value
+
+
+_SIZE_UNITS = {"": 1, "k": 1024, "kib": 1024, "m": 1024 * 1024, "mib": 1024 * 1024}
+
+
+def _size(option: str, text: str) -> int:
+    """Bytes, with an optional binary suffix: C{262144}, C{256KiB}, C{1MiB}."""
+    stripped = text.strip()
+    digits = stripped.rstrip("KkMmIiBb")
+    unit = _SIZE_UNITS.get(stripped[len(digits):].lower())
+    if unit is None or not digits.isdigit():
+        raise usage.UsageError(f"--{option}: a size in bytes such as 262144 or 256KiB, "
+                               f"got {text!r}")
+    value = int(digits) * unit
+    if value < 1024:
+        raise usage.UsageError(f"--{option}: at least 1024 bytes, got {value}")
+    return value
+
+
+def _switch(option: str, text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("on", "yes", "true", "1"):
+        return True
+    if value in ("off", "no", "false", "0"):
+        return False
+    raise usage.UsageError(f"--{option}: 'on' or 'off', got {text!r}")
+
+
+def _token_file(path: str) -> tuple[TokenRule, ...]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise usage.UsageError(f"--token-file: cannot read {path!r}: {e.strerror}") from None
+    try:
+        return parse_token_file(text)
+    except ValueError as e:
+        raise usage.UsageError(f"--token-file: {path}: {e}") from None
 
 
 def _channels(text: str) -> tuple[int, ...]:
@@ -79,6 +118,10 @@ def _csv_path(text: str) -> str:
         raise usage.UsageError(f"--csv: folder {folder!r} does not exist")
     if os.path.exists(path) and not os.path.isfile(path):
         raise usage.UsageError(f"--csv: {path!r} exists and is not a regular file")
+    try:
+        check_header(path)
+    except CsvFileError as e:
+        raise usage.UsageError(f"--csv: {e}") from None
     return path
 
 
@@ -98,7 +141,24 @@ class Options(usage.Options):
         ["tz", None, "UTC", "IANA time zone in which row timestamps are written."],
         ["max-carry", None, "10", "Minutes a last active reading may be carried forward."],
         ["poll", None, "60", "Seconds between Shelly.GetStatus requests; 0 turns polling off."],
+        ["fsync", None, "on", "on/off: fsync the CSV file after each minute's write."],
+        ["max-pending", None, "1000000", "Rows kept in memory while the CSV cannot be written."],
+        ["max-message", None, "256KiB", "Largest WebSocket message accepted (closed with 1009)."],
+        ["max-rate", None, "600", "Frames per minute accepted from one connection."],
+        ["max-connections", None, "10000", "Open device connections (beyond: HTTP 503)."],
+        ["token", None, None, "A secret devices must give as /ws?token=SECRET."],
+        ["token-file", None, None, "A file of 'token device-id-glob' lines (instead of --token)."],
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["allow"] = []
+
+    def opt_allow(self, glob: str) -> None:
+        """Log only devices whose id matches this glob (repeatable)."""
+        if not glob.strip():
+            raise usage.UsageError("--allow: empty glob")
+        self["allow"].append(glob.strip())
 
     def postOptions(self) -> None:
         self["port"] = _endpoint_description(self["port"])
@@ -111,6 +171,28 @@ class Options(usage.Options):
         if poll != 0 and poll < 1:
             raise usage.UsageError(f"--poll: 0 (off) or at least 1 second, got {poll:g}")
         self["poll"] = poll
+        self["fsync"] = _switch("fsync", self["fsync"])
+        self["max-pending"] = _whole("max-pending", self["max-pending"], minimum=1)
+        self["max-message"] = _size("max-message", self["max-message"])
+        self["max-rate"] = _whole("max-rate", self["max-rate"], minimum=1)
+        self["max-connections"] = _whole("max-connections", self["max-connections"], minimum=1)
+        if self["token"] is not None and self["token-file"] is not None:
+            raise usage.UsageError("--token and --token-file: give one or the other")
+        if self["token"] is not None:
+            token = self["token"]
+            if not token or any(c.isspace() for c in token) or len(token) > 256:
+                raise usage.UsageError("--token: 1 to 256 characters without spaces")
+            tokens: tuple[TokenRule, ...] = (TokenRule(token, ANY_DEVICE),)
+        elif self["token-file"] is not None:
+            tokens = _token_file(self["token-file"])
+        else:
+            tokens = ()
+        self["admission"] = Admission(tokens=tokens, allow=tuple(self["allow"]))
+        self["limits"] = Limits(
+            max_message=self["max-message"],
+            max_rate=self["max-rate"],
+            max_connections=self["max-connections"],
+        )
 
 
 def makeService(
@@ -125,17 +207,27 @@ def makeService(
     tracker = ChannelTracker(
         clock=reactor, threshold=options["threshold"], max_carry=options["max-carry"]
     )
-    sink = CsvSink(path=options["csv"], zone=options["zone"])
+    sink = CsvSink(
+        path=options["csv"],
+        zone=options["zone"],
+        fsync=options.get("fsync", True),
+        max_pending=options.get("max-pending", 1_000_000),
+    )
     factory = ShellyServerFactory(
         sink=tracker,
         clock=reactor,
         channels=options["channels"],
         poll_interval=options["poll"],
+        limits=options.get("limits", Limits()),
+        admission=options.get("admission", Admission()),
     )
     health = HealthResource(
-        devices=lambda: len(factory.devices), rows_written=lambda: sink.rows_written
+        devices=lambda: len(factory.devices),
+        rows_written=lambda: sink.rows_written,
+        problem=lambda: sink.problem if sink.pending else None,
+        rows_pending=lambda: sink.pending,
     )
-    site = build_site(factory, health)
+    site = build_site(factory, health, reactor)
 
     top = MultiService()
     # Added first, so it stops last: the port closes before the final minute is written.

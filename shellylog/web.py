@@ -11,24 +11,46 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import Request, Site
 
+#: Seconds a peer has to send a complete HTTP request (the WebSocket handshake included).
+REQUEST_TIMEOUT = 5
+
+
+def _no_problem() -> str | None:
+    return None
+
 
 class HealthResource(Resource):
     """
     C{GET /}: C{ok}, the number of connected devices and the rows written since start,
-    as plain text, one C{key: value} a line after the first.
+    as plain text, one C{key: value} a line after the first. While rows wait because the
+    CSV file cannot be written, the answer is 503 and its first line says why.
     """
 
     isLeaf = True
 
-    def __init__(self, devices: Callable[[], int], rows_written: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        devices: Callable[[], int],
+        rows_written: Callable[[], int],
+        problem: Callable[[], str | None] = _no_problem,
+        rows_pending: Callable[[], int] = int,
+    ) -> None:
         super().__init__()
         self._devices = devices
         self._rows_written = rows_written
+        self._problem = problem
+        self._rows_pending = rows_pending
 
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
-        body = f"ok\ndevices: {self._devices()}\nrows_written: {self._rows_written()}\n"
+        problem = self._problem()
+        if problem is not None:
+            request.setResponseCode(503)
+        body = f"{'ok' if problem is None else 'error: ' + problem}\n"
+        body += f"devices: {self._devices()}\nrows_written: {self._rows_written()}\n"
+        if problem is not None:
+            body += f"rows_pending: {self._rows_pending()}\n"
         return body.encode("utf-8")
 
 
@@ -44,11 +66,36 @@ class DeviceSocketResource(WebSocketResource):
         return super().render(request)  # type: ignore[no-any-return]
 
 
-def build_site(ws_factory: WebSocketServerFactory, health: HealthResource) -> Site:
-    """The site: C{/} health, C{/ws} and C{/ws/} devices, everything else 404."""
+def _text(raw: bytes | None, limit: int = 200) -> str:
+    # Peer-supplied bytes, escaped so that no quote or control character reaches the log.
+    return ascii((raw or b"-")[:limit].decode("latin-1"))[1:-1].replace('"', "\\x22")
+
+
+def access_log_line(timestamp: str, request: Request) -> str:
+    """
+    A combined-log-format line without the query string: devices carry their token there,
+    and a token must never reach a log.
+    """
+    path = request.uri.split(b"?", 1)[0]
+    host = getattr(request.getClientAddress(), "host", "-")
+    return (
+        f'"{host}" - - {timestamp} "{_text(request.method)} {_text(path)} '
+        f'{_text(request.clientproto)}" {request.code} {request.sentLength or "-"} '
+        f'"{_text(request.getHeader(b"referer"))}" "{_text(request.getHeader(b"user-agent"))}"'
+    )
+
+
+def build_site(
+    ws_factory: WebSocketServerFactory, health: HealthResource, clock: object = None
+) -> Site:
+    """
+    The site: C{/} health, C{/ws} and C{/ws/} devices, everything else 404. C{clock}
+    runs its request timeout (the global reactor when C{None}).
+    """
     root = Resource()
     root.putChild(b"", health)
     root.putChild(b"ws", DeviceSocketResource(ws_factory))
-    site = Site(root)
+    site = Site(root, logFormatter=access_log_line, timeout=REQUEST_TIMEOUT, reactor=clock)
     site.displayTracebacks = False
     return site
+

@@ -4,17 +4,30 @@ Row format (rule 7) and the CSV file.
 
 from __future__ import annotations
 
+import errno
 import os
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from shellylog.csvlog import HEADER, CsvSink, format_number, format_rows, minute_timestamp
+from shellylog import csvlog
+from shellylog.csvlog import (
+    HEADER,
+    CsvFileError,
+    CsvSink,
+    check_header,
+    format_number,
+    format_rows,
+    minute_timestamp,
+    parse_row_key,
+)
 from shellylog.rpc import Notification, decode_frame, status_params
 from shellylog.status import ChannelValues, DeviceStatus
 from shellylog.tracker import ChannelTracker, Row, minute_of
+from tests.helpers import capture_log
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -44,7 +57,7 @@ class FormatTests(SynchronousTestCase):
         self.assertEqual(format_number(0), "0")
         row = Row(0, "dev-1", 3, ChannelValues(apower=12.5, voltage=None, current=None,
                                                energy_total=None))
-        self.assertEqual(format_rows([row], UTC), "1970-01-01T00:00:00+00:00,dev-1,3,12.5,,,\n")
+        self.assertEqual(format_rows([row], UTC), ["1970-01-01T00:00:00+00:00,dev-1,3,12.5,,,\n"])
 
     def test_utc_timestamp(self) -> None:
         m = minute_of(1764403215.4)
@@ -69,7 +82,7 @@ class FormatTests(SynchronousTestCase):
         tracker = ChannelTracker(clock=clock, threshold=5, max_carry=10)
         tracker.readings("pump-1", {2: ChannelValues(450, 230.1, 1.9, 100.0)})
         clock.advance(150)
-        text = format_rows(tracker.close_completed(), BERLIN)
+        text = "".join(format_rows(tracker.close_completed(), BERLIN))
         self.assertEqual(
             text,
             "2026-03-29T01:58:00+01:00,pump-1,2,450,230.1,1.9,100.0\n"
@@ -133,3 +146,160 @@ class SinkTests(SynchronousTestCase):
         sink.close()
         self.assertNotIn(b"\r", self.read())
         self.assertTrue(os.path.getsize(self.path) > 0)
+
+
+ROW_LINE = "2025-11-29T09:00:00+00:00,dev-1,0,450,230.1,1.9,100.0\n"
+
+
+class StartupTests(SynchronousTestCase):
+    """Start-up checks: a foreign header refuses, a torn line is cut, resume reads the end."""
+
+    def setUp(self) -> None:
+        self.path = self.mktemp()
+
+    def put(self, data: bytes) -> None:
+        with open(self.path, "wb") as f:
+            f.write(data)
+
+    def read(self) -> bytes:
+        with open(self.path, "rb") as f:
+            return f.read()
+
+    def test_foreign_header_is_refused_and_untouched(self) -> None:
+        data = b"time,power\n2025-11-29,5\n"
+        self.put(data)
+        with self.assertRaises(CsvFileError) as cm:
+            check_header(self.path)
+        self.assertIn("b'time,power'", str(cm.exception))
+        self.assertIn(self.path, str(cm.exception))
+        with self.assertRaises(CsvFileError):
+            CsvSink(self.path, UTC).open()
+        self.assertEqual(self.read(), data)
+
+    def test_torn_last_line_is_cut(self) -> None:
+        self.put((HEADER + "\n" + ROW_LINE).encode() + b"2025-11-29T09:01:00+00:00,dev-1,0,45")
+        events = capture_log(self)
+        sink = CsvSink(self.path, UTC)
+        sink.open()
+        sink.close()
+        self.assertEqual(self.read(), (HEADER + "\n" + ROW_LINE).encode())
+        warnings = [formatEvent(e) for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("2025-11-29T09:01:00+00:00,dev-1,0,45", warnings[0])
+        self.assertIn("36 bytes", warnings[0])
+
+    def test_torn_header_is_completed(self) -> None:
+        self.put(HEADER[:20].encode())
+        sink = CsvSink(self.path, UTC)
+        sink.open()
+        sink.close()
+        self.assertEqual(self.read(), (HEADER + "\n").encode())
+
+    def test_resume_reads_last_minute_per_channel(self) -> None:
+        lines = [
+            "2025-11-29T09:58:00+01:00,dev-1,0,450,,,\n",
+            "2025-11-29T08:59:00+00:00,dev-1,10,450,,,\n",
+            "2025-11-29T09:00:00+00:00,dev-1,0,450,,,\n",
+            "2025-11-29T09:00:00+00:00,dev-2,0,450,,,\n",
+        ]
+        self.put((HEADER + "\n" + "".join(lines)).encode())
+        base = parse_row_key(lines[2])
+        assert base is not None
+        m = base[0]
+        self.assertEqual(
+            CsvSink(self.path, UTC).open(),
+            {("dev-1", 0): m, ("dev-1", 10): m - 1, ("dev-2", 0): m},
+        )
+
+    def test_resume_window_starts_inside_a_line(self) -> None:
+        self.patch(csvlog, "RESUME_WINDOW", len(ROW_LINE) + 10)
+        older = "2025-11-29T08:00:00+00:00,dev-9,0,450,230.1,1.9,100.0\n"
+        self.put((HEADER + "\n" + older + ROW_LINE).encode())
+        opened = CsvSink(self.path, UTC).open()
+        self.assertEqual(list(opened), [("dev-1", 0)])
+
+    def test_parse_row_key(self) -> None:
+        self.assertIsNone(parse_row_key(HEADER))
+        self.assertIsNone(parse_row_key("2025-11-29T09:00:00,dev-1,0,1,,,"))  # no offset
+        self.assertIsNone(parse_row_key("x,dev-1,0,1,,,"))
+        self.assertIsNone(parse_row_key("2025-11-29T09:00:00+00:00,dev 1,0,1,,,"))
+
+
+class WriteFailureTests(SynchronousTestCase):
+    """A failed write keeps every row, in order, undoes torn bytes, and retries."""
+
+    def setUp(self) -> None:
+        self.path = self.mktemp()
+        self.sink = CsvSink(self.path, UTC, fsync=False)
+        self.sink.open()
+        self.addCleanup(self.sink.close)
+        self.real_write = os.write
+        self.fail = False
+
+    def row(self, minute: int, device: str = "dev-1") -> Row:
+        return Row(minute, device, 0, ChannelValues(450, 230.1, 1.9, 100.0))
+
+    def failing_write(self, fd: int, data: bytes | memoryview) -> int:
+        if self.fail:
+            # Half a line gets out, then the disk is full.
+            self.real_write(fd, bytes(data[:10]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.real_write(fd, data)
+
+    def lines(self) -> list[str]:
+        with open(self.path) as f:
+            return f.read().splitlines()
+
+    def test_rows_wait_and_are_written_in_order(self) -> None:
+        self.patch(csvlog.os, "write", self.failing_write)
+        self.sink.write([self.row(1)])
+        self.fail = True
+        self.sink.write([self.row(2)])
+        self.sink.write([self.row(3)])
+        self.assertEqual(self.sink.pending, 2)
+        self.assertEqual(self.sink.problem,
+                         f"cannot write {self.path}: No space left on device")
+        self.assertEqual(len(self.lines()), 2)  # header and minute 1; the torn bytes undone
+        self.fail = False
+        self.sink.write([self.row(4)])
+        self.assertEqual(self.sink.pending, 0)
+        self.assertIsNone(self.sink.problem)
+        self.assertEqual([parse_row_key(x)[0] for x in self.lines()[1:]],  # type: ignore[index]
+                         [1, 2, 3, 4])
+        self.assertEqual(self.sink.rows_written, 4)
+        self.flushLoggedErrors()
+
+    def test_max_pending_drops_and_counts(self) -> None:
+        self.patch(csvlog.os, "write", self.failing_write)
+        self.sink.max_pending = 3
+        self.fail = True
+        self.sink.write([self.row(1), self.row(2)])
+        self.sink.write([self.row(3), self.row(4), self.row(5)])
+        self.assertEqual((self.sink.pending, self.sink.rows_dropped), (3, 2))
+        self.fail = False
+        self.sink.write([])
+        self.assertEqual([parse_row_key(x)[0] for x in self.lines()[1:]],  # type: ignore[index]
+                         [1, 2, 3])
+
+    def test_rotated_file_gets_a_new_file_with_header(self) -> None:
+        self.sink.write([self.row(1)])
+        os.rename(self.path, self.path + ".1")
+        self.sink.write([self.row(2)])
+        self.assertEqual(self.lines(), [HEADER, ROW_LINE.strip().replace(
+            "2025-11-29T09:00:00+00:00", minute_timestamp(2, UTC))])
+
+    def test_deleted_file_gets_a_new_file(self) -> None:
+        self.sink.write([self.row(1)])
+        os.unlink(self.path)
+        self.sink.write([self.row(2)])
+        self.assertEqual(len(self.lines()), 2)
+        self.assertEqual(self.lines()[0], HEADER)
+
+    def test_fsync_after_each_write(self) -> None:
+        synced: list[int] = []
+        self.patch(csvlog.os, "fsync", synced.append)
+        self.sink.fsync = True
+        self.sink.write([self.row(1)])
+        self.sink.write([])
+        self.sink.write([self.row(2)])
+        self.assertEqual(len(synced), 2)
