@@ -234,8 +234,11 @@ class CsvSink:
             self._reopen_if_moved()
             fd = self._fd
             assert fd is not None
-            if os.fstat(fd).st_size != self._size:
+            size = os.fstat(fd).st_size
+            if size > self._size:
                 os.ftruncate(fd, self._size)  # undo a torn earlier attempt
+            elif size < self._size:
+                self._size = size  # truncated under us (logrotate's copytruncate)
             data = b"".join(self._pending)
             if self._size == 0:
                 data = HEADER_LINE + data

@@ -295,6 +295,17 @@ class WriteFailureTests(SynchronousTestCase):
         self.assertEqual(len(self.lines()), 2)
         self.assertEqual(self.lines()[0], HEADER)
 
+    def test_truncated_file_starts_over_with_header(self) -> None:
+        """logrotate's copytruncate empties the file in place: no zeros, a new header."""
+        self.sink.write([self.row(1)])
+        os.truncate(self.path, 0)
+        self.sink.write([self.row(2)])
+        with open(self.path, "rb") as f:
+            data = f.read()
+        self.assertNotIn(b"\0", data)
+        self.assertEqual(self.lines(), [HEADER, ROW_LINE.strip().replace(
+            "2025-11-29T09:00:00+00:00", minute_timestamp(2, UTC))])
+
     def test_fsync_after_each_write(self) -> None:
         synced: list[int] = []
         self.patch(csvlog.os, "fsync", synced.append)
