@@ -80,9 +80,29 @@ def is_safe_id(value: object) -> bool:
     return isinstance(value, str) and SAFE_ID.fullmatch(value) is not None
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Which of two values for one key a sender meant is anyone's guess: refuse the frame.
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise _DuplicateKey
+    return obj
+
+
+# Built once: json.loads with a hook would build a new decoder for every frame.
+_DECODER = json.JSONDecoder(object_pairs_hook=_object)
+
+
 def _loads(text: str | bytes) -> Any:
     try:
-        return json.loads(text)
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return _DECODER.decode(text)
+    except _DuplicateKey:
+        raise FrameError("duplicate_key", "an object has the same key twice") from None
     except RecursionError:
         raise FrameError("too_deep", "JSON nested too deeply") from None
     except (ValueError, TypeError) as e:

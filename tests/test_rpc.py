@@ -106,6 +106,9 @@ class DecodeTests(SynchronousTestCase):
             '{"src":"d1","result":{}}': "bad_id",
             '{"src":"d1","id":1,"error":"boom"}': "bad_error",
             '{"src":"d1","id":1}': "unknown_shape",
+            '{"src":"d1","src":"d2","method":"NotifyStatus"}': "duplicate_key",
+            '{"src":"d1","method":"NotifyStatus","params":{"switch:0":{"apower":1,"apower":2}}}':
+                "duplicate_key",
         }
         for text, reason in cases.items():
             self.assertEqual(self.reason(text), reason, text)
