@@ -80,7 +80,7 @@ def is_safe_id(value: object) -> bool:
     return isinstance(value, str) and SAFE_ID.fullmatch(value) is not None
 
 
-class _DuplicateKey(ValueError):
+class _DuplicateKeyError(ValueError):
     pass
 
 
@@ -88,7 +88,7 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     # Which of two values for one key a sender meant is anyone's guess: refuse the frame.
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        raise _DuplicateKey
+        raise _DuplicateKeyError
     return obj
 
 
@@ -101,7 +101,7 @@ def _loads(text: str | bytes) -> Any:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
         return _DECODER.decode(text)
-    except _DuplicateKey:
+    except _DuplicateKeyError:
         raise FrameError("duplicate_key", "an object has the same key twice") from None
     except RecursionError:
         raise FrameError("too_deep", "JSON nested too deeply") from None

@@ -17,8 +17,6 @@ import json
 import os
 import re
 import signal
-import sys
-import sysconfig
 from datetime import datetime, timezone
 from typing import Any, cast
 
@@ -39,8 +37,8 @@ from twisted.python.runtime import platform
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, readBody
 
-import shellylog
 from shellylog.tap import Options, makeService
+from tests.processes import TWISTD, child_environment
 
 DEVICE = "shellyplus1pm-aabbccddeeff"
 HEADER = "timestamp_iso,device_id,channel,apower_W,voltage_V,current_A,energy_total_Wh"
@@ -290,20 +288,12 @@ class EndToEndTests(TestCase):
         )
 
     async def _twistd_sigterm(self) -> None:
-        # The child imports shellylog from where this process did: the installed package,
-        # or else a source tree, put first on its path. Its working directory is the
-        # test's own folder, so nothing depends on where the tests are run from.
-        env = dict(os.environ)
-        source = os.path.realpath(os.path.dirname(os.path.dirname(shellylog.__file__)))
-        installed = {os.path.realpath(sysconfig.get_path(k)) for k in ("purelib", "platlib")}
-        if source not in installed:
-            env["PYTHONPATH"] = os.pathsep.join(
-                p for p in [source, env.get("PYTHONPATH", "")] if p
-            )
+        # The child imports shellylog from where this process did (child_environment).
+        # Its working directory is the test's own folder, so nothing depends on where the
+        # tests are run from.
+        env = child_environment()
         args = [
-            sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
+            *TWISTD,
             "-n",
             "--pidfile=",
             "shellylog",
@@ -315,7 +305,7 @@ class EndToEndTests(TestCase):
             "0",
         ]
         child = TwistdProcess()
-        reactor.spawnProcess(child, sys.executable, args, env=env, path=self.folder)
+        reactor.spawnProcess(child, TWISTD[0], args, env=env, path=self.folder)
         self.addCleanup(child.kill)
 
         port = await child.listening
