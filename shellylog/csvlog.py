@@ -139,10 +139,13 @@ class CsvSink:
     fsync: bool = True
     max_pending: int = 1_000_000
     rows_written: int = 0
+    #: Of C{rows_written}, those whose values were carried into their minute.
+    rows_written_carried: int = 0
     rows_dropped: int = 0
     write_errors: int = 0
     problem: str | None = None
     _pending: list[bytes] = field(factory=list)
+    _pending_carried: int = 0
     _fd: int | None = None
     # Bytes of whole lines in the file; anything past it is a torn write to undo.
     _size: int = 0
@@ -206,7 +209,9 @@ class CsvSink:
                     pending=len(self._pending),
                 )
                 lines = lines[: max(room, 0)]
+                rows = rows[: len(lines)]
             self._pending.extend(line.encode("utf-8") for line in lines)
+            self._pending_carried += sum(row.carried for row in rows)
         if self._pending:
             self._flush()
 
@@ -265,6 +270,8 @@ class CsvSink:
         count = len(self._pending)
         self._pending = []
         self.rows_written += count
+        self.rows_written_carried += self._pending_carried
+        self._pending_carried = 0
         if self.problem is not None:
             log.info("rows_written: the disk took {count} waiting rows", count=count)
         self.problem = None

@@ -37,10 +37,23 @@ class Row:
     device_id: str
     channel: int
     values: ChannelValues
+    #: Whether the values were carried into the minute (rule 1b) rather than measured in it.
+    carried: bool = field(default=False, eq=False)
+
+
+@frozen
+class ChannelView:
+    """What the tracker knows of one channel, for people: see L{ChannelTracker.view}."""
+
+    latest: ChannelValues | None
+    active: bool
+    last_written: int | None
 
 
 @define
 class _Channel:
+    # The latest reading, apower or not, kept after a disconnect: for display only.
+    latest: ChannelValues | None = None
     # The latest active reading received during the open minute (rule 2).
     best: ChannelValues | None = None
     # The reading carried into the open minute by rule 1b, if any.
@@ -110,7 +123,7 @@ class ChannelTracker:
             state = self._devices[device_id][channel]
             source = state.best if state.best is not None else state.carried
             if source is not None and (state.last_written is None or minute > state.last_written):
-                rows.append(Row(minute, device_id, channel, source))
+                rows.append(Row(minute, device_id, channel, source, state.best is None))
                 state.last_written = minute
             state.best = None
             last = state.last
@@ -145,9 +158,10 @@ class ChannelTracker:
         # A reading stamped in an already closed minute counts toward the open one.
         at = max(now, open_minute * MINUTE)
         for channel, reading in values.items():
+            state = self._channel(device_id, channel)
+            state.latest = reading
             if reading.apower is None:
                 continue
-            state = self._channel(device_id, channel)
             state.last = reading
             state.last_at = at
             if self._active(reading):
@@ -196,6 +210,20 @@ class ChannelTracker:
         self.open_minute = open_minute + 1
         self.stopped = True
         return self._take()
+
+    def view(self, device_id: str) -> dict[int, ChannelView]:
+        """
+        Each known channel of C{device_id}: its latest reading, whether it is active now
+        (its last reading was, and its connection is open), and its last minute written.
+        """
+        return {
+            channel: ChannelView(
+                latest=state.latest,
+                active=state.last is not None and self._active(state.last),
+                last_written=state.last_written,
+            )
+            for channel, state in sorted(self._devices.get(device_id, {}).items())
+        }
 
     @property
     def pending(self) -> int:

@@ -269,6 +269,11 @@ class WriteFailureTests(SynchronousTestCase):
         self.assertEqual(self.sink.rows_written, 4)
         self.flushLoggedErrors()
 
+    def test_written_rows_counted_by_kind(self) -> None:
+        carried = Row(2, "dev-1", 0, ChannelValues(450, 230.1, 1.9, 100.0), carried=True)
+        self.sink.write([self.row(1), carried])
+        self.assertEqual((self.sink.rows_written, self.sink.rows_written_carried), (2, 1))
+
     def test_max_pending_drops_and_counts(self) -> None:
         self.patch(csvlog.os, "write", self.failing_write)
         self.sink.max_pending = 3

@@ -350,3 +350,32 @@ class ShutdownTests(TrackerTestCase):
         self.tracker.disconnected(D)
         self.assertEqual(self.tick(at("10:05:00")), [])
         self.assertEqual(self.tracker.shutdown(), [])
+
+
+class KindAndViewTests(TrackerTestCase):
+    """Rows say whether they were measured or carried; the view is for /status."""
+
+    def test_carried_flag(self) -> None:
+        self.read(at("10:00:20"), values(450))
+        self.read(at("10:02:30"), values(0))
+        self.read(at("10:03:30"), values(80))
+        rows = self.tick(at("10:04:00"))
+        self.assertEqual([r.carried for r in rows], [False, True, True, False])
+
+    def test_view(self) -> None:
+        self.assertEqual(self.tracker.view(D), {})
+        self.read(at("10:00:20"), values(450))
+        self.read(at("10:00:30"), values(None, voltage=231.0), channel=3)
+        self.tick(at("10:01:00"))
+        view = self.tracker.view(D)
+        self.assertEqual(sorted(view), [2, 3])
+        self.assertEqual(view[2].latest, values(450))
+        self.assertTrue(view[2].active)
+        self.assertEqual(view[2].last_written, minute("10:00"))
+        self.assertEqual(view[3].latest, values(None, voltage=231.0))
+        self.assertFalse(view[3].active)
+        self.assertIsNone(view[3].last_written)
+        self.set_time(at("10:01:10"))
+        self.tracker.disconnected(D)
+        self.assertFalse(self.tracker.view(D)[2].active)
+        self.assertEqual(self.tracker.view(D)[2].latest, values(450))
