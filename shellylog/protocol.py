@@ -48,6 +48,10 @@ CLOSE_NORMAL = 1000
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_POLICY_VIOLATION = 1008
 
+#: Close codes Autobahn sends when it fails a connection itself, and the reason that is
+#: counted under.
+AUTOBAHN_FAILURES = {1002: "protocol_error", 1007: "bad_utf8", 1009: "too_big"}
+
 
 @frozen
 class Limits:
@@ -100,6 +104,13 @@ class ShellyServerProtocol(WebSocketServerProtocol):
     # -- handshake and life cycle ------------------------------------------------------
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
+        # This connection is counted already (Autobahn counts from connectionMade).
+        limit = self.factory.limits.max_connections
+        if self.factory.countConnections > limit:
+            self.factory.rejected["too_many_connections"] += 1
+            log.warn("refused {peer}: more than {limit} connections", peer=self.peer,
+                     limit=limit)
+            raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
         tokens = request.params.get("token") or [None]
         admitted = self.factory.admission.admit(tokens[0])
         if admitted is None:
@@ -125,6 +136,10 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
+        failure = AUTOBAHN_FAILURES.get(self.localCloseCode or 0)
+        if self.failedByMe and failure is not None:
+            # Autobahn failed the connection (message too big, invalid UTF-8, ...).
+            self._lost(failure, f"closed with {self.localCloseCode} ({failure})")
         total = sum(self.rejected.values())
         if total:
             log.warn(
@@ -142,6 +157,16 @@ class ShellyServerProtocol(WebSocketServerProtocol):
                 peer=self.peer,
                 code=code,
             )
+
+    def onAutoPingTimeout(self) -> None:
+        self._lost("ping_timeout", "no answer to a ping")
+        super().onAutoPingTimeout()
+
+    def _lost(self, reason: str, detail: str) -> None:
+        """Count and log a connection that ends because its peer misbehaved."""
+        self.factory.rejected[reason] += 1
+        log.warn("lost {peer} ({device}): {detail}", peer=self.peer, device=self.device_id,
+                 reason=reason, detail=detail)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -170,7 +195,8 @@ class ShellyServerProtocol(WebSocketServerProtocol):
             self._reject(e.reason, e.detail)
         except Exception:
             self._reject("internal", "unexpected error")
-            log.failure("unexpected error on a frame from {peer}", peer=self.peer)
+            if self.rejected["internal"] == 1:
+                log.failure("unexpected error on a frame from {peer}", peer=self.peer)
 
     def _within_rate(self) -> bool:
         """Count a frame in this minute's window; drop it, or close, past the limit."""
@@ -190,7 +216,8 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         if self.state == self.STATE_OPEN:
             log.warn("closing {peer} ({device}) with {code}: {why}", peer=self.peer,
                      device=self.device_id, code=code, why=reason)
-            self.sendClose(code=code, reason=reason)
+            # Not sendClose: it refuses the protocol's own codes (1003, 1008).
+            self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8"), isReply=False)
 
     def _reject(self, reason: str, detail: str) -> None:
         self.factory.rejected[reason] += 1
@@ -318,7 +345,7 @@ class ShellyServerFactory(WebSocketServerFactory):
             autoPingTimeout=30,
             maxMessagePayloadSize=limits.max_message,
             maxFramePayloadSize=limits.max_message,
-            maxConnections=limits.max_connections,
+            # max_connections is checked in onConnect, to count and log the refusal.
         )
 
     def bind(self, connection: ShellyServerProtocol) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from attrs import frozen
@@ -19,6 +20,10 @@ SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 #: The C{src} we put on our own requests.
 OUR_SRC = "shellylog"
+
+#: Nesting allowed in a frame: far more than any device status has, and far less than
+#: what would make the status merge (which recurses) exceed Python's recursion limit.
+MAX_DEPTH = 32
 
 
 class FrameError(ValueError):
@@ -100,7 +105,7 @@ def _loads(text: str | bytes) -> Any:
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        return _DECODER.decode(text)
+        obj = _DECODER.decode(text)
     except _DuplicateKeyError:
         raise FrameError("duplicate_key", "an object has the same key twice") from None
     except RecursionError:
@@ -108,6 +113,29 @@ def _loads(text: str | bytes) -> Any:
     except (ValueError, TypeError) as e:
         # UnicodeDecodeError is a ValueError too.
         raise FrameError("not_json", f"not JSON ({type(e).__name__})") from None
+    # Counting brackets runs at C speed and clears the usual small frame at once; only a
+    # frame with many brackets (a full status, or an attack) is walked.
+    if text.count("{") + text.count("[") > MAX_DEPTH and _too_deep(obj):
+        raise FrameError("too_deep", f"JSON nested more than {MAX_DEPTH} deep")
+    return obj
+
+
+def _too_deep(obj: Any) -> bool:
+    # Iterative: the point is not to recurse into what a peer nested.
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children: Iterable[Any]
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def decode_frame(text: str | bytes) -> Frame:

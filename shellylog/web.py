@@ -4,12 +4,18 @@ The one HTTP site: health at C{/}, the devices' WebSocket at C{/ws} and C{/ws/}.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
+from twisted.internet.interfaces import IAddress
+from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import NoResource, Resource
 from twisted.web.server import Request, Site
+
+log = Logger(namespace="shellylog.web")
 
 #: Seconds a peer has to send a complete HTTP request (the WebSocket handshake included).
 REQUEST_TIMEOUT = 5
@@ -85,6 +91,56 @@ def access_log_line(timestamp: str, request: Request) -> str:
     )
 
 
+class RequestChannel(HTTPChannel):
+    """
+    HTTP/1.1 with a deadline for each whole request: L{REQUEST_TIMEOUT} seconds from the
+    connection (or from the end of the previous response) however the bytes trickle in.
+    Twisted's own timeout starts over at every byte received, so one byte every few
+    seconds would hold a connection for hours.
+    """
+
+    site: DeviceSite
+    _idle = False
+
+    def resetTimeout(self) -> None:
+        # Bytes received do not move the deadline.
+        pass
+
+    def dataReceived(self, data: bytes) -> None:
+        self._idle = False
+        super().dataReceived(data)
+
+    def requestDone(self, request: Request) -> None:
+        self._idle = True
+        super().requestDone(request)
+
+    def timeoutConnection(self) -> None:
+        if not self._idle:
+            # Not a keep-alive connection idle after an answer: a request that never came.
+            assert self.transport is not None
+            self.site.rejected["request_timeout"] += 1
+            log.warn("closing {peer}: no complete request within {timeout} s",
+                     peer=_peer(self.transport.getPeer()), timeout=self.timeOut)
+        super().timeoutConnection()
+
+
+def _peer(address: IAddress) -> str:
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    return f"{host}:{port}" if host is not None else str(address)
+
+
+class DeviceSite(Site):
+    """
+    The site, with L{RequestChannel} for connections.
+
+    @ivar rejected: where requests that missed their deadline are counted (the
+        WebSocket factory's counter, when it has one).
+    """
+
+    protocol = RequestChannel  # type: ignore[assignment]
+    rejected: Counter[str]
+
+
 def build_site(
     ws_factory: WebSocketServerFactory, health: HealthResource, clock: object = None
 ) -> Site:
@@ -95,7 +151,10 @@ def build_site(
     root = Resource()
     root.putChild(b"", health)
     root.putChild(b"ws", DeviceSocketResource(ws_factory))
-    site = Site(root, logFormatter=access_log_line, timeout=REQUEST_TIMEOUT, reactor=clock)
+    site = DeviceSite(root, logFormatter=access_log_line, timeout=REQUEST_TIMEOUT,
+                      reactor=clock)
+    rejected = getattr(ws_factory, "rejected", None)
+    site.rejected = rejected if isinstance(rejected, Counter) else Counter()
     site.displayTracebacks = False
     return site
 

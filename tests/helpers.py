@@ -25,7 +25,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 from zope.interface import provider
 
-from shellylog.protocol import ShellyServerFactory, ShellyServerProtocol
+from shellylog.admission import Admission
+from shellylog.protocol import Limits, ShellyServerFactory, ShellyServerProtocol
 from shellylog.status import ChannelValues
 from shellylog.web import HealthResource, build_site
 from tests.fixtures import load_fixture
@@ -177,6 +178,8 @@ class Harness:
         poll_interval: float = 60.0,
         channels: tuple[int, ...] = (0, 1, 2, 3),
         rows_written: int = 0,
+        limits: Limits | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.clock = Clock()
         # Autobahn's handshake, ping and close timers.
@@ -184,15 +187,36 @@ class Harness:
         self.sink = FakeSink()
         self.rows_written = rows_written
         self.factory = ShellyServerFactory(
-            sink=self.sink, clock=self.clock, channels=channels, poll_interval=poll_interval
+            sink=self.sink,
+            clock=self.clock,
+            channels=channels,
+            poll_interval=poll_interval,
+            limits=limits,
+            admission=admission,
         )
         self.health = HealthResource(
             devices=lambda: len(self.factory.devices), rows_written=lambda: self.rows_written
         )
-        self.site: Site = build_site(self.factory, self.health)
-        # Twisted Web's own timeouts.
-        self.site.reactor = self.clock
+        # Twisted Web's own timeouts run on the clock too.
+        self.site: Site = build_site(self.factory, self.health, self.clock)
         self._port = 40000
+        #: Every connection made, in order.
+        self.connections: list[Connection] = []
+
+    def advance(self, seconds: float, step: float = 1.0) -> None:
+        """Let C{seconds} pass in C{step}s, moving the bytes of every connection after each."""
+        self.flush()
+        passed = 0.0
+        while passed < seconds:
+            delta = min(step, seconds - passed)
+            self.clock.advance(delta)
+            passed += delta
+            self.flush()
+
+    def flush(self) -> None:
+        """Move the bytes of every connection until all are quiet."""
+        for connection in self.connections:
+            connection.flush()
 
     def _connect(self, client: Protocol, client_transport_protocol: Protocol) -> Connection:
         self._port += 1
@@ -213,6 +237,7 @@ class Harness:
         client.makeConnection(client_transport)
         pump = IOPump(client, server, client_transport, server_transport, False, clock=self.clock)
         connection = Connection(client, client_transport, server_transport, pump, self.clock)
+        self.connections.append(connection)
         connection.flush()
         return connection
 

@@ -18,7 +18,9 @@ from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
 
 from shellylog import tap
+from shellylog.admission import Admission, TokenRule
 from shellylog.minutes import MinuteService
+from shellylog.protocol import Limits
 from shellylog.tap import Options, makeService
 
 
@@ -272,3 +274,177 @@ class PluginTests(TestCase):
         self.assertIs(maker.options, tap.Options)
         self.assertIs(maker.makeService, tap.makeService)
         self.assertTrue(maker.description)
+
+
+class HardeningOptionsTests(TestCase):
+    """
+    The hardening options: durability (C{--fsync}, C{--max-pending}), limits
+    (C{--max-message}, C{--max-rate}, C{--max-connections}) and admission (C{--token},
+    C{--token-file}, C{--allow}); and a C{--csv} file that is not ours.
+    """
+
+    def assertRejected(self, *args: str, option: str | None = None) -> str:
+        error = self.assertRaises(usage.UsageError, parse, *args)
+        message = str(error)
+        self.assertIn(option or args[0], message)
+        return message
+
+    def token_file(self, text: str) -> str:
+        path: str = os.path.abspath(self.mktemp())
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    # -- durability --------------------------------------------------------------------
+
+    def test_fsync_default_on(self) -> None:
+        self.assertIs(parse()["fsync"], True)
+
+    def test_fsync_values(self) -> None:
+        for text, value in [("on", True), ("off", False), ("yes", True), ("no", False),
+                            ("ON", True), ("Off", False), ("true", True), ("0", False)]:
+            with self.subTest(text=text):
+                self.assertIs(parse("--fsync", text)["fsync"], value)
+
+    def test_fsync_bad(self) -> None:
+        self.assertRejected("--fsync", "sometimes")
+        self.assertRejected("--fsync", "")
+
+    def test_max_pending(self) -> None:
+        self.assertEqual(parse()["max-pending"], 1_000_000)
+        self.assertEqual(parse("--max-pending", "5")["max-pending"], 5)
+
+    def test_max_pending_zero(self) -> None:
+        self.assertRejected("--max-pending", "0")
+
+    def test_max_pending_not_a_number(self) -> None:
+        self.assertRejected("--max-pending", "x")
+
+    # -- limits ------------------------------------------------------------------------
+
+    def test_max_message_default(self) -> None:
+        options = parse()
+        self.assertEqual(options["max-message"], 262144)
+        self.assertEqual(options["limits"], Limits())
+
+    def test_max_message_sizes(self) -> None:
+        for text, value in [("256KiB", 262144), ("1MiB", 1048576), ("4096", 4096),
+                            ("1024", 1024), ("64k", 65536), ("2M", 2097152),
+                            ("512kib", 524288)]:
+            with self.subTest(text=text):
+                options = parse("--max-message", text)
+                self.assertEqual(options["max-message"], value)
+                self.assertEqual(options["limits"].max_message, value)
+
+    def test_max_message_bad_unit(self) -> None:
+        self.assertRejected("--max-message", "12XB")
+
+    def test_max_message_too_small(self) -> None:
+        message = self.assertRejected("--max-message", "100")
+        self.assertIn("1024", message)
+
+    def test_max_message_not_a_size(self) -> None:
+        for text in ["", "KiB", "-5", "1.5MiB", "1 2"]:
+            with self.subTest(text=text):
+                self.assertRejected("--max-message", text)
+
+    def test_max_rate(self) -> None:
+        self.assertEqual(parse()["limits"].max_rate, 600)
+        self.assertEqual(parse("--max-rate", "5")["limits"].max_rate, 5)
+
+    def test_max_rate_zero(self) -> None:
+        self.assertRejected("--max-rate", "0")
+
+    def test_max_rate_not_a_number(self) -> None:
+        self.assertRejected("--max-rate", "lots")
+
+    def test_max_connections(self) -> None:
+        self.assertEqual(parse()["limits"].max_connections, 10000)
+        options = parse("--max-connections", "2")
+        self.assertEqual(options["max-connections"], 2)
+        self.assertEqual(options["limits"], Limits(max_connections=2))
+
+    def test_max_connections_bad(self) -> None:
+        self.assertRejected("--max-connections", "0")
+        self.assertRejected("--max-connections", "-3")
+        self.assertRejected("--max-connections", "many")
+
+    # -- admission ---------------------------------------------------------------------
+
+    def test_no_admission_options(self) -> None:
+        self.assertEqual(parse()["admission"], Admission())
+
+    def test_token(self) -> None:
+        self.assertEqual(
+            parse("--token", "s3cret")["admission"],
+            Admission(tokens=(TokenRule("s3cret", ("*",)),)),
+        )
+
+    def test_token_and_token_file(self) -> None:
+        path = self.token_file("t1 shellyplus1pm-*\n")
+        message = self.assertRejected("--token", "s3cret", "--token-file", path)
+        self.assertIn("--token-file", message)
+
+    def test_token_with_space(self) -> None:
+        message = self.assertRejected("--token", "s3 cret")
+        self.assertNotIn("s3 cret", message)
+
+    def test_token_empty(self) -> None:
+        self.assertRejected("--token", "")
+
+    def test_token_file(self) -> None:
+        path = self.token_file("# shed\nt1 shellyplus1pm-*\nt2 shellypro4pm-aabbcc*\n")
+        self.assertEqual(
+            parse("--token-file", path)["admission"],
+            Admission(tokens=(TokenRule("t1", ("shellyplus1pm-*",)),
+                              TokenRule("t2", ("shellypro4pm-aabbcc*",)))),
+        )
+
+    def test_token_file_missing(self) -> None:
+        missing = os.path.abspath(self.mktemp())
+        message = self.assertRejected("--token-file", missing)
+        self.assertIn(missing, message)
+
+    def test_token_file_bad_line(self) -> None:
+        path = self.token_file("t1 shellyplus1pm-*\n\nTOPSECRET\n")
+        message = self.assertRejected("--token-file", path)
+        self.assertIn("line 3", message)
+        self.assertNotIn("TOPSECRET", message)
+
+    def test_token_file_empty(self) -> None:
+        self.assertRejected("--token-file", self.token_file("# nothing yet\n"))
+
+    def test_allow_repeatable(self) -> None:
+        options = parse("--allow", "shellypro4pm-*", "--allow", " shellyplus1pm-aa* ")
+        self.assertEqual(options["allow"], ["shellypro4pm-*", "shellyplus1pm-aa*"])
+        self.assertEqual(options["admission"],
+                         Admission(allow=("shellypro4pm-*", "shellyplus1pm-aa*")))
+
+    def test_allow_with_token(self) -> None:
+        admission = parse("--token", "s3cret", "--allow", "shellypro4pm-*")["admission"]
+        self.assertEqual(admission.tokens, (TokenRule("s3cret", ("*",)),))
+        self.assertEqual(admission.allow, ("shellypro4pm-*",))
+
+    def test_allow_empty(self) -> None:
+        self.assertRejected("--allow", " ")
+
+    # -- a CSV file that is not ours ---------------------------------------------------
+
+    def test_csv_foreign_header(self) -> None:
+        path = os.path.abspath(self.mktemp())
+        with open(path, "wb") as f:
+            f.write(b"a,b\n1,2\n")
+        before = os.stat(path)
+        message = self.assertRejected("--csv", path)
+        self.assertIn(path, message)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"a,b\n1,2\n")
+        after = os.stat(path)
+        self.assertEqual((after.st_size, after.st_mtime_ns), (before.st_size, before.st_mtime_ns))
+
+    def test_csv_own_header(self) -> None:
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("timestamp_iso,device_id,channel,apower_W,voltage_V,current_A,"
+                    "energy_total_Wh\n")
+        self.assertEqual(parse("--csv", path)["csv"], path)

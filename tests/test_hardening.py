@@ -1,0 +1,923 @@
+"""
+Hardening: what a misbehaving peer costs, and that it costs nobody else anything.
+
+Every case here runs against the real site with a second, well-behaved device connected in
+the same harness. After the abuse that device still gets its readings through, whatever the
+abuser already delivered is kept, the rejection is counted by reason in
+C{factory.rejected}, and it is logged once, with the peer, however often it is repeated.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.logger import LogEvent, LogLevel, formatEvent
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Request
+from twisted.web.test.requesthelper import DummyChannel
+
+from shellylog.admission import Admission, TokenRule
+from shellylog.protocol import Limits
+from shellylog.status import ChannelValues
+from shellylog.web import REQUEST_TIMEOUT, access_log_line
+from tests.helpers import (
+    DEVICE,
+    Connection,
+    Harness,
+    RawClient,
+    RecordingClient,
+    capture_log,
+    fixture_device_id,
+)
+from tests.test_web import raw_get, raw_upgrade
+
+#: The well-behaved device of every test (unless a test needs another one).
+GOOD = fixture_device_id("plus1pm-fw1.1.0.json")
+#: The misbehaving device.
+BAD = DEVICE
+#: What the misbehaving device delivered before it misbehaved.
+EARLY_POWER = 42.0
+
+OPEN = WebSocketProtocol.STATE_OPEN
+CLOSED = WebSocketProtocol.STATE_CLOSED
+
+
+def notify(params: Any, src: str = BAD, method: str = "NotifyStatus") -> dict[str, Any]:
+    return {"src": src, "dst": "ws", "method": method, "params": params}
+
+
+def power_frame(apower: float, src: str = BAD) -> dict[str, Any]:
+    return notify({"switch:0": {"apower": apower}}, src)
+
+
+def raw_notify(params: str, src: str = BAD, method: str = "NotifyStatus") -> str:
+    """A notification with C{params} given as JSON text, exactly as written."""
+    return '{"src":' + json.dumps(src) + ',"method":"' + method + '","params":' + params + "}"
+
+
+def sized_frame(size: int, src: str = BAD, apower: float = 7.0) -> bytes:
+    """A NotifyStatus of exactly C{size} bytes (padded with an ignored component)."""
+    base = json.dumps(notify({"switch:0": {"apower": apower}, "pad": ""}, src))
+    assert len(base) <= size, (len(base), size)
+    frame = json.dumps(notify({"switch:0": {"apower": apower}, "pad": "x" * (size - len(base))},
+                              src)).encode("utf-8")
+    assert len(frame) == size
+    return frame
+
+
+def warn_events(events: list[LogEvent]) -> list[LogEvent]:
+    """Warnings (or worse) logged by shellylog itself."""
+    return [
+        e for e in events
+        if str(e.get("log_namespace", "")).startswith("shellylog")
+        and e.get("log_level") in (LogLevel.warn, LogLevel.error, LogLevel.critical)
+    ]
+
+
+class HardeningCase(SynchronousTestCase):
+    """
+    A harness with one well-behaved device connected and reporting; helpers to connect
+    the misbehaving one and to check that nothing spilled over.
+    """
+
+    limits: Limits | None = None
+    admission: Admission | None = None
+    good_id = GOOD
+    good_path = "/ws"
+
+    def setUp(self) -> None:
+        self.events = capture_log(self)
+        self.harness = Harness(self, limits=self.limits, admission=self.admission)
+        self.factory = self.harness.factory
+        self.sink = self.harness.sink
+        self.good, self.good_connection = self.harness.connect_ws(
+            self.good_path, protocols=["json-rpc"]
+        )
+        self.assertTrue(self.good.opened)
+        self.good_power = 100.0
+        self.assert_good_served()
+
+    # -- the well-behaved device --------------------------------------------------------
+
+    def assert_good_served(self) -> None:
+        """The good device is connected and a new reading of it reaches the sink."""
+        self.good_power += 1.0
+        self.good.send_json(power_frame(self.good_power, self.good_id))
+        self.harness.flush()
+        self.assertIsNone(self.good.closed)
+        self.assertEqual(self.good_connection.server.state, OPEN)
+        device_id, values = self.sink.readings_calls[-1]
+        self.assertEqual((device_id, values[0].apower), (self.good_id, self.good_power))
+        self.assertIs(self.factory.devices.get(self.good_id), self.good_connection.server)
+        self.assertNotIn(self.good_id, self.sink.disconnected_calls)
+        self.assertEqual(self.good_connection.server.rejected, {})
+
+    # -- the misbehaving device ---------------------------------------------------------
+
+    def connect_bad(
+        self, path: str = "/ws", device: str | None = BAD
+    ) -> tuple[RecordingClient, Connection]:
+        """Connect the misbehaving device; unless C{device} is None, it reports once."""
+        client, connection = self.harness.connect_ws(path, protocols=["json-rpc"])
+        self.assertTrue(client.opened)
+        if device is not None:
+            client.send_json(power_frame(EARLY_POWER, device))
+            self.harness.flush()
+            self.assertEqual(self.readings_of(device)[-1][0].apower, EARLY_POWER)
+        return client, connection
+
+    def readings_of(self, device: str) -> list[dict[int, ChannelValues]]:
+        return [v for d, v in self.sink.readings_calls if d == device]
+
+    def assert_bad_kept(self, device: str = BAD, closed: bool = True) -> None:
+        """
+        What the misbehaving device delivered before is still there, in order; once its
+        connection is gone, the device's end reached the sink exactly once, after it.
+        """
+        calls = [(kind, values) for kind, d, values in self.sink.calls if d == device]
+        self.assertEqual(calls[0], ("readings", {0: ChannelValues(EARLY_POWER, None, None,
+                                                                  None)}))
+        if closed:
+            self.assertEqual([kind for kind, _ in calls].count("disconnected"), 1)
+            self.assertEqual(calls[-1][0], "disconnected")
+            self.assertNotIn(device, self.factory.devices)
+        else:
+            self.assertNotIn("disconnected", [kind for kind, _ in calls])
+
+    def assert_close_code(self, client: RecordingClient, connection: Connection,
+                          code: int) -> None:
+        self.harness.flush()
+        self.assertIsNotNone(client.closed, "the client saw no close")
+        assert client.closed is not None
+        self.assertEqual(client.closed[1], code, client.closed)
+        self.assertEqual(connection.server.state, CLOSED)
+
+    def assert_still_open(self, client: RecordingClient, connection: Connection) -> None:
+        self.assertIsNone(client.closed)
+        self.assertEqual(connection.server.state, OPEN)
+
+    # -- the log ------------------------------------------------------------------------
+
+    def assert_logged_once(self, fragment: str, peer: str | None) -> str:
+        """Exactly one shellylog warning contains C{fragment}; it names C{peer}."""
+        assert peer is not None
+        texts = [formatEvent(e) for e in warn_events(self.events)]
+        matching = [t for t in texts if fragment in t]
+        self.assertEqual(len(matching), 1, texts)
+        self.assertIn(peer, matching[0])
+        return matching[0]
+
+    def assert_no_traceback(self) -> None:
+        self.assertEqual(
+            [e for e in self.events if e.get("log_failure") is not None
+             or e.get("log_level") in (LogLevel.error, LogLevel.critical)],
+            [],
+        )
+
+
+class DroppedFrameCase(HardeningCase):
+    """Frames that are dropped while the connection carries on."""
+
+    def assert_dropped(self, payload: bytes | str, reason: str, repeat: int = 3,
+                       binary: bool = False) -> str:
+        """
+        Send C{payload} C{repeat} times from a device that already reported: each one is
+        dropped and counted under C{reason}; the one warning is returned.
+        """
+        client, connection = self.connect_bad()
+        server = connection.server
+        before = list(self.sink.calls)
+        data = payload.encode("utf-8") if isinstance(payload, str) else payload
+        for _ in range(repeat):
+            client.sendMessage(data, isBinary=binary)
+        self.harness.flush()
+        self.assertEqual(self.sink.calls, before)
+        self.assertEqual(self.factory.rejected, {reason: repeat})
+        self.assertEqual(server.rejected, {reason: repeat})
+        drops = [e for e in warn_events(self.events) if e.get("reason") == reason]
+        self.assertEqual(len(drops), 1)
+        text = formatEvent(drops[0])
+        self.assertIn(server.peer, text)
+        self.assert_no_traceback()
+        # The abuser's connection carries on, and so does everyone else.
+        self.assert_still_open(client, connection)
+        client.send_json(power_frame(43.0))
+        self.harness.flush()
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 43.0)
+        self.assert_bad_kept(closed=False)
+        self.assert_good_served()
+        return text
+
+
+class MalformedJsonTests(DroppedFrameCase):
+    """Text that is not a usable JSON object: dropped, never a crash."""
+
+    def test_text_not_json_flood(self) -> None:
+        self.assert_dropped("{not json", "not_json")
+
+    def test_json_not_an_object(self) -> None:
+        self.assert_dropped('"just a string"', "not_object")
+
+    def test_params_a_string(self) -> None:
+        self.assert_dropped(json.dumps(notify("switch:0")), "bad_params")
+
+    def test_switch_a_list(self) -> None:
+        self.assert_dropped(json.dumps(notify({"switch:0": [1, 2]})), "bad_component")
+
+    def test_nesting_deeper_than_json_recursion(self) -> None:
+        """Deep enough for C{json} itself to raise L{RecursionError}."""
+        depth = 100_000
+        self.assert_dropped('{"src":"x","method":"M","params":{"a":' + "[" * depth
+                            + "]" * depth + "}}", "too_deep")
+
+    def test_nested_objects_json_accepts(self) -> None:
+        """
+        Objects nested a few hundred deep: C{json} parses them, but merging such a status
+        would recurse past the interpreter's limit. Dropped as too deep, with one warning
+        and no traceback, and the status is left as it was.
+        """
+        depth = 600
+        deep = '{"a":' * depth + "1" + "}" * depth
+        text = raw_notify('{"switch:0":{"apower":999,"x":' + deep + "}}")
+        self.assert_dropped(text, "too_deep")
+
+    def test_nested_objects_in_other_component(self) -> None:
+        depth = 600
+        deep = '{"a":' * depth + "1" + "}" * depth
+        text = raw_notify('{"sys":' + deep + ',"switch:0":{"apower":999}}',
+                          method="NotifyFullStatus")
+        self.assert_dropped(text, "too_deep")
+
+    def test_integer_too_long_for_python(self) -> None:
+        """An integer literal beyond Python's digit limit does not parse: not JSON."""
+        self.assert_dropped(raw_notify('{"switch:0":{"apower":' + "9" * 5000 + "}}"),
+                            "not_json")
+
+    def test_duplicate_keys_dropped(self) -> None:
+        """
+        Two values for one key: which one the sender meant is unknown, so the frame is
+        dropped, whether the key is C{src} or a value.
+        """
+        self.assert_dropped('{"src":"evil\\nid",' + raw_notify('{"switch:0":{"apower":1.0}}')[1:],
+                            "duplicate_key")
+
+    def test_duplicate_value_keys_dropped(self) -> None:
+        self.assert_dropped(raw_notify('{"switch:0":{"apower":1.0,"apower":2.0}}'),
+                            "duplicate_key")
+
+    def test_invalid_json_flood_then_other_reason(self) -> None:
+        """A second reason gets its own single warning; both are counted."""
+        self.assert_dropped("{", "not_json", repeat=50)
+        client = self.harness.connections[-1].client
+        for _ in range(5):
+            client.send_text("[]")
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {"not_json": 50, "not_object": 5})
+        self.assertEqual(len([e for e in warn_events(self.events)
+                              if e.get("reason") == "not_object"]), 1)
+
+
+class InternalErrorTests(HardeningCase):
+    """
+    An error of our own while handling a frame (here: the sink raises) drops that frame;
+    its traceback is logged once per connection, not once per frame.
+    """
+
+    def test_sink_error(self) -> None:
+        client, connection = self.connect_bad()
+        sink = self.sink
+
+        class FailingForBad:
+            def readings(self, device_id: str, values: dict[int, ChannelValues]) -> None:
+                if device_id == BAD:
+                    raise RuntimeError("sink broke")
+                sink.readings(device_id, values)
+
+            def disconnected(self, device_id: str) -> None:
+                sink.disconnected(device_id)
+
+        self.factory.sink = FailingForBad()
+        for i in range(5):
+            client.send_json(power_frame(float(i)))
+        self.harness.flush()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.factory.rejected, {"internal": 5})
+        self.assertEqual(len([e for e in warn_events(self.events)
+                              if e.get("reason") == "internal"]), 1)
+        self.assert_still_open(client, connection)
+        self.assert_bad_kept(closed=False)
+        self.assert_good_served()
+
+
+class NumberTests(HardeningCase):
+    """Numbers JSON allows but a row cannot hold: the value is missing, the frame is used."""
+
+    def send_raw(self, text: str) -> RecordingClient:
+        client, _connection = self.connect_bad()
+        client.send_text(text)
+        self.harness.flush()
+        return client
+
+    def test_huge_exponent_is_missing(self) -> None:
+        self.send_raw(raw_notify('{"switch:0":{"apower":1e999,"voltage":230.5,'
+                                 '"current":-1e999,"aenergy":{"total":1E400}}}'))
+        self.assertEqual(self.readings_of(BAD)[-1],
+                         {0: ChannelValues(apower=None, voltage=230.5, current=None,
+                                           energy_total=None)})
+        self.assertEqual(self.factory.rejected, {})
+        self.assert_no_traceback()
+        self.assert_good_served()
+
+    def test_nan_and_infinity_literals_are_missing(self) -> None:
+        self.send_raw(raw_notify('{"switch:0":{"apower":NaN,"voltage":Infinity,'
+                                 '"current":-Infinity,"aenergy":{"total":2.5}}}'))
+        self.assertEqual(self.readings_of(BAD)[-1],
+                         {0: ChannelValues(apower=None, voltage=None, current=None,
+                                           energy_total=2.5)})
+        self.assertEqual(self.factory.rejected, {})
+        self.assert_no_traceback()
+        self.assert_good_served()
+
+    def test_nan_replaces_an_earlier_number(self) -> None:
+        """A NaN overwrites the device's last apower: missing, not the old value."""
+        self.send_raw(raw_notify('{"switch:0":{"apower":NaN}}'))
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, None)
+
+    def test_tiny_exponent_is_zero(self) -> None:
+        self.send_raw(raw_notify('{"switch:0":{"apower":1e-999}}'))
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 0.0)
+
+
+
+class SrcTests(DroppedFrameCase):
+    """C{src} missing, unsafe or not the bound device: dropped, never logged raw."""
+
+    def assert_escaped(self, raw: str) -> None:
+        for event in self.events:
+            self.assertNotIn(raw, formatEvent(event))
+
+    def test_missing(self) -> None:
+        self.assert_dropped(json.dumps({"method": "NotifyStatus",
+                                        "params": {"switch:0": {"apower": 5.0}}}), "bad_src")
+
+    def test_not_a_string(self) -> None:
+        self.assert_dropped(json.dumps({"src": 12, "method": "NotifyStatus", "params": {}}),
+                            "bad_src")
+
+    def test_newline(self) -> None:
+        src = "shelly\nFAKE log line"
+        text = self.assert_dropped(json.dumps(power_frame(9.0, src)), "bad_src")
+        self.assertIn("shelly\\nFAKE log line", text)
+        self.assertNotIn("\n", text)
+        self.assert_escaped(src)
+
+    def test_ansi_escape(self) -> None:
+        src = "\x1b[2J\x1b[31mshelly"
+        text = self.assert_dropped(json.dumps(power_frame(9.0, src)), "bad_src")
+        self.assertIn("\\x1b[2J\\x1b[31mshelly", text)
+        self.assertNotIn("\x1b", text)
+        self.assert_escaped("\x1b")
+
+    def test_long(self) -> None:
+        src = "a" * 65
+        text = self.assert_dropped(json.dumps(power_frame(9.0, src)), "bad_src")
+        self.assertNotIn("a" * 81, text)
+
+    def test_different_from_bound(self) -> None:
+        other = "shellypro4pm-001122334455"
+        text = self.assert_dropped(json.dumps(power_frame(9.0, other)), "src_mismatch")
+        self.assertIn(other, text)
+        self.assertNotIn(other, self.factory.devices)
+
+    def test_other_device_id_of_a_connected_device(self) -> None:
+        """Claiming the good device's id does not reach the good device's readings."""
+        self.assert_dropped(json.dumps(power_frame(9999.0, GOOD)), "src_mismatch")
+        self.assertNotIn(9999.0, [v[0].apower for v in self.readings_of(GOOD)])
+
+
+class BinaryTests(HardeningCase):
+    """Binary frames: dropped; the tenth on a connection closes it with 1003."""
+
+    def test_dropped_then_closed(self) -> None:
+        client, connection = self.connect_bad()
+        payload = json.dumps(power_frame(500.0)).encode("utf-8")
+        for _ in range(9):
+            client.sendMessage(payload, isBinary=True)
+        self.harness.flush()
+        self.assert_still_open(client, connection)
+        self.assertEqual(self.factory.rejected, {"binary": 9})
+        self.assertNotIn(500.0, [v[0].apower for v in self.readings_of(BAD)])
+        self.assert_good_served()
+        client.sendMessage(payload, isBinary=True)
+        self.assert_close_code(client, connection, 1003)
+        self.assertEqual(self.factory.rejected, {"binary": 10})
+        peer = connection.server.peer
+        self.assert_logged_once("devices send text", peer)
+        self.assert_logged_once("with 1003", peer)
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+    def test_flood(self) -> None:
+        """A hundred at once: closed, the rest ignored, one warning of each kind."""
+        client, connection = self.connect_bad()
+        for _ in range(100):
+            client.sendMessage(b"\x00\x01", isBinary=True)
+        self.assert_close_code(client, connection, 1003)
+        peer = connection.server.peer
+        self.assert_logged_once("devices send text", peer)
+        self.assert_logged_once("with 1003", peer)
+        self.assert_no_traceback()
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+
+class MessageSizeTests(HardeningCase):
+    """A message over Limits.max_message: closed with 1009."""
+
+    limits = Limits(max_message=4096)
+
+    def test_at_the_limit_accepted(self) -> None:
+        client, connection = self.connect_bad()
+        client.sendMessage(sized_frame(4096, apower=77.0))
+        self.harness.flush()
+        self.assert_still_open(client, connection)
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 77.0)
+        self.assertEqual(self.factory.rejected, {})
+
+    def test_over_the_limit_closed(self) -> None:
+        client, connection = self.connect_bad()
+        client.sendMessage(sized_frame(4097, apower=77.0))
+        self.assert_close_code(client, connection, 1009)
+        self.assertNotIn(77.0, [v[0].apower for v in self.readings_of(BAD)])
+        self.assertEqual(self.factory.rejected, {"too_big": 1})
+        self.assert_logged_once("1009", connection.server.peer)
+        self.assert_no_traceback()
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+    def test_fragments_add_up(self) -> None:
+        """Each fragment is small; the message they make is not."""
+        client, connection = self.connect_bad()
+        client.sendMessage(sized_frame(6000, apower=77.0), fragmentSize=1500)
+        self.assert_close_code(client, connection, 1009)
+        self.assertNotIn(77.0, [v[0].apower for v in self.readings_of(BAD)])
+        self.assertEqual(self.factory.rejected, {"too_big": 1})
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+
+class DefaultMessageSizeTests(HardeningCase):
+    """The default limit is 256 KiB."""
+
+    def test_default(self) -> None:
+        self.assertEqual(Limits().max_message, 256 * 1024)
+        client, connection = self.connect_bad()
+        client.sendMessage(sized_frame(256 * 1024, apower=77.0))
+        self.harness.flush()
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 77.0)
+        client.sendMessage(sized_frame(256 * 1024 + 1, apower=78.0))
+        self.assert_close_code(client, connection, 1009)
+        self.assertNotIn(78.0, [v[0].apower for v in self.readings_of(BAD)])
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+
+class RateTests(HardeningCase):
+    """More than max_rate frames a minute: dropped; more than twice that: closed, 1008."""
+
+    limits = Limits(max_rate=5)
+
+    def send_powers(self, client: RecordingClient, *powers: float) -> None:
+        for apower in powers:
+            client.send_json(power_frame(apower))
+        self.harness.flush()
+
+    def powers(self) -> list[float | None]:
+        return [v[0].apower for v in self.readings_of(BAD)]
+
+    def test_excess_dropped(self) -> None:
+        client, connection = self.connect_bad()  # frame 1 of the window
+        self.send_powers(client, 2, 3, 4, 5)
+        self.assertEqual(self.powers(), [EARLY_POWER, 2, 3, 4, 5])
+        self.send_powers(client, 6, 7, 8, 9, 10)
+        self.assertEqual(self.powers(), [EARLY_POWER, 2, 3, 4, 5])
+        self.assertEqual(self.factory.rejected, {"rate_limited": 5})
+        self.assertEqual(connection.server.rejected, {"rate_limited": 5})
+        self.assert_still_open(client, connection)
+        self.assert_logged_once("more than 5 frames a minute", connection.server.peer)
+        # The limit is per connection: the good device is not affected.
+        self.assert_good_served()
+        self.assert_bad_kept(closed=False)
+
+    def test_closed_past_twice_the_limit(self) -> None:
+        client, connection = self.connect_bad()
+        self.send_powers(client, *range(2, 11))  # frames 2..10
+        self.assert_still_open(client, connection)
+        self.send_powers(client, 11)
+        self.assert_close_code(client, connection, 1008)
+        self.assertEqual(self.powers(), [EARLY_POWER, 2, 3, 4, 5])
+        self.assertEqual(self.factory.rejected, {"rate_limited": 6})
+        peer = connection.server.peer
+        self.assert_logged_once("more than 5 frames a minute", peer)
+        self.assert_logged_once("with 1008", peer)
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+    def test_flood_closed(self) -> None:
+        client, connection = self.connect_bad()
+        for i in range(1000):
+            client.send_json(power_frame(float(i)))
+        self.assert_close_code(client, connection, 1008)
+        self.assertEqual(len(self.readings_of(BAD)), 5)
+        self.assert_logged_once("more than 5 frames a minute", connection.server.peer)
+        self.assert_no_traceback()
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+    def test_new_window_after_a_minute(self) -> None:
+        client, connection = self.connect_bad()
+        self.send_powers(client, 2, 3, 4, 5, 6, 7, 8)  # 6, 7, 8 dropped
+        self.harness.advance(59)
+        self.send_powers(client, 9)  # still the same window
+        self.assertEqual(self.powers(), [EARLY_POWER, 2, 3, 4, 5])
+        self.harness.advance(1)
+        self.send_powers(client, 10, 11, 12, 13, 14, 15)
+        self.assertEqual(self.powers(), [EARLY_POWER, 2, 3, 4, 5, 10, 11, 12, 13, 14])
+        self.assertEqual(self.factory.rejected, {"rate_limited": 5})
+        self.assert_still_open(client, connection)
+        self.assert_logged_once("more than 5 frames a minute", connection.server.peer)
+        self.assert_good_served()
+
+
+class InvalidUtf8Tests(HardeningCase):
+    """A text frame that is not UTF-8: closed with 1007."""
+
+    def test_invalid(self) -> None:
+        for name, raw in [("ff", b"\xff"), ("overlong", b"\xc0\xaf"),
+                          ("surrogate", b"\xed\xa0\x80"), ("cut short", b"\xe2\x82")]:
+            with self.subTest(name):
+                self.setUp()
+                client, connection = self.connect_bad()
+                client.sendMessage(b'{"src":"' + raw + b'","method":"NotifyStatus"}',
+                                   isBinary=False)
+                self.assert_close_code(client, connection, 1007)
+                self.assertEqual(self.factory.rejected, {"bad_utf8": 1})
+                self.assert_logged_once("1007", connection.server.peer)
+                self.assert_no_traceback()
+                self.assert_bad_kept()
+                self.assert_good_served()
+
+    def test_cut_short_by_the_frame_end(self) -> None:
+        """The last character of a message is incomplete."""
+        client, connection = self.connect_bad()
+        client.sendMessage(json.dumps(power_frame(5.0)).encode("utf-8") + b"\xe2\x82",
+                           isBinary=False)
+        self.assert_close_code(client, connection, 1007)
+        self.assertEqual(self.factory.rejected, {"bad_utf8": 1})
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+
+class HttpTimeoutTests(HardeningCase):
+    """A peer has REQUEST_TIMEOUT seconds to send its whole request, handshake included."""
+
+    def assert_timed_out(self, raw: RawClient) -> float:
+        """Advance in small steps until C{raw} is disconnected; return when it was."""
+        start = self.harness.clock.seconds()
+        while not raw.lost:
+            self.assertLess(self.harness.clock.seconds() - start, 30, "never disconnected")
+            self.harness.advance(0.25, step=0.25)
+        return self.harness.clock.seconds() - start
+
+    def assert_slow_peer_dropped(self, first: bytes) -> None:
+        raw, _connection = self.harness.connect_raw(first)
+        self.harness.advance(REQUEST_TIMEOUT - 0.5, step=0.5)
+        self.assertFalse(raw.lost)
+        after = self.assert_timed_out(raw)
+        self.assertLessEqual(after, 1.0)
+        self.assertNotIn(b"101", raw.status_line)
+        self.assertEqual(self.factory.devices.keys(), {GOOD})
+        self.assertEqual(self.factory.rejected, {"request_timeout": 1})
+        self.assert_logged_once("request", "192.0.2.7")
+        self.assert_good_served()
+
+    def test_timeout_is_five_seconds(self) -> None:
+        self.assertEqual(REQUEST_TIMEOUT, 5)
+
+    def test_nothing_sent(self) -> None:
+        self.assert_slow_peer_dropped(b"")
+
+    def test_partial_request_line(self) -> None:
+        self.assert_slow_peer_dropped(b"GET /ws HTT")
+
+    def test_partial_headers(self) -> None:
+        self.assert_slow_peer_dropped(b"GET /ws?token=x HTTP/1.1\r\nHost: 127.0.0.1:5000\r\n"
+                                      b"Upgrade: websocket\r\n")
+
+    def test_trickle(self) -> None:
+        """A byte at a time does not buy more time: the deadline is for the whole request."""
+        raw, connection = self.harness.connect_raw(b"G")
+        request = raw_upgrade(b"/ws")[1:]
+        for i in range(40):
+            self.harness.advance(0.5, step=0.5)
+            if raw.lost:
+                break
+            connection.client_transport.write(request[i:i + 1])
+        self.assertTrue(raw.lost)
+        self.assertLessEqual(self.harness.clock.seconds(), REQUEST_TIMEOUT + 1)
+        self.assertFalse(connection.upgraded)
+        self.assertEqual(self.factory.rejected, {"request_timeout": 1})
+        self.assert_good_served()
+
+    def test_partial_body(self) -> None:
+        raw, _ = self.harness.connect_raw(raw_get(b"/", b"POST", b"Content-Length: 100\r\n")
+                                          + b"{")
+        self.assertLessEqual(self.assert_timed_out(raw), REQUEST_TIMEOUT + 0.5)
+        self.assert_good_served()
+
+    def test_keep_alive_idle_is_not_a_rejection(self) -> None:
+        """A health client that keeps its connection open is closed, but not counted."""
+        raw, _ = self.harness.connect_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(raw.status_line, b"HTTP/1.1 200 OK")
+        self.assert_timed_out(raw)
+        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(warn_events(self.events), [])
+
+    def test_websocket_not_killed_by_the_request_timeout(self) -> None:
+        """The open WebSocket lives on, its pings answered, long past the HTTP deadline."""
+        self.harness.advance(120)
+        self.assertEqual(self.good_connection.server.state, OPEN)
+        self.assertIsNone(self.good.closed)
+        self.assertEqual(self.factory.rejected, {})
+        self.assert_good_served()
+
+    def test_raw_websocket_after_handshake(self) -> None:
+        """
+        A peer that finished its handshake and then says nothing is not cut at the HTTP
+        deadline: it is the ping timeout that ends it.
+        """
+        raw, connection = self.harness.connect_raw(raw_upgrade(b"/ws"))
+        self.assertEqual(raw.status_line, b"HTTP/1.1 101 Switching Protocols")
+        self.harness.advance(30)
+        self.assertFalse(raw.lost)
+        self.assertEqual(connection.server.state, OPEN)
+        self.harness.advance(40)
+        self.assertTrue(raw.lost)
+        self.assertEqual(self.factory.rejected, {"ping_timeout": 1})
+        self.assert_good_served()
+
+
+class PingTimeoutTests(HardeningCase):
+    """A ping every 30 s; a peer silent for 60 s is dropped."""
+
+    def test_silent_peer_dropped(self) -> None:
+        client, connection = self.connect_bad()
+        # From now on the device hears nothing, so it answers nothing.
+        client.dataReceived = lambda data: None  # type: ignore[method-assign]
+        start = self.harness.clock.seconds()
+        while BAD in self.factory.devices:
+            self.assertLess(self.harness.clock.seconds() - start, 120, "never dropped")
+            self.harness.advance(0.5, step=0.5)
+        lost_after = self.harness.clock.seconds() - start
+        self.assertGreaterEqual(lost_after, 55)
+        self.assertLessEqual(lost_after, 65)
+        self.assertEqual(connection.server.state, CLOSED)
+        self.assertEqual(self.factory.rejected, {"ping_timeout": 1})
+        self.assert_logged_once("ping", connection.server.peer)
+        self.assert_bad_kept()
+        # The good device answered every ping meanwhile.
+        self.assert_good_served()
+
+    def test_answering_peer_kept(self) -> None:
+        client, connection = self.connect_bad()
+        self.harness.advance(600, step=5)
+        self.assert_still_open(client, connection)
+        self.assert_bad_kept(closed=False)
+        self.assert_good_served()
+
+
+class ConnectionLimitTests(HardeningCase):
+    """More than max_connections WebSockets: HTTP 503 at the handshake."""
+
+    limits = Limits(max_connections=2)
+
+    def test_third_refused(self) -> None:
+        client, connection = self.connect_bad()
+        third, third_connection = self.harness.connect_ws("/ws")
+        self.assertFalse(third.opened)
+        assert third.closed is not None
+        self.assertIn("503", third.closed[2] or "")
+        raw, _ = self.harness.connect_raw(raw_upgrade(b"/ws"))
+        self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 503"), raw.status_line)
+        self.assertNotIn(b"sec-websocket-accept", raw.headers)
+        self.assertEqual(self.factory.rejected, {"too_many_connections": 2})
+        warnings = [formatEvent(e) for e in warn_events(self.events)]
+        self.assertEqual(len(warnings), 2)
+        self.assertIn(third_connection.server.peer, warnings[0])
+        # Health is not a WebSocket and still answers.
+        health, _ = self.harness.connect_raw(raw_get(b"/"))
+        self.assertEqual(health.status_line, b"HTTP/1.1 200 OK")
+        self.assert_good_served()
+        self.assert_still_open(client, connection)
+        # Once a device leaves, the next one is let in.
+        client.sendClose(code=1000)
+        self.harness.flush()
+        self.assert_bad_kept()
+        fourth, _ = self.harness.connect_ws("/ws")
+        self.assertTrue(fourth.opened)
+        self.assert_good_served()
+
+
+class PathAndMethodTests(HardeningCase):
+    """Other paths and methods: 4xx, never an upgrade."""
+
+    def assert_refused(self, request: bytes, status: bytes) -> RawClient:
+        raw, connection = self.harness.connect_raw(request)
+        self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 " + status), raw.status_line)
+        self.assertNotIn(b"sec-websocket-accept", raw.headers)
+        if isinstance(connection.server_transport.protocol, WebSocketProtocol):
+            # Autobahn answered, and hung up.
+            self.assertTrue(raw.lost)
+            self.assertEqual(connection.server.state, CLOSED)
+        self.assertEqual(self.factory.devices.keys(), {GOOD})
+        self.assertEqual(self.factory.countConnections, 1)
+        self.assert_good_served()
+        return raw
+
+    def test_post_ws(self) -> None:
+        self.assert_refused(raw_get(b"/ws", b"POST", b"Content-Length: 2\r\n") + b"{}", b"405")
+
+    def test_post_ws_with_upgrade_headers(self) -> None:
+        self.assert_refused(raw_upgrade(b"/ws").replace(b"GET", b"POST", 1), b"405")
+
+    def test_other_methods_ws(self) -> None:
+        for method in [b"PUT", b"DELETE", b"OPTIONS", b"HEAD", b"PATCH"]:
+            with self.subTest(method=method):
+                self.assert_refused(raw_upgrade(b"/ws/").replace(b"GET", method, 1), b"405")
+
+    def test_get_ws_without_upgrade(self) -> None:
+        """A browser's plain GET: no status page, just a refusal."""
+        raw = self.assert_refused(raw_get(b"/ws"), b"426")
+        self.assertNotIn(b"<html", raw.received.lower())
+
+    def test_other_paths(self) -> None:
+        for path in [b"/ws/x", b"/ws//", b"/wss", b"/WS", b"/api/ws", b"/ws/../x"]:
+            with self.subTest(path=path):
+                self.assert_refused(raw_upgrade(path), b"404")
+
+    def test_post_root(self) -> None:
+        self.assert_refused(raw_upgrade(b"/").replace(b"GET", b"POST", 1), b"405")
+
+
+TOKEN = "s3cret"
+
+
+class TokenTests(HardeningCase):
+    """With a token, a WebSocket without it is refused with 403 before the upgrade."""
+
+    admission = Admission(tokens=(TokenRule(TOKEN, ("*",)),))
+    good_path = f"/ws?token={TOKEN}"
+
+    def assert_forbidden(self, path: str, count: int) -> None:
+        client, _connection = self.harness.connect_ws(path)
+        self.assertFalse(client.opened)
+        assert client.closed is not None
+        self.assertIn("403", client.closed[2] or "")
+        raw, _ = self.harness.connect_raw(raw_upgrade(path.encode("ascii")))
+        self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 403"), raw.status_line)
+        self.assertNotIn(b"sec-websocket-accept", raw.headers)
+        self.assertEqual(self.factory.rejected, {"bad_token": count})
+        self.assertEqual(self.factory.devices.keys(), {GOOD})
+        self.assert_good_served()
+
+    def test_no_token(self) -> None:
+        self.assert_forbidden("/ws", 2)
+        self.assert_forbidden("/ws/", 4)
+
+    def test_wrong_token(self) -> None:
+        self.assert_forbidden("/ws?token=s3cre", 2)
+        self.assert_forbidden("/ws?token=S3CRET", 4)
+        self.assert_forbidden("/ws?token=", 6)
+        self.assert_forbidden("/ws?tok=s3cret", 8)
+
+    def test_only_the_first_token_counts(self) -> None:
+        self.assert_forbidden(f"/ws?token=wrong&token={TOKEN}", 2)
+        client, _ = self.harness.connect_ws(f"/ws?token={TOKEN}&token=wrong")
+        self.assertTrue(client.opened)
+
+    def test_token_open(self) -> None:
+        for path in [f"/ws?token={TOKEN}", f"/ws/?token={TOKEN}"]:
+            with self.subTest(path=path):
+                client, connection = self.harness.connect_ws(path)
+                self.assertTrue(client.opened)
+                self.assertEqual(connection.server.state, OPEN)
+        self.assertEqual(self.factory.rejected, {})
+
+    def test_refusal_logged_with_peer(self) -> None:
+        _client, connection = self.harness.connect_ws("/ws?token=wrong")
+        text = self.assert_logged_once("token", connection.server.peer)
+        self.assertNotIn("wrong", text.replace("missing or wrong token", ""))
+
+    def test_token_never_logged(self) -> None:
+        """Not on connecting, not in the access log of a request that carries it."""
+        log_file = io.StringIO()
+        self.harness.site.logFile = log_file
+        client, connection = self.harness.connect_ws(f"/ws?token={TOKEN}")
+        client.send_json(power_frame(1.0))
+        client.sendClose(code=1000)
+        self.harness.flush()
+        raw, _ = self.harness.connect_raw(raw_get(f"/?token={TOKEN}".encode("ascii")))
+        self.assertEqual(raw.status_line, b"HTTP/1.1 200 OK")
+        raw, _ = self.harness.connect_raw(raw_upgrade(f"/ws/x?token={TOKEN}".encode("ascii")))
+        self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 404"))
+        texts = [formatEvent(e) for e in self.events]
+        self.assertTrue(any(str(connection.server.peer) in t for t in texts))
+        for text in texts:
+            self.assertNotIn(TOKEN, text)
+        access = log_file.getvalue()
+        self.assertIn('"GET / HTTP/1.1" 200', access)
+        self.assertIn('"GET /ws/x HTTP/1.1" 404', access)
+        self.assertNotIn(TOKEN, access)
+
+    def test_access_log_line_drops_the_query(self) -> None:
+        request = Request(DummyChannel())
+        request.method = b"GET"
+        request.uri = f"/ws?token={TOKEN}&x=1".encode("ascii")
+        request.clientproto = b"HTTP/1.1"
+        request.code = 403
+        request.requestHeaders.setRawHeaders(b"user-agent", [b"Shelly \"Pro\"\x1b[2J"])
+        line = access_log_line("[01/Jan/2026:00:00:00 +0000]", request)
+        self.assertNotIn(TOKEN, line)
+        self.assertIn('"GET /ws HTTP/1.1" 403', line)
+        self.assertNotIn("\x1b", line)
+        self.assertIn("Shelly \\x22Pro\\x22\\x1b[2J", line)
+
+
+class TokenFileRuleTests(HardeningCase):
+    """A token admits only the device ids its lines name; others are closed, 1008."""
+
+    admission = Admission(tokens=(TokenRule("t1", ("shellyplus1pm-*",)),
+                                  TokenRule("t2", ("shellypro4pm-aabbcc*",))))
+    good_path = "/ws?token=t1"
+
+    def test_wrong_device_for_the_token(self) -> None:
+        client, connection = self.connect_bad("/ws?token=t1", device=None)
+        client.send_json(power_frame(300.0, BAD))
+        client.send_json(power_frame(301.0, BAD))
+        self.assert_close_code(client, connection, 1008)
+        self.assertEqual(self.readings_of(BAD), [])
+        self.assertNotIn(BAD, self.factory.devices)
+        self.assertEqual(self.factory.rejected["not_allowed"], 2)
+        self.assert_logged_once("not allowed here", connection.server.peer)
+        self.assert_good_served()
+
+    def test_matching_device(self) -> None:
+        client, connection = self.connect_bad("/ws?token=t2")
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, EARLY_POWER)
+        self.assert_still_open(client, connection)
+        self.assertEqual(self.factory.rejected, {})
+        self.assert_good_served()
+
+    def test_prefix_of_glob_only(self) -> None:
+        other = "shellypro4pm-001122334455"
+        client, connection = self.connect_bad("/ws?token=t2", device=None)
+        client.send_json(power_frame(1.0, other))
+        self.assert_close_code(client, connection, 1008)
+        self.assertEqual(self.readings_of(other), [])
+        self.assert_good_served()
+
+    def test_token_of_another_file_line(self) -> None:
+        """t2 does not admit what t1 admits."""
+        client, connection = self.connect_bad("/ws?token=t2", device=None)
+        client.send_json(power_frame(1.0, "shellyplus1pm-665544332211"))
+        self.assert_close_code(client, connection, 1008)
+        self.assert_good_served()
+
+
+class AllowTests(HardeningCase):
+    """C{--allow}: device ids that match none of the globs are closed, 1008."""
+
+    admission = Admission(allow=("shellypro4pm-*",))
+    good_id = BAD  # here the Pro 4PM is the allowed, well-behaved one
+
+    def test_not_allowed(self) -> None:
+        client, connection = self.harness.connect_ws("/ws")
+        client.send_json(power_frame(300.0, GOOD))
+        self.assert_close_code(client, connection, 1008)
+        self.assertEqual(self.readings_of(GOOD), [])
+        self.assertNotIn(GOOD, self.factory.devices)
+        self.assertEqual(self.factory.rejected, {"not_allowed": 1})
+        self.assert_logged_once("not allowed here", connection.server.peer)
+        self.assert_good_served()
+
+    def test_allowed(self) -> None:
+        other = "shellypro4pm-001122334455"
+        client, connection = self.harness.connect_ws("/ws")
+        client.send_json(power_frame(300.0, other))
+        self.harness.flush()
+        self.assertEqual(self.readings_of(other)[-1][0].apower, 300.0)
+        self.assert_still_open(client, connection)
+        self.assertEqual(self.factory.rejected, {})
