@@ -174,6 +174,7 @@ class CsvSink:
                 log.warn(
                     "{path} ended in a torn line; cut back to the last complete line, "
                     "dropping {count} bytes: {dropped!r}",
+                    event="csv_torn_line",
                     path=self.path,
                     count=size - start - cut,
                     dropped=tail[cut : cut + 200],
@@ -203,8 +204,8 @@ class CsvSink:
                 dropped = len(lines) - max(room, 0)
                 self.rows_dropped += dropped
                 log.error(
-                    "rows_dropped: {count} rows lost, {pending} already wait for the disk "
-                    "(--max-pending)",
+                    "{count} rows lost: {pending} already wait for the disk (--max-pending)",
+                    event="rows_dropped",
                     count=dropped,
                     pending=len(self._pending),
                 )
@@ -229,7 +230,8 @@ class CsvSink:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-            log.info("{path} was moved away; starting a new file", path=self.path)
+            log.info("{path} was moved away; starting a new file", event="csv_reopened",
+                     path=self.path)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self._fd, self._size = fd, os.fstat(fd).st_size
 
@@ -260,7 +262,8 @@ class CsvSink:
             reason = f"cannot write {self.path}: {e.strerror or errno.errorcode.get(e.errno or 0)}"
             if self.problem != reason:
                 log.error(
-                    "write_failed: {reason}; {count} rows wait and are retried every minute",
+                    "{reason}; {count} rows wait and are retried every minute",
+                    event="write_failed",
                     reason=reason,
                     count=len(self._pending),
                 )
@@ -273,7 +276,8 @@ class CsvSink:
         self.rows_written_carried += self._pending_carried
         self._pending_carried = 0
         if self.problem is not None:
-            log.info("rows_written: the disk took {count} waiting rows", count=count)
+            log.info("the file took the {count} waiting rows", event="write_recovered",
+                     count=count)
         self.problem = None
         if self.fsync:
             try:
@@ -281,7 +285,8 @@ class CsvSink:
             except OSError as e:
                 # The rows are in the file already: retrying would write them twice.
                 self.write_errors += 1
-                log.error("fsync of {path} failed: {error}", path=self.path,
+                log.error("fsync of {path} failed: {error}", event="fsync_failed",
+                          path=self.path,
                           error=e.strerror)
 
     def close(self) -> None:

@@ -5,6 +5,7 @@ tracker's closed minutes and writes them to the CSV sink.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 from twisted.application.service import Service
@@ -42,6 +43,10 @@ class MinuteService(Service):
         self.clock = clock
         self._first: IDelayedCall | None = None
         self._loop: LoopingCall | None = None
+        #: Seconds the last tick took (processor time measured, not the reactor clock).
+        self.last_tick_duration = 0.0
+        #: When the last tick ran, on the reactor clock; 0 before the first.
+        self.last_tick_at = 0.0
 
     def startService(self) -> None:
         super().startService()
@@ -61,15 +66,19 @@ class MinuteService(Service):
 
     def tick(self) -> None:
         """Write the rows of every minute completed since the last tick."""
+        started = time.perf_counter()
+        self.last_tick_at = self.clock.seconds()
         try:
             rows = self.tracker.close_completed()
             self.sink.write(rows)
         except Exception:
             # The loop must survive whatever went wrong this minute.
-            log.failure("minute tick failed")
+            log.failure("minute tick failed", event="tick_failed")
         else:
             if rows:
-                log.debug("rows_written: {count} rows closed this tick", count=len(rows))
+                log.info("{count} rows for the minutes completed", event="rows_written",
+                         count=len(rows), pending=self.sink.pending)
+        self.last_tick_duration = time.perf_counter() - started
 
     def stopService(self) -> None:
         super().stopService()
@@ -86,6 +95,7 @@ class MinuteService(Service):
             self.sink.close()
         if self.sink.pending:
             log.error("stopped with {count} rows that could not be written",
-                      count=self.sink.pending)
+                      event="rows_lost", count=self.sink.pending)
         else:
-            log.info("stopped; wrote the {count} rows of the last minutes", count=len(rows))
+            log.info("stopped; wrote the {count} rows of the last minutes",
+                     event="server_stopped", count=len(rows))

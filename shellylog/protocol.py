@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Protocol
 
-from attrs import frozen
+from attrs import define, frozen
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IReactorTime
@@ -51,6 +51,28 @@ CLOSE_POLICY_VIOLATION = 1008
 #: Close codes Autobahn sends when it fails a connection itself, and the reason that is
 #: counted under.
 AUTOBAHN_FAILURES = {1002: "protocol_error", 1007: "bad_utf8", 1009: "too_big"}
+
+
+#: The method labels frames are counted under; anything else a device sends is "other".
+KNOWN_METHODS = {"notifystatus", "notifyfullstatus", "notifyevent"}
+
+
+@define
+class DeviceRecord:
+    """What the server knows of one device id since it started, for C{/status}."""
+
+    device_id: str
+    connected: bool = False
+    peer: str = ""
+    connected_since: float | None = None
+    last_frame_at: float | None = None
+    frames: int = 0
+    connections: int = 0
+
+    @property
+    def reconnects(self) -> int:
+        """Connections after the first."""
+        return max(self.connections - 1, 0)
 
 
 @frozen
@@ -100,6 +122,8 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         self._admitted: tuple[str, ...] = ()
         self._window_start = 0.0
         self._window_frames = 0
+        self._record: DeviceRecord | None = None
+        self._opened = False
 
     # -- handshake and life cycle ------------------------------------------------------
 
@@ -108,14 +132,16 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         limit = self.factory.limits.max_connections
         if self.factory.countConnections > limit:
             self.factory.rejected["too_many_connections"] += 1
-            log.warn("refused {peer}: more than {limit} connections", peer=self.peer,
+            log.warn("refused {peer}: more than {limit} connections",
+                     event="connection_refused", peer=self.peer,
                      limit=limit)
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
         tokens = request.params.get("token") or [None]
         admitted = self.factory.admission.admit(tokens[0])
         if admitted is None:
             self.factory.rejected["bad_token"] += 1
-            log.warn("refused {peer}: missing or wrong token", peer=self.peer)
+            log.warn("refused {peer}: missing or wrong token", event="connection_refused",
+                     peer=self.peer)
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "missing or wrong token")
         self._admitted = admitted
         if SUBPROTOCOL in request.protocols:
@@ -124,6 +150,8 @@ class ShellyServerProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         log.debug("WebSocket open from {peer}", peer=self.peer)
+        self._opened = True
+        self.factory.connections_opened += 1
         self.send_request(ENABLE_NOTIFY, {"enable": True})
         self.send_request(GET_STATUS)
         interval = self.factory.poll_interval
@@ -136,6 +164,8 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
+        if self._opened:
+            self.factory.connections_closed += 1
         failure = AUTOBAHN_FAILURES.get(self.localCloseCode or 0)
         if self.failedByMe and failure is not None:
             # Autobahn failed the connection (message too big, invalid UTF-8, ...).
@@ -144,6 +174,7 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         if total:
             log.warn(
                 "{total} frames from {peer} ({device}) were rejected: {reasons}",
+                event="frames_rejected_summary",
                 total=total,
                 peer=self.peer,
                 device=self.device_id,
@@ -153,6 +184,7 @@ class ShellyServerProtocol(WebSocketServerProtocol):
             self.factory.unbind(self)
             log.info(
                 "device {device} disconnected ({peer}, code {code})",
+                event="device_disconnected",
                 device=self.device_id,
                 peer=self.peer,
                 code=code,
@@ -165,7 +197,8 @@ class ShellyServerProtocol(WebSocketServerProtocol):
     def _lost(self, reason: str, detail: str) -> None:
         """Count and log a connection that ends because its peer misbehaved."""
         self.factory.rejected[reason] += 1
-        log.warn("lost {peer} ({device}): {detail}", peer=self.peer, device=self.device_id,
+        log.warn("lost {peer} ({device}): {detail}", event="connection_lost",
+                 peer=self.peer, device=self.device_id,
                  reason=reason, detail=detail)
 
     # -- requests ----------------------------------------------------------------------
@@ -184,7 +217,11 @@ class ShellyServerProtocol(WebSocketServerProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         try:
-            if not self._within_rate():
+            now = self.factory.clock.seconds()
+            if self._record is not None:
+                self._record.frames += 1
+                self._record.last_frame_at = now
+            if not self._within_rate(now):
                 return
             if isBinary:
                 if self.rejected["binary"] + 1 >= MAX_BINARY:
@@ -198,9 +235,8 @@ class ShellyServerProtocol(WebSocketServerProtocol):
             if self.rejected["internal"] == 1:
                 log.failure("unexpected error on a frame from {peer}", peer=self.peer)
 
-    def _within_rate(self) -> bool:
+    def _within_rate(self, now: float) -> bool:
         """Count a frame in this minute's window; drop it, or close, past the limit."""
-        now = self.factory.clock.seconds()
         if not 0 <= now - self._window_start < RATE_WINDOW:
             self._window_start, self._window_frames = now, 0
         self._window_frames += 1
@@ -214,7 +250,8 @@ class ShellyServerProtocol(WebSocketServerProtocol):
 
     def _close(self, code: int, reason: str) -> None:
         if self.state == self.STATE_OPEN:
-            log.warn("closing {peer} ({device}) with {code}: {why}", peer=self.peer,
+            log.warn("closing {peer} ({device}) with {code}: {why}", event="connection_closed",
+                     peer=self.peer,
                      device=self.device_id, code=code, why=reason)
             # Not sendClose: it refuses the protocol's own codes (1003, 1008).
             self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8"), isReply=False)
@@ -226,6 +263,7 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         if self.rejected[reason] == 1:
             log.warn(
                 "dropped a frame from {peer} ({device}): {detail}",
+                event="frame_rejected",
                 peer=self.peer,
                 device=self.device_id,
                 reason=reason,
@@ -241,15 +279,23 @@ class ShellyServerProtocol(WebSocketServerProtocol):
                 self._close(CLOSE_POLICY_VIOLATION, "device not allowed")
                 raise FrameError("not_allowed", f"device {src} is not allowed here")
             self.device_id = src
-            self.factory.bind(self)
-            log.info("device {device} connected from {peer}", device=src, peer=self.peer)
+            self._record = self.factory.bind(self)
+            self._record.frames += 1
+            self._record.last_frame_at = self.factory.clock.seconds()
+            log.info("device {device} connected from {peer}", event="device_connected",
+                     device=src, peer=self.peer)
         elif src != self.device_id:
             raise FrameError("src_mismatch", f"src {src} on a connection of {self.device_id}")
+        received = self.factory.received
         if isinstance(frame, Notification):
+            kind = frame.kind
+            received[kind if kind in KNOWN_METHODS else "other"] += 1
             self._notification(frame)
         elif isinstance(frame, Response):
+            received["response"] += 1
             self._response(frame)
         else:
+            received["error"] += 1
             self._error(frame)
 
     def _notification(self, frame: Notification) -> None:
@@ -288,6 +334,7 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         # legacy observer blanks it for every observer after it.
         log.warn(
             "{device} answered {method} with error {code}: {error_message}",
+            event="device_error",
             device=self.device_id,
             method=method,
             code=printable(frame.code),
@@ -332,7 +379,11 @@ class ShellyServerFactory(WebSocketServerFactory):
         self.limits = limits = limits or Limits()
         self.admission = admission or Admission()
         self.devices: dict[str, ShellyServerProtocol] = {}
+        self.records: dict[str, DeviceRecord] = {}
         self.rejected: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+        self.connections_opened = 0
+        self.connections_closed = 0
         self.setProtocolOptions(
             webStatus=False,
             allowNullOrigin=True,
@@ -348,23 +399,35 @@ class ShellyServerFactory(WebSocketServerFactory):
             # max_connections is checked in onConnect, to count and log the refusal.
         )
 
-    def bind(self, connection: ShellyServerProtocol) -> None:
-        """C{connection} now speaks for its device; an older connection of it is done."""
+    def bind(self, connection: ShellyServerProtocol) -> DeviceRecord:
+        """
+        C{connection} now speaks for its device; an older connection of it is done.
+        Returns the device's record.
+        """
         device_id = connection.device_id
         assert device_id is not None
         old = self.devices.get(device_id)
         self.devices[device_id] = connection
+        record = self.records.get(device_id)
+        if record is None:
+            record = self.records[device_id] = DeviceRecord(device_id)
+        record.connected = True
+        record.peer = connection.peer or ""
+        record.connected_since = self.clock.seconds()
+        record.connections += 1
         if old is not None and old is not connection:
             # The device dialled again: the old socket is dead to it, and its readings
             # must not be carried into the new connection (rule 5).
             self.sink.disconnected(device_id)
             log.info("device {device} reconnected; closing its older connection",
-                     device=device_id)
+                     event="device_replaced", device=device_id)
             old.sendClose(code=1000, reason="replaced by a newer connection")
+        return record
 
     def unbind(self, connection: ShellyServerProtocol) -> None:
         """C{connection} closed; if it spoke for its device, the device is gone."""
         device_id = connection.device_id
         if device_id is not None and self.devices.get(device_id) is connection:
             del self.devices[device_id]
+            self.records[device_id].connected = False
             self.sink.disconnected(device_id)

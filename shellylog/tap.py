@@ -14,13 +14,17 @@ from twisted.application.service import IService, MultiService
 from twisted.internet import endpoints
 from twisted.internet.interfaces import IReactorTime
 from twisted.python import usage
+from twisted.web.resource import IResource
 
 from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
+from shellylog import __version__
 from shellylog.csvlog import CsvFileError, CsvSink, check_header
+from shellylog.metrics import ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
 from shellylog.protocol import Limits, ShellyServerFactory
+from shellylog.report import public_options, status_report
 from shellylog.tracker import ChannelTracker
-from shellylog.web import HealthResource, build_site
+from shellylog.web import HealthResource, JsonResource, build_site
 
 
 def _number(option: str, text: str) -> float:
@@ -227,11 +231,25 @@ def makeService(
         problem=lambda: sink.problem if sink.pending else None,
         rows_pending=lambda: sink.pending,
     )
-    site = build_site(factory, health, reactor)
+    minutes = MinuteService(tracker, sink, reactor)
+    started_at = reactor.seconds()
+    shown = public_options(options)
+
+    def status() -> dict[str, Any]:
+        return status_report(
+            now=reactor.seconds(), started_at=started_at, version=__version__,
+            zone=options["zone"], options=shown, factory=factory, tracker=tracker, sink=sink,
+        )
+
+    pages: dict[bytes, IResource] = {
+        b"status": JsonResource(status),
+        b"metrics": metrics_resource(ShellylogCollector(factory, sink, minutes)),
+    }
+    site = build_site(factory, health, reactor, pages)
 
     top = MultiService()
     # Added first, so it stops last: the port closes before the final minute is written.
-    MinuteService(tracker, sink, reactor).setServiceParent(top)
+    minutes.setServiceParent(top)
     endpoint = endpoints.serverFromString(reactor, options["port"])
     listener = StreamServerEndpointService(endpoint, site)
     # As twisted.application.strports.service does: a port that cannot be listened on

@@ -4,15 +4,17 @@ The one HTTP site: health at C{/}, the devices' WebSocket at C{/ws} and C{/ws/}.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
-from twisted.web.resource import NoResource, Resource
+from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import Request, Site
 
 log = Logger(namespace="shellylog.web")
@@ -58,6 +60,21 @@ class HealthResource(Resource):
         if problem is not None:
             body += f"rows_pending: {self._rows_pending()}\n"
         return body.encode("utf-8")
+
+
+class JsonResource(Resource):
+    """C{GET}: the document C{snapshot} returns, as JSON."""
+
+    isLeaf = True
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+        super().__init__()
+        self._snapshot = snapshot
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        return (json.dumps(self._snapshot(), indent=2) + "\n").encode("utf-8")
 
 
 class DeviceSocketResource(WebSocketResource):
@@ -120,6 +137,7 @@ class RequestChannel(HTTPChannel):
             assert self.transport is not None
             self.site.rejected["request_timeout"] += 1
             log.warn("closing {peer}: no complete request within {timeout} s",
+                     event="request_timeout",
                      peer=_peer(self.transport.getPeer()), timeout=self.timeOut)
         super().timeoutConnection()
 
@@ -142,15 +160,21 @@ class DeviceSite(Site):
 
 
 def build_site(
-    ws_factory: WebSocketServerFactory, health: HealthResource, clock: object = None
+    ws_factory: WebSocketServerFactory,
+    health: HealthResource,
+    clock: object = None,
+    pages: Mapping[bytes, IResource] | None = None,
 ) -> Site:
     """
-    The site: C{/} health, C{/ws} and C{/ws/} devices, everything else 404. C{clock}
-    runs its request timeout (the global reactor when C{None}).
+    The site: C{/} health, C{/ws} and C{/ws/} devices, C{pages} (such as C{/status} and
+    C{/metrics}), everything else 404. C{clock} runs its request timeout (the global
+    reactor when C{None}).
     """
     root = Resource()
     root.putChild(b"", health)
     root.putChild(b"ws", DeviceSocketResource(ws_factory))
+    for name, page in (pages or {}).items():
+        root.putChild(name, page)
     site = DeviceSite(root, logFormatter=access_log_line, timeout=REQUEST_TIMEOUT,
                       reactor=clock)
     rejected = getattr(ws_factory, "rejected", None)

@@ -1,0 +1,92 @@
+"""
+C{/status}: what the server knows, as one JSON document for people and scripts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any
+
+from shellylog.csvlog import minute_timestamp
+
+if TYPE_CHECKING:
+    from shellylog.csvlog import CsvSink
+    from shellylog.protocol import ShellyServerFactory
+    from shellylog.tracker import ChannelTracker
+
+#: Options shown as they are; the token is never shown, only whether one is required.
+SHOWN_OPTIONS = (
+    "port", "csv", "channels", "threshold", "tz", "max-carry", "poll", "fsync",
+    "max-pending", "max-message", "max-rate", "max-connections", "allow", "token-file",
+)
+
+
+def _when(t: float | None, zone: tzinfo) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, zone).isoformat()
+
+
+def public_options(options: Any) -> dict[str, Any]:
+    """The options in force, without any secret."""
+    shown = {name: options.get(name) for name in SHOWN_OPTIONS if name in options}
+    if "channels" in shown:
+        shown["channels"] = list(shown["channels"])
+    if "allow" in shown:
+        shown["allow"] = list(shown["allow"])
+    shown["token_required"] = bool(options.get("token") or options.get("token-file"))
+    return shown
+
+
+def status_report(
+    *,
+    now: float,
+    started_at: float,
+    version: str,
+    zone: tzinfo,
+    options: dict[str, Any],
+    factory: ShellyServerFactory,
+    tracker: ChannelTracker,
+    sink: CsvSink,
+) -> dict[str, Any]:
+    """The C{/status} document: the server, then every device seen since start."""
+    devices = []
+    for device_id, record in sorted(factory.records.items()):
+        channels = {}
+        for channel, view in tracker.view(device_id).items():
+            if channel not in factory.channels:
+                continue
+            latest = view.latest
+            channels[str(channel)] = {
+                "apower_W": latest.apower if latest else None,
+                "voltage_V": latest.voltage if latest else None,
+                "current_A": latest.current if latest else None,
+                "energy_total_Wh": latest.energy_total if latest else None,
+                "active": view.active,
+                "last_minute_written": (
+                    None if view.last_written is None
+                    else minute_timestamp(view.last_written, zone)
+                ),
+            }
+        devices.append({
+            "device_id": device_id,
+            "connected": record.connected,
+            "peer": record.peer,
+            "connected_since": _when(record.connected_since, zone),
+            "last_frame_at": _when(record.last_frame_at, zone),
+            "frames_received": record.frames,
+            "reconnects": record.reconnects,
+            "channels": channels,
+        })
+    return {
+        "server": {
+            "version": version,
+            "started_at": _when(started_at, zone),
+            "uptime_s": round(now - started_at, 3),
+            "connected_devices": len(factory.devices),
+            "rows_written": sink.rows_written,
+            "rows_pending": sink.pending,
+            "rows_dropped": sink.rows_dropped,
+            "write_problem": sink.problem if sink.pending else None,
+            "options": options,
+        },
+        "devices": devices,
+    }
