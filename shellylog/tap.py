@@ -16,8 +16,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python import usage
 from twisted.web.resource import IResource
 
-from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
 from shellylog import __version__
+from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
 from shellylog.csvlog import CsvFileError, CsvSink, check_header
 from shellylog.metrics import ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
