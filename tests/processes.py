@@ -1,6 +1,7 @@
 """
-Running shellylog in child processes: the environment that lets a child import the same
-shellylog as the tests, and the command line that starts twistd with it.
+Running shellylog for real: in child processes (the environment that lets a child import
+the same shellylog as the tests, and the command line that starts twistd with it), or as a
+service started in this process on a real port.
 """
 
 from __future__ import annotations
@@ -8,8 +9,17 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+from typing import cast
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IListeningPort
+from twisted.trial.unittest import TestCase
 
 import shellylog
+from shellylog.tap import Options, makeService
 
 # twistd's own entry point, run by this interpreter: no script on PATH needed.
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -26,3 +36,31 @@ def child_environment() -> dict[str, str]:
     if source not in installed:
         env["PYTHONPATH"] = os.pathsep.join(p for p in [source, env.get("PYTHONPATH", "")] if p)
     return env
+
+
+async def start_service(case: TestCase, args: list[str]) -> tuple[MultiService, int]:
+    """
+    Build the service from C{twistd shellylog ARGS} (with a C{--port} of port 0), start it
+    in this process, and return it with the port it listens on. It is stopped at cleanup.
+    """
+    options = Options()
+    options.parseOptions(args)
+    service = makeService(options)
+    assert isinstance(service, MultiService)
+    (listener,) = [s for s in service if isinstance(s, StreamServerEndpointService)]
+    listening: Deferred[int] = Deferred()
+
+    def bound(port: IListeningPort) -> IListeningPort:
+        listening.callback(cast(IPv4Address, port.getHost()).port)
+        return port  # stopService closes the port it gets from this Deferred
+
+    service.startService()
+
+    async def stop() -> None:
+        if service.running:
+            await service.stopService()
+
+    case.addCleanup(stop)
+    assert listener._waitingForPort is not None
+    listener._waitingForPort.addCallback(bound)
+    return service, await listening

@@ -22,14 +22,11 @@ from typing import Any, cast
 
 import txaio
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
 from twisted.internet import reactor
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.interfaces import IListeningPort, ITCPTransport
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
@@ -37,8 +34,7 @@ from twisted.python.runtime import platform
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, readBody
 
-from shellylog.tap import Options, makeService
-from tests.processes import TWISTD, child_environment
+from tests.processes import TWISTD, child_environment, start_service
 
 DEVICE = "shellyplus1pm-aabbccddeeff"
 HEADER = "timestamp_iso,device_id,channel,apower_W,voltage_V,current_A,energy_total_Wh"
@@ -236,30 +232,9 @@ class EndToEndTests(TestCase):
         return ensureDeferred(self._service_stop())
 
     async def _service_stop(self) -> None:
-        options = Options()
-        options.parseOptions(
-            ["--port", "tcp:0:interface=127.0.0.1", "--csv", self.csv, "--poll", "0"]
+        service, port = await start_service(
+            self, ["--port", "tcp:0:interface=127.0.0.1", "--csv", self.csv, "--poll", "0"]
         )
-        service = makeService(options)
-        assert isinstance(service, MultiService)
-        (listener,) = [s for s in service if isinstance(s, StreamServerEndpointService)]
-        service.startService()
-
-        async def stop() -> None:
-            if service.running:
-                await service.stopService()
-
-        self.addCleanup(stop)
-
-        listening: Deferred[int] = Deferred()
-
-        def bound(port: IListeningPort) -> IListeningPort:
-            listening.callback(cast(IPv4Address, port.getHost()).port)
-            return port  # stopService closes the port it gets from this Deferred
-
-        assert listener._waitingForPort is not None
-        listener._waitingForPort.addCallback(bound)
-        port = await listening
 
         device = await self.connect_device(port)
         await room_in_minute()

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import sysconfig
 from collections import Counter
 from typing import Any, cast
 
@@ -24,53 +23,36 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
 from twisted.internet import reactor, ssl
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.interfaces import IListeningPort, ITCPTransport
+from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from twisted.web.resource import IResource
 from twisted.web.test.requesthelper import DummyRequest
 
-import shellylog
 from shellylog.csvlog import HEADER, parse_row_key
 from shellylog.status import ChannelValues
 from shellylog.tap import Options, makeService
 from shellylog.tracker import ChannelTracker
+from tests.processes import TWISTD, child_environment, start_service
 from tests.test_end_to_end import FULL_STATUS, FakeDevice, TwistdProcess
 
 FAKETIME_LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
-
-
-def source_env() -> dict[str, str]:
-    """
-    The environment for a child twistd: it imports shellylog from where this process did
-    (the installed package, or else a source tree put first on its path).
-    """
-    env = dict(os.environ)
-    source = os.path.realpath(os.path.dirname(os.path.dirname(shellylog.__file__)))
-    installed = {os.path.realpath(sysconfig.get_path(k)) for k in ("purelib", "platlib")}
-    if source not in installed:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in [source, env.get("PYTHONPATH", "")] if p)
-    return env
 
 
 def spawn_twistd(
     case: TestCase, folder: str, args: list[str], faketime: str | None = None
 ) -> TwistdProcess:
     """Start C{twistd -n shellylog ARGS} in C{folder}; under libfaketime if asked."""
-    env = source_env()
+    env = child_environment()
     if faketime is not None:
         env["LD_PRELOAD"] = FAKETIME_LIBS[0]
         env["FAKETIME"] = faketime
-    argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "shellylog", "--port", "tcp:0:interface=127.0.0.1", *args]
+    argv = [*TWISTD, "-n", "--pidfile=", "shellylog", "--port", "tcp:0:interface=127.0.0.1", *args]
     child = TwistdProcess()
     reactor.spawnProcess(child, sys.executable, argv, env=env, path=folder)
     case.addCleanup(child.kill)
@@ -154,30 +136,10 @@ class TLSTests(TestCase):
     async def _wss(self) -> None:
         key_path, cert_path, cert_pem = self.make_certificate()
         csv_path = os.path.join(self.folder, "power.csv")
-        options = Options()
-        options.parseOptions([
+        service, port = await start_service(self, [
             "--port", f"ssl:0:interface=127.0.0.1:privateKey={key_path}:certKey={cert_path}",
             "--csv", csv_path, "--poll", "0",
         ])
-        service = makeService(options)
-        assert isinstance(service, MultiService)
-        (listener,) = [s for s in service if isinstance(s, StreamServerEndpointService)]
-        service.startService()
-
-        async def stop() -> None:
-            if service.running:
-                await service.stopService()
-
-        self.addCleanup(stop)
-        listening: Deferred[int] = Deferred()
-
-        def bound(port: IListeningPort) -> IListeningPort:
-            listening.callback(cast(IPv4Address, port.getHost()).port)
-            return port
-
-        assert listener._waitingForPort is not None
-        listener._waitingForPort.addCallback(bound)
-        port = await listening
 
         trust = ssl.Certificate.loadPEM(cert_pem)
         tls = ssl.optionsForClientTLS("localhost", trustRoot=trust)
