@@ -289,15 +289,8 @@ class EndToEndTests(TestCase):
         first = minute_now()
         await self.report_power(device, port)
 
-        assert child.transport is not None
-        child.transport.signalProcess("TERM")
-        reason = await child.ended
+        await child.terminate()
         last = minute_now()
-        # twistd exits 0, or (newer Twisted) ends by the signal it stopped on.
-        if isinstance(reason, ProcessTerminated):
-            self.assertEqual(reason.signal, signal.SIGTERM, child.text())
-        else:
-            self.assertIsInstance(reason, ProcessDone, child.text())
         self.assertOneRow(first, last)
         # The server is gone, and with it the device's connection.
         await device.closed
@@ -334,6 +327,18 @@ class TwistdProcess(ProcessProtocol):
         value = reason.value
         assert value is not None
         self.ended.callback(value)
+
+    async def terminate(self) -> None:
+        """SIGTERM, as systemd stops a service; the child must end cleanly."""
+        assert self.transport is not None
+        self.transport.signalProcess("TERM")
+        reason = await self.ended
+        # twistd exits 0, or (newer Twisted) ends by the signal it stopped on.
+        if isinstance(reason, ProcessTerminated):
+            if reason.signal != signal.SIGTERM:
+                raise AssertionError(f"ended by {reason}:\n{self.text()}")
+        elif not isinstance(reason, ProcessDone):
+            raise AssertionError(f"ended by {reason}:\n{self.text()}")
 
     async def kill(self) -> None:
         """After a failure: end the child, if it still runs."""

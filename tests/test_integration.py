@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
-from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.error import ProcessTerminated
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.testing import MemoryReactorClock
@@ -292,10 +292,7 @@ class FastClockTests(TestCase):
             "2026-03-29T01:59:00+01:00,shellyplus1pm-aabbccddeeff,0,450,230.1,1.9,100.0",
             "2026-03-29T03:00:00+02:00,shellyplus1pm-aabbccddeeff,0,450,230.1,1.9,100.0",
         ])
-        assert child.transport is not None
-        child.transport.signalProcess("TERM")
-        reason = await child.ended
-        self.assertIsInstance(reason, (ProcessDone, ProcessTerminated), child.text())
+        await child.terminate()
         await device.closed
 
     def test_kill_9_and_restart(self) -> Deferred[None]:
@@ -327,9 +324,7 @@ class FastClockTests(TestCase):
         before = len(csv_lines(self.csv))
         devices = await self.traffic(port, count=20)
         await wait_for(lambda: len(csv_lines(self.csv)) > before + 40, 60, "rows after restart")
-        assert second.transport is not None
-        second.transport.signalProcess("TERM")
-        await second.ended
+        await second.terminate()
         self.assertIn("torn line", second.text())
         self.assertIn("2026-06-01T12:0", second.text())
         rows = read_rows(self.csv)
