@@ -75,9 +75,10 @@ class MinuteService(Service):
             # The loop must survive whatever went wrong this minute.
             log.failure("minute tick failed", event="tick_failed")
         else:
-            if rows:
+            # Rows that wait for the disk are not written: write_failed said so.
+            if rows and not self.sink.pending:
                 log.info("{count} rows for the minutes completed", event="rows_written",
-                         count=len(rows), pending=self.sink.pending)
+                         count=len(rows))
         self.last_tick_duration = time.perf_counter() - started
 
     def stopService(self) -> None:

@@ -181,14 +181,17 @@ class ShellyServerProtocol(WebSocketServerProtocol):
                 reasons=dict(self.rejected),
             )
         if self.device_id is not None:
+            # A connection replaced by a newer one of its device does not end the device.
+            current = self.factory.devices.get(self.device_id) is self
             self.factory.unbind(self)
-            log.info(
-                "device {device} disconnected ({peer}, code {code})",
-                event="device_disconnected",
-                device=self.device_id,
-                peer=self.peer,
-                code=code,
-            )
+            if current:
+                log.info(
+                    "device {device} disconnected ({peer}, code {code})",
+                    event="device_disconnected",
+                    device=self.device_id,
+                    peer=self.peer,
+                    code=code,
+                )
 
     def onAutoPingTimeout(self) -> None:
         self._lost("ping_timeout", "no answer to a ping")
@@ -233,7 +236,8 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         except Exception:
             self._reject("internal", "unexpected error")
             if self.rejected["internal"] == 1:
-                log.failure("unexpected error on a frame from {peer}", peer=self.peer)
+                log.failure("unexpected error on a frame from {peer}", event="frame_failed",
+                            peer=self.peer, device=self.device_id)
 
     def _within_rate(self, now: float) -> bool:
         """Count a frame in this minute's window; drop it, or close, past the limit."""
