@@ -7,16 +7,27 @@ flood of bad frames is one warning per reason and a summary at the close.
 from __future__ import annotations
 
 import errno
+import io
+import json
 import os
+import sys
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from twisted.logger import LogEvent, LogLevel, eventAsJSON, eventFromJSON, formatEvent
+from twisted.logger import (
+    LogEvent,
+    Logger,
+    LogLevel,
+    eventAsJSON,
+    eventFromJSON,
+    formatEvent,
+)
 from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog import csvlog
 from shellylog.admission import ANY_DEVICE, Admission, TokenRule
 from shellylog.csvlog import HEADER, CsvSink
+from shellylog.logs import json_observer
 from shellylog.protocol import Limits
 from shellylog.status import ChannelValues
 from shellylog.tracker import Row
@@ -319,3 +330,20 @@ class NamedEventsTests(LogCase):
         } <= set(names(self.events)), names(self.events))
         for event in ours(self.events):
             self.assertEqual(eventFromJSON(eventAsJSON(event)).get("event"), event.get("event"))
+
+
+class JsonObserverTests(SynchronousTestCase):
+    """C{twistd --logger shellylog.logs.json_observer}: one JSON object a line, fields kept."""
+
+    def test_one_json_line_per_event(self) -> None:
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        observer = json_observer()
+        logger = Logger(namespace="shellylog.protocol", observer=observer)
+        logger.info("device {device} connected", event="device_connected", device="d-1")
+        logger.warn("dropped", event="frame_rejected", reason="not_json")
+        lines = out.getvalue().splitlines()
+        self.assertEqual(len(lines), 2)
+        first, second = (json.loads(line) for line in lines)
+        self.assertEqual((first["event"], first["device"]), ("device_connected", "d-1"))
+        self.assertEqual((second["event"], second["reason"]), ("frame_rejected", "not_json"))
