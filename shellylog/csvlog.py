@@ -53,17 +53,21 @@ def format_rows(rows: Iterable[Row], zone: tzinfo) -> list[str]:
     Device ids are safe ids (no comma, quote or line break), so no field needs quoting.
     """
     stamps: dict[int, str] = {}
+    # A reading carried over several minutes is one object: format its cells once.
+    cells: dict[int, str] = {}
     lines = []
     for row in rows:
         stamp = stamps.get(row.minute)
         if stamp is None:
             stamp = stamps[row.minute] = minute_timestamp(row.minute, zone)
         v = row.values
-        lines.append(
-            f"{stamp},{row.device_id},{row.channel},{format_number(v.apower)},"
-            f"{format_number(v.voltage)},{format_number(v.current)},"
-            f"{format_number(v.energy_total)}\n"
-        )
+        text = cells.get(id(v))
+        if text is None:
+            text = cells[id(v)] = (
+                f"{format_number(v.apower)},{format_number(v.voltage)},"
+                f"{format_number(v.current)},{format_number(v.energy_total)}\n"
+            )
+        lines.append(f"{stamp},{row.device_id},{row.channel},{text}")
     return lines
 
 
