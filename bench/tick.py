@@ -50,9 +50,14 @@ def main() -> None:
         sink.open()
         for minute in range(args.repeat):
             for n, device in enumerate(devices):
-                power = 100.0 + (n + minute) % 400 + 0.5
-                values = ChannelValues(power, 230.1, round(power / 230.1, 3), 1234.567 + minute)
-                tracker.readings(device, dict.fromkeys(range(CHANNELS_PER_DEVICE), values))
+                # Each channel its own reading, as the server makes them (one per switch:N).
+                readings = {}
+                for channel in range(CHANNELS_PER_DEVICE):
+                    power = 100.0 + (n + minute + 37 * channel) % 400 + 0.5
+                    readings[channel] = ChannelValues(
+                        power, 230.1, round(power / 230.1, 3), 1234.567 + minute + channel
+                    )
+                tracker.readings(device, readings)
             clock.advance(60)
             # As in the server, where the heap is large and the collector may run anywhere.
             gc.collect()
