@@ -63,10 +63,15 @@ def format_rows(rows: Iterable[Row], zone: tzinfo) -> list[str]:
         v = row.values
         text = cells.get(id(v))
         if text is None:
-            text = cells[id(v)] = (
-                f"{format_number(v.apower)},{format_number(v.voltage)},"
-                f"{format_number(v.current)},{format_number(v.energy_total)}\n"
-            )
+            a, u, i, e = v.apower, v.voltage, v.current, v.energy_total
+            if a is None or u is None or i is None or e is None:
+                text = (
+                    f"{format_number(a)},{format_number(u)},"
+                    f"{format_number(i)},{format_number(e)}\n"
+                )
+            else:
+                text = f"{a!r},{u!r},{i!r},{e!r}\n"  # the usual case, without calls
+            cells[id(v)] = text
         lines.append(f"{stamp},{row.device_id},{row.channel},{text}")
     return lines
 

@@ -95,6 +95,8 @@ class ChannelTracker:
     # Channels that may give a row when the open minute closes: those with a best or
     # carried reading. Everything else is idle and costs nothing at the tick.
     _live: set[tuple[str, int]] = field(factory=set)
+    # _live in row order, kept while _live does not change: a steady fleet sorts once.
+    _live_sorted: list[tuple[str, int]] | None = None
     _pending: list[Row] = field(factory=list)
 
     def _active(self, values: ChannelValues) -> bool:
@@ -123,7 +125,9 @@ class ChannelTracker:
         rows = []
         next_start = (minute + 1) * MINUTE
         carry_limit = self.max_carry * MINUTE
-        for key in sorted(self._live):
+        if self._live_sorted is None:
+            self._live_sorted = sorted(self._live)
+        for key in self._live_sorted:
             device_id, channel = key
             state = self._devices[device_id][channel]
             source = state.best if state.best is not None else state.carried
@@ -141,6 +145,7 @@ class ChannelTracker:
             else:
                 state.carried = None
                 self._live.discard(key)
+                self._live_sorted = None
         self._pending.extend(rows)
 
     def _channel(self, device_id: str, channel: int) -> _Channel:
@@ -171,7 +176,10 @@ class ChannelTracker:
             state.last_at = at
             if self._active(reading):
                 state.best = reading
-                self._live.add((device_id, channel))
+                key = (device_id, channel)
+                if key not in self._live:
+                    self._live.add(key)
+                    self._live_sorted = None
 
     def disconnected(self, device_id: str) -> None:
         """

@@ -379,3 +379,28 @@ class KindAndViewTests(TrackerTestCase):
         self.tracker.disconnected(D)
         self.assertFalse(self.tracker.view(D)[2].active)
         self.assertEqual(self.tracker.view(D)[2].latest, values(450))
+
+
+class OrderAcrossMinutesTests(TrackerTestCase):
+    """Row order stays right as channels start, stop and start again (the sort is reused)."""
+
+    def test_order_as_the_live_set_changes(self) -> None:
+        self.tracker.max_carry = 1
+        self.read(at("10:00:01"), values(100), channel=2)
+        self.read(at("10:00:02"), values(100), device=E, channel=0)
+        first = self.tick(at("10:01:00"))
+        self.read(at("10:01:03"), values(100), channel=10)  # a new channel joins
+        second = self.tick(at("10:02:00"))
+        self.read(at("10:02:30"), values(0), channel=2)  # idle; its carry ended with 10:01
+        self.read(at("10:03:10"), values(100), channel=1)
+        third = self.tick(at("10:04:00"))
+        self.read(at("10:04:10"), values(100), channel=2)  # starts again
+        fourth = self.tick(at("10:05:00"))
+        self.assertEqual([(r.device_id, r.channel) for r in first], [(E, 0), (D, 2)])
+        self.assertEqual([(r.device_id, r.channel) for r in second],
+                         [(E, 0), (D, 2), (D, 10)])
+        self.assertEqual(
+            [(r.minute - minute("10:00"), r.device_id, r.channel) for r in third],
+            [(2, D, 10), (3, D, 1)],
+        )
+        self.assertEqual([(r.device_id, r.channel) for r in fourth], [(D, 1), (D, 2)])
