@@ -15,20 +15,17 @@ import txaio
 from autobahn.twisted.websocket import WebSocketClientFactory
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
 from twisted.internet import reactor
-from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.interfaces import IListeningPort, ITCPTransport
+from twisted.internet.interfaces import ITCPTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
 
 from shellylog.metrics import ShellylogCollector
-from shellylog.tap import Options, makeService
 from tests import test_end_to_end as e2e
 from tests.helpers import DEVICE
+from tests.processes import start_service
 from tests.stack import T0, Stack, notify, switch
 
 OTHER = "shellyplus1pm-112233445566"
@@ -310,29 +307,9 @@ class MetricsOverHttpTests(TestCase):
         return response.code, content_type, body
 
     async def _scrape(self) -> None:
-        options = Options()
-        options.parseOptions(
-            ["--port", "tcp:0:interface=127.0.0.1", "--csv", self.csv, "--poll", "0"]
+        service, port = await start_service(
+            self, ["--port", "tcp:0:interface=127.0.0.1", "--csv", self.csv, "--poll", "0"]
         )
-        service = makeService(options)
-        assert isinstance(service, MultiService)
-        (listener,) = [s for s in service if isinstance(s, StreamServerEndpointService)]
-        listening: Deferred[int] = Deferred()
-
-        def bound(port: IListeningPort) -> IListeningPort:
-            listening.callback(cast(IPv4Address, port.getHost()).port)
-            return port  # stopService closes the port it gets from this Deferred
-
-        service.startService()
-
-        async def stop() -> None:
-            if service.running:
-                await service.stopService()
-
-        self.addCleanup(stop)
-        assert listener._waitingForPort is not None
-        listener._waitingForPort.addCallback(bound)
-        port = await listening
 
         code, content_type, body = await self.get(port, "/metrics")
         self.assertEqual(code, 200)
