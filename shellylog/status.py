@@ -16,6 +16,9 @@ from shellylog.rpc import FrameError
 
 Number = int | float
 
+#: The key prefix of switch components (C{switch:0}, ...).
+SWITCH = "switch:"
+
 
 def number(value: object) -> Number | None:
     """
@@ -78,7 +81,7 @@ def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
 def _check_components(components: Mapping[str, Any], *, partial: bool) -> None:
     # Validate before changing anything, so a bad frame leaves no trace.
     for key, value in components.items():
-        if not key.startswith("switch:"):
+        if not key.startswith(SWITCH):
             continue
         if value is None and partial:
             continue
@@ -92,11 +95,15 @@ def _check_components(components: Mapping[str, Any], *, partial: bool) -> None:
 @define
 class DeviceStatus:
     """
-    What one connection knows of its device's status: the components by key
-    (C{"switch:0"}, C{"sys"}, ...), kept as the device's JSON objects.
+    What one connection knows of its device's status: its C{switch:N} components, kept as
+    the device's JSON objects. Other components (C{sys}, C{wifi}, ...) carry no power and
+    are not kept: a connection costs memory for as long as it is open.
     """
 
     components: dict[str, Any] = field(factory=dict)
+    # The values of each switch component, made again only when a frame touches it: most
+    # frames change one channel, and every frame asks for all of them.
+    _values: dict[str, ChannelValues] = field(factory=dict)
 
     def replace(self, full: Mapping[str, Any]) -> None:
         """
@@ -105,7 +112,10 @@ class DeviceStatus:
         @raise FrameError: if a switch component is not an object; nothing changes then.
         """
         _check_components(full, partial=False)
-        self.components = {k: _strip_nulls(v) for k, v in full.items() if v is not None}
+        self.components = {
+            k: _strip_nulls(v) for k, v in full.items() if v is not None and k.startswith(SWITCH)
+        }
+        self._values.clear()
 
     def merge(self, partial: Mapping[str, Any]) -> None:
         """
@@ -115,13 +125,21 @@ class DeviceStatus:
         @raise FrameError: if a switch component is not an object; nothing changes then.
         """
         _check_components(partial, partial=True)
-        _merge(self.components, partial)
+        switches = {k: v for k, v in partial.items() if k.startswith(SWITCH)}
+        _merge(self.components, switches)
+        for key in switches:
+            self._values.pop(key, None)
 
     def channel_values(self, channels: Iterable[int]) -> dict[int, ChannelValues]:
         """The values of each of C{channels} that the status has a C{switch:N} for."""
         out: dict[int, ChannelValues] = {}
         for channel in channels:
-            component = self.components.get(f"switch:{channel}")
-            if isinstance(component, dict):
-                out[channel] = ChannelValues.from_component(component)
+            key = f"{SWITCH}{channel}"
+            values = self._values.get(key)
+            if values is None:
+                component = self.components.get(key)
+                if not isinstance(component, dict):
+                    continue
+                values = self._values[key] = ChannelValues.from_component(component)
+            out[channel] = values
         return out

@@ -117,6 +117,22 @@ class MergeTests(SynchronousTestCase):
                 self.status.replace(bad)
         self.assertEqual(self.status.components, before)
 
+    def test_only_switches_are_kept(self) -> None:
+        """A connection keeps what gives readings, not the rest of the device's status."""
+        self.status.merge({"wifi": {"rssi": -61}, "sys": {"uptime": 9}})
+        self.assertEqual(sorted(self.status.components), ["switch:0"])
+
+    def test_values_made_again_only_for_touched_switches(self) -> None:
+        self.status.merge({"switch:1": {"apower": 7}})
+        first = self.status.channel_values([0, 1])
+        self.status.merge({"switch:1": {"apower": 8}, "sys": {"uptime": 10}})
+        second = self.status.channel_values([0, 1])
+        self.assertIs(second[0], first[0])
+        self.assertEqual(second[1].apower, 8)
+        self.status.replace({"switch:0": {"apower": 1}})
+        self.assertEqual(self.status.channel_values([0, 1]), {0: ChannelValues(1, None, None,
+                                                                               None)})
+
     def test_merge_does_not_share_input(self) -> None:
         """A later merge must not change an object a caller still holds."""
         update = {"switch:3": {"apower": 10, "aenergy": {"total": 1.0}}}
