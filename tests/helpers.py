@@ -10,6 +10,7 @@ on C{txaio.config.loop}) runs on one L{Clock}.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -34,6 +35,20 @@ from tests.fixtures import load_fixture
 txaio.use_twisted()
 
 DEVICE = "shellypro4pm-aabbccddeeff"
+
+
+def step_clock(clock: Clock, seconds: float, step: float, flush: Callable[[], None]) -> None:
+    """
+    Let C{seconds} pass on C{clock} in C{step}s, calling C{flush} before and after each:
+    one big jump would fire a ping and its timeout in the same advance.
+    """
+    flush()
+    passed = 0.0
+    while passed < seconds:
+        delta = min(step, seconds - passed)
+        clock.advance(delta)
+        passed += delta
+        flush()
 
 
 def fixture_status(name: str) -> dict[str, Any]:
@@ -159,13 +174,7 @@ class Connection:
 
     def advance(self, seconds: float, step: float = 1.0) -> None:
         """Let C{seconds} pass in C{step}s, moving all bytes after each step."""
-        self.flush()
-        passed = 0.0
-        while passed < seconds:
-            delta = min(step, seconds - passed)
-            self.clock.advance(delta)
-            passed += delta
-            self.flush()
+        step_clock(self.clock, seconds, step, self.flush)
 
 
 class Harness:
@@ -205,13 +214,7 @@ class Harness:
 
     def advance(self, seconds: float, step: float = 1.0) -> None:
         """Let C{seconds} pass in C{step}s, moving the bytes of every connection after each."""
-        self.flush()
-        passed = 0.0
-        while passed < seconds:
-            delta = min(step, seconds - passed)
-            self.clock.advance(delta)
-            passed += delta
-            self.flush()
+        step_clock(self.clock, seconds, step, self.flush)
 
     def flush(self) -> None:
         """Move the bytes of every connection until all are quiet."""

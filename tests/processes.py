@@ -11,8 +11,10 @@ import sys
 import sysconfig
 from typing import cast
 
+import txaio
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
+from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
@@ -64,3 +66,17 @@ async def start_service(case: TestCase, args: list[str]) -> tuple[MultiService, 
     assert listener._waitingForPort is not None
     listener._waitingForPort.addCallback(bound)
     return service, await listening
+
+
+class RealReactorTestCase(TestCase):
+    """
+    A test on the real reactor and real sockets: Autobahn's timers run on the reactor
+    (other tests run them on a Clock), and C{self.folder} and C{self.csv} are fresh.
+    """
+
+    def setUp(self) -> None:
+        txaio.use_twisted()
+        self.patch(txaio.config, "loop", reactor)  # type: ignore[attr-defined]
+        self.folder = os.path.abspath(self.mktemp())
+        os.makedirs(self.folder)
+        self.csv = os.path.join(self.folder, "power.csv")

@@ -14,13 +14,11 @@ then fall in one minute, and exactly one row is expected.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 from datetime import datetime, timezone
 from typing import Any, cast
 
-import txaio
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -31,10 +29,9 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.python.runtime import platform
-from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, readBody
 
-from tests.processes import TWISTD, child_environment, start_service
+from tests.processes import TWISTD, RealReactorTestCase, child_environment, start_service
 
 DEVICE = "shellyplus1pm-aabbccddeeff"
 HEADER = "timestamp_iso,device_id,channel,apower_W,voltage_V,current_A,energy_total_Wh"
@@ -143,19 +140,10 @@ class FakeDevice(WebSocketClientProtocol):
         return d
 
 
-class EndToEndTests(TestCase):
+class EndToEndTests(RealReactorTestCase):
     """A device connects, reports power, and the server stops cleanly."""
 
     timeout = 30
-
-    def setUp(self) -> None:
-        # Other tests run autobahn on a Clock; here it runs on the real reactor.
-        txaio.use_twisted()
-        self.patch(txaio.config, "loop", reactor)  # type: ignore[attr-defined]
-        folder = os.path.abspath(self.mktemp())
-        os.makedirs(folder)
-        self.folder = folder
-        self.csv = os.path.join(folder, "power.csv")
 
     async def connect_device(self, port: int) -> FakeDevice:
         """Connect a device to C{/ws} offering C{json-rpc}; return once it is open."""

@@ -17,7 +17,6 @@ import sys
 from collections import Counter
 from typing import Any, cast
 
-import txaio
 from autobahn.twisted.websocket import WebSocketClientFactory
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -38,7 +37,7 @@ from shellylog.csvlog import HEADER, parse_row_key
 from shellylog.status import ChannelValues
 from shellylog.tap import Options, makeService
 from shellylog.tracker import ChannelTracker
-from tests.processes import TWISTD, child_environment, start_service
+from tests.processes import TWISTD, RealReactorTestCase, child_environment, start_service
 from tests.test_end_to_end import FULL_STATUS, FakeDevice, TwistdProcess
 
 FAKETIME_LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
@@ -92,16 +91,10 @@ def read_rows(path: str) -> list[list[str]]:
     return rows[1:]
 
 
-class TLSTests(TestCase):
+class TLSTests(RealReactorTestCase):
     """C{--port ssl:...} serves C{wss://}: a device over TLS gets its row."""
 
     timeout = 30
-
-    def setUp(self) -> None:
-        txaio.use_twisted()
-        self.patch(txaio.config, "loop", reactor)  # type: ignore[attr-defined]
-        self.folder = os.path.abspath(self.mktemp())
-        os.makedirs(self.folder)
 
     def make_certificate(self) -> tuple[str, str, bytes]:
         key = ec.generate_private_key(ec.SECP256R1())
@@ -232,13 +225,6 @@ class FullDiskTests(SynchronousTestCase):
         self.flushLoggedErrors()
 
 
-def _fast_clock_case(case: TestCase) -> None:
-    if not FAKETIME_LIBS:
-        raise SkipTest("libfaketime is not installed (Debian package faketime)")
-    txaio.use_twisted()
-    case.patch(txaio.config, "loop", reactor)  # type: ignore[attr-defined]
-
-
 async def wait_for(predicate: Any, seconds: float, what: str) -> None:
     """Poll C{predicate} every 0.1 s of real time until true; fail after C{seconds}."""
     for _ in range(int(seconds * 10)):
@@ -256,16 +242,15 @@ def csv_lines(path: str) -> list[str]:
         return []
 
 
-class FastClockTests(TestCase):
+class FastClockTests(RealReactorTestCase):
     """A real twistd whose clock runs ten times faster: minute ticks in seconds."""
 
     timeout = 120
 
     def setUp(self) -> None:
-        _fast_clock_case(self)
-        self.folder = os.path.abspath(self.mktemp())
-        os.makedirs(self.folder)
-        self.csv = os.path.join(self.folder, "power.csv")
+        if not FAKETIME_LIBS:
+            raise SkipTest("libfaketime is not installed (Debian package faketime)")
+        super().setUp()
 
     def test_ticks_across_spring_forward_in_berlin(self) -> Deferred[None]:
         """

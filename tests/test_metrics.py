@@ -7,11 +7,9 @@ scrapes it (prometheus_client's Twisted resource renders in the reactor's thread
 from __future__ import annotations
 
 import json
-import os
 import time
 from typing import Any, cast
 
-import txaio
 from autobahn.twisted.websocket import WebSocketClientFactory
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,13 +17,13 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import ITCPTransport
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import Agent, readBody
 
 from shellylog.metrics import ShellylogCollector
 from tests import test_end_to_end as e2e
 from tests.helpers import DEVICE
-from tests.processes import start_service
+from tests.processes import RealReactorTestCase, start_service
 from tests.stack import T0, Stack, notify, switch
 
 OTHER = "shellyplus1pm-112233445566"
@@ -282,18 +280,10 @@ class NamingTests(CollectorCase):
         self.assertIn('shellylog_frames_received_total{method="notifystatus"} 1.0\n', text)
 
 
-class MetricsOverHttpTests(TestCase):
+class MetricsOverHttpTests(RealReactorTestCase):
     """The real service on a real port: C{/metrics} and C{/status} over HTTP."""
 
     timeout = 30
-
-    def setUp(self) -> None:
-        # Other tests run autobahn on a Clock; here it runs on the real reactor.
-        txaio.use_twisted()
-        self.patch(txaio.config, "loop", reactor)  # type: ignore[attr-defined]
-        folder = os.path.abspath(self.mktemp())
-        os.makedirs(folder)
-        self.csv = os.path.join(folder, "power.csv")
 
     def test_scrape(self) -> Deferred[None]:
         return ensureDeferred(self._scrape())

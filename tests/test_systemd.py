@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 from typing import cast
 
-import txaio
 from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -27,9 +26,9 @@ from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import ITCPTransport
 from twisted.python.failure import Failure
 from twisted.python.runtime import platform
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.processes import TWISTD, child_environment
+from tests.processes import TWISTD, RealReactorTestCase, child_environment
 from tests.test_end_to_end import (
     DEVICE,
     FULL_STATUS,
@@ -255,7 +254,7 @@ class ActivatedTwistd(TwistdProcess):
         super().processEnded(reason)
 
 
-class SocketActivationTests(TestCase):
+class SocketActivationTests(RealReactorTestCase):
     """What shellylog.socket and shellylog.service do, with systemd-socket-activate."""
 
     timeout = 60
@@ -267,15 +266,6 @@ class SocketActivationTests(TestCase):
         skip = "systemd-socket-activate is not installed"
     elif platform.isWindows():
         skip = "needs POSIX signals and systemd"
-
-    def setUp(self) -> None:
-        # Other tests run autobahn on a Clock; here it runs on the real reactor.
-        txaio.use_twisted()
-        self.patch(txaio.config, "loop", reactor)  # type: ignore[attr-defined]
-        folder = os.path.abspath(self.mktemp())
-        os.makedirs(folder)
-        self.folder = folder
-        self.csv = os.path.join(folder, "power.csv")
 
     def test_adopts_named_socket(self) -> Deferred[None]:
         """
