@@ -116,6 +116,41 @@ class DecodeTests(SynchronousTestCase):
     def test_deep_nesting_is_a_frame_error(self) -> None:
         self.assertEqual(self.reason("[" * 100000 + "]" * 100000), "too_deep")
 
+    def test_nesting_limit(self) -> None:
+        # The frame and params are levels 1 and 2; 29 objects and a list make 32 levels,
+        # which parse; one list more is refused, whichever decoder (NaN: the exact one).
+        head = '{"src":"d1","method":"X","params":{"x":' + '{"a":' * 29
+        frame = decode_frame(head + "[1]" + "}" * 31)
+        assert isinstance(frame, Notification)
+        value = frame.params["x"]
+        for _ in range(29):
+            value = value["a"]
+        self.assertEqual(value, [1])
+        self.assertEqual(self.reason(head + "[[1]]" + "}" * 31), "too_deep")
+        self.assertEqual(self.reason(head + "[[NaN]]" + "}" * 31), "too_deep")
+
+    def test_duplicate_keys_hidden_from_the_fast_path(self) -> None:
+        # Counting '":' against the parsed keys must not be fooled by a key spaced from
+        # its colon or by '":' inside a string: each of these has one key twice.
+        for text in [
+            '{"src":"d1","method":"X","params":{"a" :1,"a":2}}',
+            '{"src":"d1","method":"X","params":{"a"\t:1,"a":2,"b":"\\":"}}',
+            '{"src":"d1","method":"X","params":{"a":1,"a":2,"b":"\\":"}}',
+            '{"src":"d1","method":"X","params":{"a":1,"a":2,"b":"\\u0022:"}}',
+            '{"src":"d1","method":"X","params":{"a":1,"a":2}, "c" : 3}',
+        ]:
+            self.assertEqual(self.reason(text), "duplicate_key", text)
+
+    def test_unusual_text_still_decodes(self) -> None:
+        # Spaced JSON, '":' inside strings and NaN take the exact decoder: same answers.
+        frame = decode_frame(
+            '{ "src" : "d1", "method": "X", "params": {"a": "\\":", "b": NaN, "c": 1e999} }'
+        )
+        assert isinstance(frame, Notification)
+        self.assertEqual(frame.params["a"], '":')
+        self.assertNotEqual(frame.params["b"], frame.params["b"])  # NaN
+        self.assertEqual(frame.params["c"], float("inf"))
+
 
 class StatusParamsTests(SynchronousTestCase):
     def test_drops_ts(self) -> None:
