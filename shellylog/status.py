@@ -1,5 +1,5 @@
 """
-A device's known status: full replacement, partial deep-merge, channel readings out.
+A device's known status: full replacement, partial merge, channel readings out.
 
 Pure: no reactor, no I/O.
 """
@@ -26,10 +26,11 @@ def number(value: object) -> Number | None:
 
     Booleans are not numbers here (C{True} would otherwise write as C{1}).
     """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
+    kind = type(value)  # the exact types first: what JSON decoders make
+    if kind is float:
+        return value if math.isfinite(value) else None  # type: ignore[arg-type]
+    if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
+        return value  # type: ignore[return-value]
     if isinstance(value, float) and math.isfinite(value):
         return value
     return None
@@ -58,24 +59,30 @@ class ChannelValues:
             energy_total=number(total),
         )
 
+    def merged(self, partial: Mapping[str, Any]) -> ChannelValues:
+        """
+        These values after a partial C{switch:N} object is merged into the component they
+        were read from: a key sent replaces (C{null} deletes), a key not sent stays.
 
-def _strip_nulls(value: Any) -> Any:
-    # A null inside a newly added object deletes nothing and means "absent".
-    if isinstance(value, dict):
-        return {k: _strip_nulls(v) for k, v in value.items() if v is not None}
-    return value
-
-
-def _merge(into: dict[str, Any], update: Mapping[str, Any]) -> None:
-    for key, value in update.items():
-        if value is None:
-            into.pop(key, None)
-            continue
-        old = into.get(key)
-        if isinstance(value, dict) and isinstance(old, dict):
-            _merge(old, value)
-        else:
-            into[key] = _strip_nulls(value)
+        The same as merging into the whole JSON object and reading the values again: a
+        value that is not a number reads as missing however it was merged.
+        """
+        apower, voltage, current, total = (
+            self.apower, self.voltage, self.current, self.energy_total
+        )
+        if "apower" in partial:
+            apower = number(partial["apower"])
+        if "voltage" in partial:
+            voltage = number(partial["voltage"])
+        if "current" in partial:
+            current = number(partial["current"])
+        if "aenergy" in partial:
+            aenergy = partial["aenergy"]
+            if aenergy is None:
+                total = None
+            elif "total" in aenergy:
+                total = number(aenergy["total"])
+        return ChannelValues(apower, voltage, current, total)
 
 
 def _check_components(components: Mapping[str, Any], *, partial: bool) -> None:
@@ -92,18 +99,30 @@ def _check_components(components: Mapping[str, Any], *, partial: bool) -> None:
             raise FrameError("bad_component", f"{key}.aenergy is not an object")
 
 
+#: "switch:N" for each channel number asked for so far.
+_KEYS: dict[int, str] = {}
+
+
+def switch_key(channel: int) -> str:
+    """The component key of C{channel}: C{switch:N}."""
+    key = _KEYS.get(channel)
+    if key is None:
+        key = _KEYS[channel] = f"{SWITCH}{channel}"
+    return key
+
+
 @define
 class DeviceStatus:
     """
-    What one connection knows of its device's status: its C{switch:N} components, kept as
-    the device's JSON objects. Other components (C{sys}, C{wifi}, ...) carry no power and
-    are not kept: a connection costs memory for as long as it is open.
+    What one connection knows of its device's status: the values of each C{switch:N}
+    component, by component key.
+
+    Only the four values a row holds are kept, not the device's JSON objects, and no other
+    component (C{sys}, C{wifi}, ...): a connection costs memory for as long as it is
+    open, and a frame costs less to merge.
     """
 
-    components: dict[str, Any] = field(factory=dict)
-    # The values of each switch component, made again only when a frame touches it: most
-    # frames change one channel, and every frame asks for all of them.
-    _values: dict[str, ChannelValues] = field(factory=dict)
+    switches: dict[str, ChannelValues] = field(factory=dict)
 
     def replace(self, full: Mapping[str, Any]) -> None:
         """
@@ -112,10 +131,9 @@ class DeviceStatus:
         @raise FrameError: if a switch component is not an object; nothing changes then.
         """
         _check_components(full, partial=False)
-        self.components = {
-            k: _strip_nulls(v) for k, v in full.items() if v is not None and k.startswith(SWITCH)
+        self.switches = {
+            k: ChannelValues.from_component(v) for k, v in full.items() if k.startswith(SWITCH)
         }
-        self._values.clear()
 
     def merge(self, partial: Mapping[str, Any]) -> None:
         """
@@ -125,21 +143,24 @@ class DeviceStatus:
         @raise FrameError: if a switch component is not an object; nothing changes then.
         """
         _check_components(partial, partial=True)
-        switches = {k: v for k, v in partial.items() if k.startswith(SWITCH)}
-        _merge(self.components, switches)
-        for key in switches:
-            self._values.pop(key, None)
+        switches = self.switches
+        for key, value in partial.items():
+            if not key.startswith(SWITCH):
+                continue
+            if value is None:
+                switches.pop(key, None)
+                continue
+            old = switches.get(key)
+            switches[key] = (
+                ChannelValues.from_component(value) if old is None else old.merged(value)
+            )
 
     def channel_values(self, channels: Iterable[int]) -> dict[int, ChannelValues]:
         """The values of each of C{channels} that the status has a C{switch:N} for."""
+        switches = self.switches
         out: dict[int, ChannelValues] = {}
         for channel in channels:
-            key = f"{SWITCH}{channel}"
-            values = self._values.get(key)
-            if values is None:
-                component = self.components.get(key)
-                if not isinstance(component, dict):
-                    continue
-                values = self._values[key] = ChannelValues.from_component(component)
-            out[channel] = values
+            values = switches.get(_KEYS.get(channel) or switch_key(channel))
+            if values is not None:
+                out[channel] = values
         return out

@@ -167,14 +167,22 @@ class ChannelTracker:
         open_minute = self._advance(now)
         # A reading stamped in an already closed minute counts toward the open one.
         at = max(now, open_minute * MINUTE)
+        # Every frame of every device comes here: inlined (no _channel, no _active).
+        channels = self._devices.get(device_id)
+        if channels is None:
+            channels = self._devices[device_id] = {}
+        threshold = self.threshold
         for channel, reading in values.items():
-            state = self._channel(device_id, channel)
+            state = channels.get(channel)
+            if state is None:
+                state = channels[channel] = _Channel()
             state.latest = reading
-            if reading.apower is None:
+            apower = reading.apower
+            if apower is None:
                 continue
             state.last = reading
             state.last_at = at
-            if self._active(reading):
+            if apower > threshold:
                 state.best = reading
                 key = (device_id, channel)
                 if key not in self._live:

@@ -76,12 +76,10 @@ class MergeTests(SynchronousTestCase):
         self.status.merge({"switch:0": {"aenergy": {"total": 10439.316,
                                                     "by_minute": [9, 8, 7]}}})
         self.assertEqual(self.values(), ChannelValues(412.7, 229.8, 1.83, 10439.316))
-        self.assertEqual(self.status.components["switch:0"]["aenergy"]["by_minute"], [9, 8, 7])
 
     def test_null_deletes(self) -> None:
         self.status.merge({"switch:0": {"voltage": None, "timer_started_at": None}})
         self.assertEqual(self.values(), ChannelValues(412.7, None, 1.83, 10432.118))
-        self.assertNotIn("voltage", self.status.components["switch:0"])
 
     def test_null_component_deletes_it(self) -> None:
         self.status.merge({"switch:0": None})
@@ -90,7 +88,8 @@ class MergeTests(SynchronousTestCase):
     def test_new_component(self) -> None:
         self.status.merge({"switch:1": {"id": 1, "apower": 7, "aenergy": {"total": None}}})
         self.assertEqual(self.status.channel_values([1])[1], ChannelValues(7, None, None, None))
-        self.assertEqual(self.status.components["switch:1"]["aenergy"], {})
+        self.status.merge({"switch:1": {"aenergy": {"by_minute": [1]}, "voltage": 230}})
+        self.assertEqual(self.status.channel_values([1])[1], ChannelValues(7, 230, None, None))
 
     def test_non_numbers_are_missing(self) -> None:
         self.status.merge({"switch:0": {"apower": "450", "voltage": True,
@@ -101,10 +100,10 @@ class MergeTests(SynchronousTestCase):
     def test_full_replace_forgets(self) -> None:
         self.status.replace({"switch:0": {"id": 0, "apower": 1.5}})
         self.assertEqual(self.values(), ChannelValues(1.5, None, None, None))
-        self.assertNotIn("sys", self.status.components)
+        self.assertEqual(list(self.status.switches), ["switch:0"])
 
     def test_wrong_types_leave_no_trace(self) -> None:
-        before = copy.deepcopy(self.status.components)
+        before = copy.deepcopy(self.status.switches)
         for bad in (
             {"switch:2": {"apower": 5}, "switch:0": [1, 2]},
             {"switch:0": "on"},
@@ -115,12 +114,40 @@ class MergeTests(SynchronousTestCase):
             self.assertEqual(cm.exception.reason, "bad_component")
             with self.assertRaises(FrameError):
                 self.status.replace(bad)
-        self.assertEqual(self.status.components, before)
+        self.assertEqual(self.status.switches, before)
 
     def test_only_switches_are_kept(self) -> None:
         """A connection keeps what gives readings, not the rest of the device's status."""
         self.status.merge({"wifi": {"rssi": -61}, "sys": {"uptime": 9}})
-        self.assertEqual(sorted(self.status.components), ["switch:0"])
+        self.assertEqual(sorted(self.status.switches), ["switch:0"])
+
+    def test_merge_is_a_merge_of_the_json(self) -> None:
+        """Merging into the values reads as merging into the JSON object and reading it."""
+        component = {"id": 0, "apower": {"x": 1}, "voltage": 230.1,
+                     "aenergy": {"total": 5.0, "by_minute": [1]}}
+        partials = [
+            {"apower": {"y": None}}, {"apower": 3}, {"aenergy": {"by_minute": [2]}},
+            {"aenergy": None}, {"aenergy": {"total": 6.5}}, {"voltage": None},
+            {"current": 0.5, "apower": None}, {"aenergy": {"total": None}}, {},
+        ]
+        status = DeviceStatus()
+        status.replace({"switch:0": component})
+        for partial in partials:
+            status.merge({"switch:0": partial})
+            # What the JSON holds after a deep merge, by hand.
+            for key, value in partial.items():
+                if value is None:
+                    component.pop(key, None)
+                elif key == "aenergy" and isinstance(component.get("aenergy"), dict):
+                    component["aenergy"].update(value)
+                    if value.get("total", 0) is None:
+                        del component["aenergy"]["total"]
+                elif key == "apower" and isinstance(value, dict):
+                    component[key] = {**value}
+                else:
+                    component[key] = value
+            self.assertEqual(status.channel_values([0])[0],
+                             ChannelValues.from_component(component), partial)
 
     def test_values_made_again_only_for_touched_switches(self) -> None:
         self.status.merge({"switch:1": {"apower": 7}})
