@@ -9,7 +9,7 @@ unusable frame is dropped, logged and counted, and the connection carries on.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from attrs import define, frozen
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -227,7 +227,8 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         frame = self.current_frame
         if payload and frame is not None and frame.mask:
             offset = self.current_frame_masker.pointer() - len(payload)
-            payload = unmask(payload, frame.mask, offset)
+            # Autobahn annotates the mask as str; it holds the header's four bytes.
+            payload = unmask(payload, cast(bytes, frame.mask), offset)
         return super().onFrameData(payload)
 
     def onMessageEnd(self) -> None:

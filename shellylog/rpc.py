@@ -166,6 +166,7 @@ def _keys(value: Any, depth: int) -> int:
     """
     if depth > MAX_DEPTH:
         raise _TooDeepError
+    children: Iterable[Any]
     if type(value) is dict:
         keys = len(value)
         children = value.values()

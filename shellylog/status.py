@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from attrs import define, field, frozen
 
@@ -28,7 +28,7 @@ def number(value: object) -> Number | None:
     """
     kind = type(value)  # the exact types first: what JSON decoders make
     if kind is float:
-        return value if math.isfinite(value) else None  # type: ignore[arg-type]
+        return value if math.isfinite(cast(float, value)) else None  # type: ignore[return-value]
     if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
         return value  # type: ignore[return-value]
     if isinstance(value, float) and math.isfinite(value):

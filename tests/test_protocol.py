@@ -191,7 +191,7 @@ def masked_frame(payload: bytes, mask: bytes, opcode: int = 1, fin: bool = True)
     """A client frame with C{mask}, built here and not by Autobahn (small payloads only)."""
     assert len(payload) < 126
     key = mask * (len(payload) // 4 + 1)
-    body = bytes(b ^ k for b, k in zip(payload, key))
+    body = bytes(b ^ k for b, k in zip(payload, key, strict=False))
     return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + body
 
 
