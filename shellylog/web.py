@@ -15,7 +15,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource, NoResource, Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import NOT_DONE_YET, Request, Site
 
 log = Logger(namespace="shellylog.web")
 
@@ -86,7 +86,15 @@ class DeviceSocketResource(WebSocketResource):
     def render(self, request: Request) -> bytes | int:
         if request.postpath not in ([], [b""]):
             return NoResource().render(request)  # type: ignore[no-any-return]
-        return super().render(request)  # type: ignore[no-any-return]
+        channel = request.channel
+        result = super().render(request)
+        if channel.transport is None and result == NOT_DONE_YET:
+            # The WebSocket took the connection over, but the HTTP channel is still the
+            # transport's producer, keeping itself and this request (several KiB) alive
+            # for as long as the device stays connected. Let go of it, as Twisted does
+            # when it hands a connection to HTTP/2.
+            channel._networkProducer.unregisterProducer()  # type: ignore[attr-defined]
+        return result  # type: ignore[no-any-return]
 
 
 def _text(raw: bytes | None, limit: int = 200) -> str:
