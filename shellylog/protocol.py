@@ -151,7 +151,7 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         return None
 
     def onOpen(self) -> None:
-        log.debug("WebSocket open from {peer}", peer=self.peer)
+        # No log line per open socket: "device connected" follows with its first frame.
         self._opened = True
         self.factory.connections_opened += 1
         self.send_request(ENABLE_NOTIFY, {"enable": True})
@@ -304,6 +304,23 @@ class ShellyServerProtocol(WebSocketServerProtocol):
 
     def _handle(self, frame: Frame) -> None:
         src = frame.src
+        # The usual frame is from the bound device, whose id was checked when it bound.
+        if src != self.device_id:
+            self._bind(src)
+        received = self.factory.received
+        if isinstance(frame, Notification):
+            kind = frame.kind
+            received[kind if kind in KNOWN_METHODS else "other"] += 1
+            self._notification(frame, kind)
+        elif isinstance(frame, Response):
+            received["response"] += 1
+            self._response(frame)
+        else:
+            received["error"] += 1
+            self._error(frame)
+
+    def _bind(self, src: str) -> None:
+        """A frame's C{src} is not the bound device: bind it if this is the first."""
         if not is_safe_id(src):
             raise FrameError("bad_src", f"src {printable(src)} is not a safe device id")
         if self.device_id is None:
@@ -316,32 +333,18 @@ class ShellyServerProtocol(WebSocketServerProtocol):
             self._record.last_frame_at = self.factory.clock.seconds()
             log.info("device {device} connected from {peer}", event="device_connected",
                      device=src, peer=self.peer)
-        elif src != self.device_id:
-            raise FrameError("src_mismatch", f"src {src} on a connection of {self.device_id}")
-        received = self.factory.received
-        if isinstance(frame, Notification):
-            kind = frame.kind
-            received[kind if kind in KNOWN_METHODS else "other"] += 1
-            self._notification(frame)
-        elif isinstance(frame, Response):
-            received["response"] += 1
-            self._response(frame)
         else:
-            received["error"] += 1
-            self._error(frame)
+            raise FrameError("src_mismatch", f"src {src} on a connection of {self.device_id}")
 
-    def _notification(self, frame: Notification) -> None:
-        kind = frame.kind
+    def _notification(self, frame: Notification, kind: str) -> None:
         if kind == "notifystatus":
             self.status.merge(status_params(frame.params))
             self._emit()
         elif kind == "notifyfullstatus":
             self.status.replace(status_params(frame.params))
             self._emit()
-        else:
-            log.debug(
-                "{method} from {device}", method=printable(frame.method), device=self.device_id
-            )
+        # Anything else (NotifyEvent, ...) is counted in factory.received, and not logged:
+        # twistd writes debug lines too, and a fleet sends events all day.
 
     def _response(self, frame: Response) -> None:
         method = self._outstanding.pop(frame.id, None)
@@ -350,17 +353,11 @@ class ShellyServerProtocol(WebSocketServerProtocol):
                 raise FrameError("bad_result", "Shelly.GetStatus result is not an object")
             self.status.replace(status_params(frame.result))
             self._emit()
-        else:
-            log.debug(
-                "answer to {method} from {device}", method=method, device=self.device_id
-            )
 
     def _error(self, frame: ErrorResponse) -> None:
         method = self._outstanding.pop(frame.id, None) if frame.id is not None else None
         if method == ENABLE_NOTIFY:
             # Real firmware has no such method; the original collector sent it anyway.
-            log.debug("{device} refused {method}, as expected", device=self.device_id,
-                      method=method)
             return
         # Not "message": that key belongs to legacy (twisted.python.log) events, and a
         # legacy observer blanks it for every observer after it.

@@ -358,15 +358,16 @@ class StatusTests(DeviceCase):
         self.assertEqual(self.factory.rejected, {"bad_result": 1})
         self.assert_still_open()
 
-    def test_notify_status_error_is_debug(self) -> None:
+    def test_notify_status_error_is_expected(self) -> None:
+        """Every device refuses NotifyStatus: counted, not logged (twistd logs debug too)."""
         events = capture_log(self)
         notify_id = self.request_id("NotifyStatus")
         self.send({"id": notify_id, "src": DEVICE, "dst": "shellylog",
                    "error": {"code": -114, "message": "Method NotifyStatus failed: not found"}})
-        self.assertEqual(warnings_from(events), [])
-        debug = [e for e in events if e.get("log_namespace") == "shellylog.protocol"
-                 and e.get("method") == "NotifyStatus" and "refused" in e["log_format"]]
-        self.assertEqual(len(debug), 1)
+        self.assertEqual([e["event"] for e in events
+                          if e.get("log_namespace") == "shellylog.protocol"],
+                         ["device_connected"])
+        self.assertEqual(self.factory.received["error"], 1)
         self.assertEqual(self.sink.readings_calls, [])
         self.assertEqual(self.factory.rejected, {})
         self.assert_still_open()
