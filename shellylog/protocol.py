@@ -19,6 +19,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from shellylog.admission import Admission
+from shellylog.autobahn_debug import defer_debug_formatting
 from shellylog.framing import unmask
 from shellylog.rpc import (
     ErrorResponse,
@@ -401,6 +402,7 @@ class ShellyServerFactory(WebSocketServerFactory):
         admission: Admission | None = None,
     ) -> None:
         super().__init__()
+        defer_debug_formatting()
         self.sink = sink
         self.clock = clock
         self.channels = channels
