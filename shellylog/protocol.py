@@ -433,6 +433,23 @@ class ShellyServerFactory(WebSocketServerFactory):
             # max_connections is checked in onConnect, to count and log the refusal.
         )
 
+    def setProtocolOptions(self, **options: Any) -> None:  # type: ignore[override]
+        """
+        Set Autobahn's options, and give connections a class that holds them.
+
+        Autobahn copies each of its forty-odd options from the factory into every new
+        connection that lacks it, which makes each connection's C{__dict__} about
+        1.7 KiB larger; a connection whose class has them copies none.
+        """
+        super().setProtocolOptions(**options)
+        base = type(self).protocol
+        self.protocol = type(  # type: ignore[assignment]
+            base.__name__,
+            (base,),
+            {name: getattr(self, name) for name in base.CONFIG_ATTRS}
+            | {"__module__": base.__module__, "__doc__": base.__doc__},
+        )
+
     def bind(self, connection: ShellyServerProtocol) -> DeviceRecord:
         """
         C{connection} now speaks for its device; an older connection of it is done.

@@ -13,7 +13,7 @@ from twisted.internet.base import DelayedCall
 from twisted.internet.task import Clock, LoopingCall
 from twisted.trial.unittest import SynchronousTestCase
 
-from shellylog.protocol import ShellyServerProtocol
+from shellylog.protocol import Limits, ShellyServerProtocol
 from shellylog.status import ChannelValues
 from tests.helpers import (
     DEVICE,
@@ -224,6 +224,29 @@ class FramingTests(DeviceCase):
         self.feed(masked_frame(b"\x03\xe8" + reason, b"\x99\x88\x77\x66", opcode=8))
         self.assertEqual(self.connection.server.remoteCloseCode, 1000)
         self.assertEqual(self.connection.server.remoteCloseReason, "bye")
+
+
+class OptionsTests(SynchronousTestCase):
+    """Autobahn's options live on a class per factory, not in every connection."""
+
+    def test_not_copied_into_connections(self) -> None:
+        small = Harness(self, limits=Limits(max_message=1000))
+        large = Harness(self, limits=Limits(max_message=5000))
+        _client, one = small.connect_ws("/ws")
+        _client, other = large.connect_ws("/ws")
+        for connection, size in [(one, 1000), (other, 5000)]:
+            server = connection.server
+            self.assertEqual(set(vars(server)) & set(server.CONFIG_ATTRS), set())
+            self.assertEqual(server.maxMessagePayloadSize, size)
+            self.assertEqual(server.autoPingInterval, 30)
+            self.assertIs(server.applyMask, False)
+
+    def test_options_set_later_reach_new_connections(self) -> None:
+        harness = Harness(self)
+        harness.factory.setProtocolOptions(autoPingInterval=7, allowNullOrigin=True)
+        _client, connection = harness.connect_ws("/ws")
+        self.assertEqual(connection.server.autoPingInterval, 7)
+        self.assertEqual(connection.server.autoPingTimeout, 30)
 
 
 class NoPollingTests(DeviceCase):
