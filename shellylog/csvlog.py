@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, tzinfo
+from functools import partial
+from operator import attrgetter
 
 from attrs import define, field
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from shellylog.rpc import is_safe_id
 from shellylog.status import Number
@@ -30,6 +34,12 @@ HEADER_LINE = (HEADER + "\n").encode("ascii")
 RESUME_WINDOW = 8 * 1024 * 1024
 
 ChannelKey = tuple[str, int]
+
+#: Runs a function off the reactor thread and fires with its result on the reactor thread,
+#: as C{partial(twisted.internet.threads.deferToThreadPool, reactor, reactor.getThreadPool())}.
+InThread = Callable[[Callable[[], "OSError | None"]], "Deferred[OSError | None]"]
+
+_carried = attrgetter("carried")
 
 
 class CsvFileError(Exception):
@@ -52,14 +62,17 @@ def format_rows(rows: Iterable[Row], zone: tzinfo) -> list[str]:
 
     Device ids are safe ids (no comma, quote or line break), so no field needs quoting.
     """
-    stamps: dict[int, str] = {}
+    # Rows come in minute order: the timestamp is made once per minute, not per row.
+    minute: int | None = None
+    prefix = ""
     # A reading carried over several minutes is one object: format its cells once.
     cells: dict[int, str] = {}
-    lines = []
+    lines: list[str] = []
+    append = lines.append
     for row in rows:
-        stamp = stamps.get(row.minute)
-        if stamp is None:
-            stamp = stamps[row.minute] = minute_timestamp(row.minute, zone)
+        if row.minute != minute:
+            minute = row.minute
+            prefix = minute_timestamp(minute, zone) + ","
         v = row.values
         text = cells.get(id(v))
         if text is None:
@@ -72,7 +85,7 @@ def format_rows(rows: Iterable[Row], zone: tzinfo) -> list[str]:
             else:
                 text = f"{a!r},{u!r},{i!r},{e!r}\n"  # the usual case, without calls
             cells[id(v)] = text
-        lines.append(f"{stamp},{row.device_id},{row.channel},{text}")
+        append(f"{prefix}{row.device_id},{row.channel},{text}")
     return lines
 
 
@@ -133,6 +146,23 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _fsync_all(fds: list[int]) -> OSError | None:
+    """
+    fsync and close each of C{fds} (duplicates owned by the caller); the first error.
+
+    Runs in a thread: it touches nothing but its own descriptors.
+    """
+    error = None
+    for fd in fds:
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            error = error or e
+        finally:
+            os.close(fd)
+    return error
+
+
 @define
 class CsvSink:
     """
@@ -141,28 +171,43 @@ class CsvSink:
     L{write} never raises for a file system error: the rows stay queued in order (at most
     C{max_pending}; beyond that new rows are dropped and counted) and every later
     L{write} tries again. C{problem} says why rows are waiting, for the health check.
+
+    With C{fsync}, each write is followed by an fsync: on the calling thread when
+    C{in_thread} is C{None}, else through C{in_thread}, so that the reactor does not wait
+    for the disk (at most one fsync runs at a time; rows written meanwhile get the next
+    one). L{close} fsyncs on the calling thread, so a clean stop loses nothing.
     """
 
     path: str
     zone: tzinfo
     fsync: bool = True
     max_pending: int = 1_000_000
+    #: Where fsync runs; C{None} is on the calling thread.
+    in_thread: InThread | None = None
     rows_written: int = 0
     #: Of C{rows_written}, those whose values were carried into their minute.
     rows_written_carried: int = 0
     rows_dropped: int = 0
     write_errors: int = 0
     problem: str | None = None
+    # Encoded lines waiting for the file, one chunk per write, in order.
     _pending: list[bytes] = field(factory=list)
+    _pending_rows: int = 0
     _pending_carried: int = 0
     _fd: int | None = None
     # Bytes of whole lines in the file; anything past it is a torn write to undo.
     _size: int = 0
+    # Which opening of the file _fd is: a moved file's rows must be synced in that file.
+    _opening: int = 0
+    # Per opening, a duplicate of its descriptor, for files written since their last
+    # fsync began. A duplicate stays valid when _fd is closed or reused meanwhile.
+    _unsynced: dict[int, int] = field(factory=dict)
+    _syncing: bool = False
 
     @property
     def pending(self) -> int:
         """Rows waiting to be written."""
-        return len(self._pending)
+        return self._pending_rows
 
     def open(self) -> dict[ChannelKey, int]:
         """
@@ -199,6 +244,7 @@ class CsvSink:
             os.close(fd)
             raise
         self._fd, self._size = fd, size
+        self._opening += 1
         if start > 0:
             tail = tail[tail.find(b"\n") + 1 :]  # the window began inside a line
             cut = tail.rfind(b"\n") + 1
@@ -207,21 +253,22 @@ class CsvSink:
     def write(self, rows: list[Row]) -> None:
         """Queue C{rows} after any still waiting, then try to write them all."""
         if rows:
-            lines = format_rows(rows, self.zone)
-            room = self.max_pending - len(self._pending)
-            if len(lines) > room:
-                dropped = len(lines) - max(room, 0)
+            room = self.max_pending - self._pending_rows
+            if len(rows) > room:
+                dropped = len(rows) - max(room, 0)
                 self.rows_dropped += dropped
                 log.error(
                     "{count} rows lost: {pending} already wait for the disk (--max-pending)",
                     event="rows_dropped",
                     count=dropped,
-                    pending=len(self._pending),
+                    pending=self._pending_rows,
                 )
-                lines = lines[: max(room, 0)]
-                rows = rows[: len(lines)]
-            self._pending.extend(line.encode("utf-8") for line in lines)
-            self._pending_carried += sum(row.carried for row in rows)
+                rows = rows[: max(room, 0)]
+        if rows:
+            # One encode of the whole tick: per line it costs as much again as the join.
+            self._pending.append("".join(format_rows(rows, self.zone)).encode("utf-8"))
+            self._pending_rows += len(rows)
+            self._pending_carried += sum(map(_carried, rows))
         if self._pending:
             self._flush()
 
@@ -243,6 +290,7 @@ class CsvSink:
                      path=self.path)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         self._fd, self._size = fd, os.fstat(fd).st_size
+        self._opening += 1
 
     def _flush(self) -> None:
         fd = None
@@ -274,13 +322,14 @@ class CsvSink:
                     "{reason}; {count} rows wait and are retried every minute",
                     event="write_failed",
                     reason=reason,
-                    count=len(self._pending),
+                    count=self._pending_rows,
                 )
             self.problem = reason
             return
         self._size += len(data)
-        count = len(self._pending)
+        count = self._pending_rows
         self._pending = []
+        self._pending_rows = 0
         self.rows_written += count
         self.rows_written_carried += self._pending_carried
         self._pending_carried = 0
@@ -289,17 +338,72 @@ class CsvSink:
                      count=count)
         self.problem = None
         if self.fsync:
+            self._sync(fd)
+
+    def _sync(self, fd: int) -> None:
+        """fsync C{fd}, just written: now, or in a thread after the one that runs."""
+        if self.in_thread is not None and self._opening not in self._unsynced:
             try:
-                os.fsync(fd)
-            except OSError as e:
-                # The rows are in the file already: retrying would write them twice.
-                self.write_errors += 1
-                log.error("fsync of {path} failed: {error}", event="fsync_failed",
-                          path=self.path,
-                          error=e.strerror)
+                self._unsynced[self._opening] = os.dup(fd)
+            except OSError:
+                pass  # no descriptor to spare: fsync here instead
+        if self._opening in self._unsynced:
+            self._start_sync()
+            return
+        try:
+            os.fsync(fd)
+        except OSError as e:
+            self._sync_failed(e)
+
+    def _start_sync(self) -> None:
+        if self._syncing or not self._unsynced or self.in_thread is None:
+            return
+        # Older files first: the dict keeps the order the files were written in.
+        fds = list(self._unsynced.values())
+        self._unsynced.clear()
+        self._syncing = True
+        self.in_thread(partial(_fsync_all, fds)).addBoth(self._synced)
+
+    def _synced(self, result: OSError | Failure | None) -> None:
+        self._syncing = False
+        if isinstance(result, Failure):
+            # Not an fsync error (those are returned): the thread pool itself failed.
+            log.failure("fsync of {path} did not run", result, event="fsync_failed",
+                        path=self.path)
+            self.write_errors += 1
+        elif result is not None:
+            self._sync_failed(result)
+        self._start_sync()  # the files written while this one ran
+
+    def _sync_failed(self, e: OSError) -> None:
+        # The rows are in the file already: retrying would write them twice.
+        self.write_errors += 1
+        log.error("fsync of {path} failed: {error}", event="fsync_failed",
+                  path=self.path, error=e.strerror)
 
     def close(self) -> None:
-        """Close the file (rows still waiting stay in memory)."""
+        """
+        Close the file (rows still waiting stay in memory). With C{fsync}, the files
+        written since their last fsync began are synced first, on this thread: a stop
+        cannot wait for a thread's fsync.
+        """
+        if (
+            self._fd is not None
+            and self.fsync
+            and self.in_thread is not None
+            and self._opening not in self._unsynced
+        ):
+            # Also when its fsync is under way: that one reports to a stopping reactor.
+            try:
+                self._unsynced[self._opening] = os.dup(self._fd)
+            except OSError as e:
+                self._sync_failed(e)
+        fds = list(self._unsynced.values())
+        self._unsynced.clear()
+        if fds:
+            error = _fsync_all(fds)
+            if error is not None:
+                self._sync_failed(error)
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -319,3 +321,154 @@ class WriteFailureTests(SynchronousTestCase):
         self.sink.write([])
         self.sink.write([self.row(2)])
         self.assertEqual(len(synced), 2)
+
+
+class FakeThread:
+    """An C{in_thread} whose jobs run when the test says, on the test's thread."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Callable[[], OSError | None], Deferred[OSError | None]]] = []
+
+    def __call__(self, f: Callable[[], OSError | None]) -> Deferred[OSError | None]:
+        d: Deferred[OSError | None] = Deferred()
+        self.jobs.append((f, d))
+        return d
+
+    def run(self) -> None:
+        f, d = self.jobs.pop(0)
+        d.callback(f())
+
+
+class ThreadedFsyncTests(SynchronousTestCase):
+    """
+    With C{in_thread}, the fsync after a write runs there, not in L{CsvSink.write}; it
+    still follows every write, reports its errors, and L{CsvSink.close} syncs in place.
+    """
+
+    def setUp(self) -> None:
+        self.path = self.mktemp()
+        self.thread = FakeThread()
+        self.sink = CsvSink(self.path, UTC, in_thread=self.thread)
+        self.sink.open()
+        self.addCleanup(self.sink.close)
+        # The inode each fsync was for: which file it synced, whatever the descriptor.
+        self.synced: list[int] = []
+        self.fsync_error: OSError | None = None
+        self.patch(csvlog.os, "fsync", self.fake_fsync)
+
+    def fake_fsync(self, fd: int) -> None:
+        self.synced.append(os.fstat(fd).st_ino)
+        if self.fsync_error is not None:
+            raise self.fsync_error
+
+    def row(self, minute: int) -> Row:
+        return Row(minute, "dev-1", 0, ChannelValues(450, 230.1, 1.9, 100.0))
+
+    def inode(self) -> int:
+        return os.stat(self.path).st_ino
+
+    def lines(self) -> list[str]:
+        with open(self.path) as f:
+            return f.read().splitlines()
+
+    def test_write_leaves_fsync_to_the_thread(self) -> None:
+        self.sink.write([self.row(1)])
+        self.assertEqual(len(self.lines()), 2)  # written at once
+        self.assertEqual(self.synced, [])
+        self.assertEqual(len(self.thread.jobs), 1)
+        self.thread.run()
+        self.assertEqual(self.synced, [self.inode()])
+        self.assertEqual((self.sink.rows_written, self.sink.write_errors), (1, 0))
+
+    def test_writes_during_an_fsync_get_one_more(self) -> None:
+        """At most one fsync runs; rows written meanwhile are synced after it."""
+        self.sink.write([self.row(1)])
+        self.sink.write([self.row(2)])
+        self.sink.write([self.row(3)])
+        self.assertEqual(len(self.thread.jobs), 1)
+        self.thread.run()
+        self.assertEqual(len(self.thread.jobs), 1)
+        self.thread.run()
+        self.assertEqual(self.thread.jobs, [])
+        self.assertEqual(self.synced, [self.inode()] * 2)
+        self.assertEqual(len(self.lines()), 4)
+
+    def test_moved_file_is_synced_in_itself(self) -> None:
+        """Rows written to a file that was then moved away are synced in that file."""
+        self.sink.write([self.row(1)])
+        self.sink.write([self.row(2)])
+        old = self.inode()
+        os.rename(self.path, self.path + ".1")
+        self.sink.write([self.row(3)])
+        self.thread.run()
+        self.thread.run()
+        self.assertEqual(self.synced, [old, old, self.inode()])
+        self.assertNotEqual(old, self.inode())
+
+    def test_fsync_error_is_logged_and_counted(self) -> None:
+        events = capture_log(self)
+        self.fsync_error = OSError(errno.EIO, "Input/output error")
+        self.sink.write([self.row(1)])
+        self.assertEqual(self.sink.write_errors, 0)
+        self.thread.run()
+        self.assertEqual(self.sink.write_errors, 1)
+        [event] = [e for e in events if e.get("event") == "fsync_failed"]
+        self.assertEqual(event["log_level"], LogLevel.error)
+        self.assertIn("Input/output error", formatEvent(event))
+        # The rows are in the file: they are not kept to be written again.
+        self.assertEqual((self.sink.rows_written, self.sink.pending), (1, 0))
+        self.fsync_error = None
+        self.sink.write([self.row(2)])
+        self.thread.run()
+        self.assertEqual(self.sink.write_errors, 1)
+
+    def test_pool_failure_is_counted(self) -> None:
+        events = capture_log(self)
+        self.sink.write([self.row(1)])
+        _, d = self.thread.jobs.pop()
+        d.errback(RuntimeError("no thread"))
+        self.assertEqual(self.sink.write_errors, 1)
+        self.assertEqual([e.get("event") for e in events if "log_failure" in e],
+                         ["fsync_failed"])
+        self.flushLoggedErrors(RuntimeError)
+        self.sink.write([self.row(2)])
+        self.assertEqual(len(self.thread.jobs), 1)  # the next write is synced again
+
+    def test_close_syncs_in_place(self) -> None:
+        """A stop cannot wait for the thread: close fsyncs the file on this thread."""
+        self.sink.write([self.row(1)])
+        self.sink.write([self.row(2)])  # waits for the running fsync
+        self.sink.close()
+        self.assertEqual(self.synced, [self.inode()])
+        self.thread.run()  # the one that was running ends after the close
+        self.assertEqual(self.synced, [self.inode()] * 2)
+
+    def test_close_syncs_a_moved_file_too(self) -> None:
+        self.sink.write([self.row(1)])
+        self.sink.write([self.row(2)])
+        old = self.inode()
+        os.rename(self.path, self.path + ".1")
+        self.sink.write([self.row(3)])
+        self.sink.close()
+        self.assertEqual(self.synced, [old, self.inode()])
+
+    def test_close_reports_an_fsync_error(self) -> None:
+        self.sink.write([self.row(1)])
+        self.fsync_error = OSError(errno.EIO, "Input/output error")
+        self.sink.close()
+        self.assertEqual(self.sink.write_errors, 1)
+
+    def test_failed_write_is_not_synced(self) -> None:
+        def full(fd: int, data: bytes | memoryview) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        self.patch(csvlog.os, "write", full)
+        self.sink.write([self.row(1)])
+        self.assertEqual((self.sink.pending, self.thread.jobs), (1, []))
+        self.flushLoggedErrors()
+
+    def test_without_fsync_nothing_goes_to_the_thread(self) -> None:
+        self.sink.fsync = False
+        self.sink.write([self.row(1)])
+        self.sink.close()
+        self.assertEqual((self.thread.jobs, self.synced), ([], []))
