@@ -16,6 +16,7 @@ from datetime import datetime, tzinfo
 from functools import partial
 from operator import attrgetter
 
+import orjson
 from attrs import define, field
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -87,6 +88,41 @@ def format_rows(rows: Iterable[Row], zone: tzinfo) -> list[str]:
             cells[id(v)] = text
         append(f"{prefix}{row.device_id},{row.channel},{text}")
     return lines
+
+
+def format_csv(rows: list[Row], zone: tzinfo) -> bytes:
+    """
+    The CSV text of C{rows}, encoded: the same bytes as the lines of L{format_rows}.
+
+    The numbers are written by orjson, in one call for all rows: a float's C{repr} in
+    Python costs more than everything else a row needs. orjson writes every number as
+    C{repr} does except those under 1e-4 (C{0.00001} or C{1e-7} for C{1e-05} and C{1e-07})
+    and integers beyond 64 bits (which it refuses); rows with such numbers, which devices
+    do not send, take L{format_rows}.
+    """
+    if not rows:
+        return b""
+    values = [row.values for row in rows]
+    try:
+        numbers = orjson.dumps(
+            [(v.apower, v.voltage, v.current, v.energy_total) for v in values]
+        )
+    except orjson.JSONEncodeError:
+        numbers = b"e-"
+    if b"e-" in numbers or b"0.0000" in numbers:
+        return "".join(format_rows(rows, zone)).encode("utf-8")
+    # [[a,u,i,e],[a,u,i,e]] -> one "a,u,i,e" per row; a missing number (null) is empty.
+    cells = numbers[2:-2].replace(b"null", b"").split(b"],[")
+    minute: int | None = None
+    prefix = b""
+    out: list[bytes] = []
+    append = out.append
+    for row, text in zip(rows, cells, strict=True):
+        if row.minute != minute:
+            minute = row.minute
+            prefix = (minute_timestamp(minute, zone) + ",").encode("ascii")
+        append(b"%s%s,%d,%s\n" % (prefix, row.device_id.encode("ascii"), row.channel, text))
+    return b"".join(out)
 
 
 def parse_row_key(line: str) -> tuple[int, str, int] | None:
@@ -265,8 +301,8 @@ class CsvSink:
                 )
                 rows = rows[: max(room, 0)]
         if rows:
-            # One encode of the whole tick: per line it costs as much again as the join.
-            self._pending.append("".join(format_rows(rows, self.zone)).encode("utf-8"))
+            # All rows of the tick as one piece of text, for one write.
+            self._pending.append(format_csv(rows, self.zone))
             self._pending_rows += len(rows)
             self._pending_carried += sum(map(_carried, rows))
         if self._pending:

@@ -5,7 +5,10 @@ Row format (rule 7) and the CSV file.
 from __future__ import annotations
 
 import errno
+import math
 import os
+import random
+import struct
 from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -21,6 +24,7 @@ from shellylog.csvlog import (
     CsvFileError,
     CsvSink,
     check_header,
+    format_csv,
     format_number,
     format_rows,
     minute_timestamp,
@@ -91,6 +95,47 @@ class FormatTests(SynchronousTestCase):
             "2026-03-29T01:59:00+01:00,pump-1,2,450,230.1,1.9,100.0\n"
             "2026-03-29T03:00:00+02:00,pump-1,2,450,230.1,1.9,100.0\n",
         )
+
+
+class FormatCsvTests(SynchronousTestCase):
+    """format_csv (numbers by orjson) writes the very bytes of format_rows."""
+
+    def assert_same(self, rows: list[Row]) -> None:
+        self.assertEqual(format_csv(rows, BERLIN),
+                         "".join(format_rows(rows, BERLIN)).encode("utf-8"))
+
+    def test_random_rows(self) -> None:
+        rng = random.Random(5)
+
+        def number() -> float | int | None:
+            kind = rng.random()
+            if kind < 0.1:
+                return None
+            if kind < 0.2:
+                return rng.randint(-10**6, 10**6)
+            if kind < 0.6:
+                return round(rng.uniform(0, 5000), rng.randint(0, 3))
+            value = struct.unpack("d", rng.randbytes(8))[0]
+            return value if math.isfinite(value) else 0.0
+
+        shared = ChannelValues(1.5, 2.5, 3.5, 4.5)  # one reading carried into several rows
+        rows = []
+        for n in range(3000):
+            values = shared if n % 7 == 0 else ChannelValues(number(), number(), number(),
+                                                             number())
+            rows.append(Row(29_000_000 + n // 500, f"null-{n % 37}", n % 4, values))
+        # Chunks: most hold no number under 1e-4, some do (and take format_rows).
+        for start in range(0, len(rows), 150):
+            self.assert_same(rows[start : start + 150])
+        self.assert_same(rows)
+
+    def test_numbers_orjson_writes_otherwise(self) -> None:
+        for value in [1e-05, 9.9e-05, 4.6e-07, -0.0, 0.0001, 1e16, 2e20, 10**20, -(10**30),
+                      0, 12.30, 1e2]:
+            self.assert_same([Row(29_000_000, "dev-1", 0, ChannelValues(value, 1, 2, 3))])
+
+    def test_no_rows(self) -> None:
+        self.assertEqual(format_csv([], UTC), b"")
 
 
 class SinkTests(SynchronousTestCase):
