@@ -19,6 +19,10 @@ def unmask(data: bytes, mask: bytes, offset: int) -> bytes:
     if not size:
         return data
     shift = offset & 3
-    key = (mask[shift:] + mask[:shift]) * (size // 4 + 1)
-    value = int.from_bytes(data, "little") ^ int.from_bytes(key[:size], "little")
+    if shift:
+        mask = mask[shift:] + mask[:shift]
+    key = mask * ((size + 3) >> 2)
+    if size & 3:
+        key = key[:size]
+    value = int.from_bytes(data, "little") ^ int.from_bytes(key, "little")
     return value.to_bytes(size, "little")

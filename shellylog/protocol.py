@@ -32,7 +32,7 @@ from shellylog.rpc import (
     is_safe_id,
     status_params,
 )
-from shellylog.status import ChannelValues, DeviceStatus
+from shellylog.status import ChannelValues, DeviceStatus, switch_key
 
 log = Logger(namespace="shellylog.protocol")
 
@@ -377,7 +377,7 @@ class ShellyServerProtocol(WebSocketServerProtocol):
             # Replaced by a newer connection of the device and closing: what still
             # arrives here is stale and must not reach the new connection's readings.
             return
-        values = self.status.channel_values(self.factory.channels)
+        values = self.status.values_for(self.factory.channel_keys)
         if values:
             self.factory.sink.readings(self.device_id, values)
 
@@ -406,6 +406,7 @@ class ShellyServerFactory(WebSocketServerFactory):
         self.sink = sink
         self.clock = clock
         self.channels = channels
+        self.channel_keys = tuple((channel, switch_key(channel)) for channel in channels)
         self.poll_interval = poll_interval
         self.limits = limits = limits or Limits()
         self.admission = admission or Admission()

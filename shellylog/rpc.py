@@ -239,8 +239,9 @@ def status_params(params: dict[str, Any]) -> dict[str, Any]:
     """
     The component map of a status notification's C{params}.
 
-    Some senders wrap the status as C{params.device_status}; unwrap it.
-    The notification's own C{ts} is not a component and is left out.
+    Some senders wrap the status as C{params.device_status}; unwrap it. Keys that are not
+    components, such as the notification's own C{ts}, are left in: the status keeps
+    nothing but switch components.
 
     @raise FrameError: when C{device_status} is there but not an object.
     """
@@ -248,9 +249,7 @@ def status_params(params: dict[str, Any]) -> dict[str, Any]:
     if wrapped is not None:
         if not isinstance(wrapped, dict):
             raise FrameError("bad_params", "device_status is not an object")
-        params = wrapped
-    if "ts" in params:
-        params = {k: v for k, v in params.items() if k != "ts"}
+        return wrapped
     return params
 
 

@@ -99,16 +99,9 @@ def _check_components(components: Mapping[str, Any], *, partial: bool) -> None:
             raise FrameError("bad_component", f"{key}.aenergy is not an object")
 
 
-#: "switch:N" for each channel number asked for so far.
-_KEYS: dict[int, str] = {}
-
-
 def switch_key(channel: int) -> str:
     """The component key of C{channel}: C{switch:N}."""
-    key = _KEYS.get(channel)
-    if key is None:
-        key = _KEYS[channel] = f"{SWITCH}{channel}"
-    return key
+    return f"{SWITCH}{channel}"
 
 
 @define
@@ -157,10 +150,17 @@ class DeviceStatus:
 
     def channel_values(self, channels: Iterable[int]) -> dict[int, ChannelValues]:
         """The values of each of C{channels} that the status has a C{switch:N} for."""
+        return self.values_for(tuple((channel, switch_key(channel)) for channel in channels))
+
+    def values_for(self, keys: tuple[tuple[int, str], ...]) -> dict[int, ChannelValues]:
+        """
+        L{channel_values} for channels given with their keys (from L{switch_key}): the
+        server makes the pairs once, not for every frame.
+        """
         switches = self.switches
         out: dict[int, ChannelValues] = {}
-        for channel in channels:
-            values = switches.get(_KEYS.get(channel) or switch_key(channel))
+        for channel, key in keys:
+            values = switches.get(key)
             if values is not None:
                 out[channel] = values
         return out

@@ -176,9 +176,13 @@ class ChannelTracker:
         if self.stopped:
             return
         now = self.clock.seconds()
-        open_minute = self._advance(now)
-        # A reading stamped in an already closed minute counts toward the open one.
-        at = max(now, open_minute * MINUTE)
+        open_minute = self.open_minute
+        if open_minute is None or not 0 <= now - open_minute * MINUTE < MINUTE:
+            open_minute = self._advance(now)
+            # A reading stamped in an already closed minute counts toward the open one.
+            at = max(now, open_minute * MINUTE)
+        else:
+            at = now  # within the open minute, as nearly every reading is
         # Every frame of every device comes here: inlined (no _channel, no _active).
         channels = self._devices.get(device_id)
         if channels is None:

@@ -51,7 +51,7 @@ class DecodeTests(SynchronousTestCase):
         frame = decode_frame(text.encode())
         assert isinstance(frame, Notification)
         self.assertEqual(frame.kind, "notifyfullstatus")
-        self.assertEqual(status_params(frame.params), status)
+        self.assertEqual(status_params(frame.params), {"ts": 5.01, **status})
 
     def test_method_case_insensitive(self) -> None:
         frame = decode_frame('{"src":"d1","method":"notifyfullSTATUS","params":{}}')
@@ -153,9 +153,9 @@ class DecodeTests(SynchronousTestCase):
 
 
 class StatusParamsTests(SynchronousTestCase):
-    def test_drops_ts(self) -> None:
-        self.assertEqual(status_params({"ts": 1.5, "switch:0": {"id": 0}}),
-                         {"switch:0": {"id": 0}})
+    def test_params_as_they_are(self) -> None:
+        params = {"ts": 1.5, "switch:0": {"id": 0}}
+        self.assertIs(status_params(params), params)
 
     def test_unwraps_device_status(self) -> None:
         self.assertEqual(

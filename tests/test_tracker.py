@@ -228,6 +228,14 @@ class TickTests(TrackerTestCase):
         self.assertEqual(self.summary(rows), [(minute("10:00"), D, 2, 100),
                                               (minute("10:01"), D, 2, 700)])
 
+    def test_reading_on_the_minute_boundary_belongs_to_the_new_minute(self) -> None:
+        self.read(at("10:00:30"), values(100))
+        self.read(at("10:01:00"), values(700))
+        self.read(at("10:01:59.999"), values(300))
+        rows = self.tick(at("10:02:00"))
+        self.assertEqual(self.summary(rows), [(minute("10:00"), D, 2, 100),
+                                              (minute("10:01"), D, 2, 300)])
+
     def test_tick_before_any_reading(self) -> None:
         self.assertEqual(self.tick(at("10:00:00")), [])
         self.read(at("10:00:10"), values(10))
@@ -253,6 +261,17 @@ class NeverTwiceTests(TrackerTestCase):
         self.assertEqual(self.summary(rows), [(minute("10:06"), D, 2, 222)])
         minutes = [r.minute for r in self.written]
         self.assertEqual(minutes, sorted(set(minutes)))
+
+    def test_clock_step_back_carries_from_the_open_minute(self) -> None:
+        """A reading from behind the clock is stamped at the open minute's start."""
+        self.tracker.max_carry = 2
+        self.read(at("10:05:10"), values(100))
+        self.read(at("09:05:10"), values(100))  # the clock stepped back an hour
+        # Carried for two minutes counted from the open minute (10:05), not from 09:05.
+        self.tick(at("10:09:00"))
+        self.assertEqual([(r.minute, r.carried) for r in self.written],
+                         [(minute("10:05"), False), (minute("10:06"), True),
+                          (minute("10:07"), True)])
 
     def test_tick_with_clock_behind_writes_nothing_again(self) -> None:
         self.read(at("10:05:10"), values(100))
