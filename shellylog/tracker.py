@@ -69,6 +69,23 @@ class _Channel:
     last_at: float = 0.0
     # The newest minute written for this channel (rule 4).
     last_written: int | None = None
+    # Whether last is latest and is received again with every update of its device: then
+    # last_at is the device's seen_at, and the channel's part in each update is applied
+    # when it is needed (at a close) instead of with every update (see readings).
+    follows: bool = False
+
+
+@define
+class _Device:
+    channels: dict[int, _Channel] = field(factory=dict)
+    # When the device's latest update was applied (its "at"), and in which open minute.
+    seen_at: float = 0.0
+    seen_minute: int | None = None
+    # How many of its channels follow it.
+    following: int = 0
+    # Following channels with an active reading that left the live set (their carry ran
+    # out while the device sent nothing): its next update makes them live again.
+    dormant: set[int] = field(factory=set)
 
 
 @define
@@ -91,7 +108,7 @@ class ChannelTracker:
     #: The first minute not yet closed; None until the first event.
     open_minute: int | None = None
     stopped: bool = False
-    _devices: dict[str, dict[int, _Channel]] = field(factory=dict)
+    _devices: dict[str, _Device] = field(factory=dict)
     # Channels that may give a row when the open minute closes: those with a best or
     # carried reading. Everything else is idle and costs nothing at the tick.
     _live: set[tuple[str, int]] = field(factory=set)
@@ -135,8 +152,18 @@ class ChannelTracker:
         ended = []
         for key in self._live_sorted:
             device_id, channel = key
-            state = devices[device_id][channel]
+            device = devices[device_id]
+            state = device.channels[channel]
             best = state.best
+            last = state.last
+            if state.follows:
+                # Received again with each of the device's updates (see readings).
+                assert last is not None and last.apower is not None
+                last_at = device.seen_at
+                if best is None and device.seen_minute == minute and last.apower > threshold:
+                    best = last
+            else:
+                last_at = state.last_at
             source = best if best is not None else state.carried
             if source is not None:
                 written = state.last_written
@@ -144,24 +171,52 @@ class ChannelTracker:
                     append(Row(minute, device_id, channel, source, best is None))
                     state.last_written = minute
                 state.best = None
-            last = state.last
             if (
                 last is not None
                 and last.apower is not None
                 and last.apower > threshold
-                and next_start - state.last_at <= carry_limit
             ):
-                state.carried = last
-            else:
-                state.carried = None
-                ended.append(key)
+                if next_start - last_at <= carry_limit:
+                    state.carried = last
+                    continue
+                if state.follows:
+                    device.dormant.add(channel)
+            state.carried = None
+            ended.append(key)
         if ended:
             self._live.difference_update(ended)
             self._live_sorted = None
         self._pending.extend(rows)
 
+    def _settle(self, state: _Channel, device: _Device, open_minute: int) -> None:
+        """
+        A following channel stops following its device: apply what the device's updates
+        so far meant for it (its last_at, and its best in the open minute).
+        """
+        last = state.last
+        assert state.follows and last is not None and last.apower is not None
+        state.last_at = device.seen_at
+        if (
+            state.best is None
+            and device.seen_minute == open_minute
+            and last.apower > self.threshold
+        ):
+            state.best = last
+        state.follows = False
+        device.following -= 1
+
+    def _device(self, device_id: str) -> _Device:
+        device = self._devices.get(device_id)
+        if device is None:
+            device = self._devices[device_id] = _Device()
+        return device
+
+    def _channels_of(self, device_id: str) -> dict[int, _Channel]:
+        device = self._devices.get(device_id)
+        return device.channels if device is not None else {}
+
     def _channel(self, device_id: str, channel: int) -> _Channel:
-        channels = self._devices.setdefault(device_id, {})
+        channels = self._device(device_id).channels
         state = channels.get(channel)
         if state is None:
             state = channels[channel] = _Channel()
@@ -183,27 +238,56 @@ class ChannelTracker:
             at = max(now, open_minute * MINUTE)
         else:
             at = now  # within the open minute, as nearly every reading is
-        # Every frame of every device comes here: inlined (no _channel, no _active).
-        channels = self._devices.get(device_id)
-        if channels is None:
-            channels = self._devices[device_id] = {}
+        device = self._device(device_id)
+        # Every frame of every device comes here. A channel whose reading is the same
+        # object as in the device's previous update (the frame did not change it) follows
+        # the device: what this update means for it is applied when needed, from the
+        # device's seen_at and seen_minute (in _close and _settle). Others are applied now.
+        channels = device.channels
         threshold = self.threshold
+        present = 0
         for channel, reading in values.items():
             state = channels.get(channel)
             if state is None:
                 state = channels[channel] = _Channel()
+            elif state.follows:
+                if reading is state.latest:
+                    present += 1
+                    continue
+                self._settle(state, device, open_minute)
             state.latest = reading
             apower = reading.apower
             if apower is None:
                 continue
             state.last = reading
             state.last_at = at
+            state.follows = True
+            device.following += 1
+            present += 1
             if apower > threshold:
                 state.best = reading
                 key = (device_id, channel)
                 if key not in self._live:
                     self._live.add(key)
                     self._live_sorted = None
+        if device.following > present:
+            # A following channel is not in this update (its component was deleted): it
+            # was received up to the previous update.
+            for channel, state in channels.items():
+                if state.follows and channel not in values:
+                    self._settle(state, device, open_minute)
+                    device.dormant.discard(channel)
+        device.seen_at = at
+        device.seen_minute = open_minute
+        if device.dormant:
+            for channel in device.dormant:
+                state = channels[channel]
+                last = state.last
+                if state.follows and last is not None and last.apower is not None \
+                        and last.apower > threshold:
+                    self._live.add((device_id, channel))
+                    self._live_sorted = None
+            device.dormant.clear()
 
     def disconnected(self, device_id: str) -> None:
         """
@@ -212,9 +296,15 @@ class ChannelTracker:
         """
         if self.stopped:
             return
-        self._advance(self.clock.seconds())
-        for state in self._devices.get(device_id, {}).values():
+        open_minute = self._advance(self.clock.seconds())
+        device = self._devices.get(device_id)
+        if device is None:
+            return
+        for state in device.channels.values():
+            if state.follows:
+                self._settle(state, device, open_minute)
             state.last = None
+        device.dormant.clear()
 
     def resume(self, device_id: str, channel: int, minute: int) -> None:
         """Record that C{minute} was already written for this channel (rule 4)."""
@@ -259,7 +349,7 @@ class ChannelTracker:
                 active=state.last is not None and self._active(state.last),
                 last_written=state.last_written,
             )
-            for channel, state in sorted(self._devices.get(device_id, {}).items())
+            for channel, state in sorted(self._channels_of(device_id).items())
         }
 
     @property

@@ -4,6 +4,7 @@ The minute rules (the project's minute-log document; "rule N" below) on the pure
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 
 from twisted.internet.task import Clock
@@ -423,3 +424,128 @@ class OrderAcrossMinutesTests(TrackerTestCase):
             [(2, D, 10), (3, D, 1)],
         )
         self.assertEqual([(r.device_id, r.channel) for r in fourth], [(D, 1), (D, 2)])
+
+
+class _EagerModel:
+    """
+    The minute rules applied the plain way, for comparison: every reading of every
+    channel is applied as it comes, and every known channel is looked at in every close.
+    """
+
+    def __init__(self, threshold: float, max_carry: int) -> None:
+        self.threshold, self.max_carry = threshold, max_carry
+        self.open: int | None = None
+        self.channels: dict[tuple[str, int], dict[str, object]] = {}
+        self.rows: list[tuple[int, str, int, ChannelValues, bool]] = []
+
+    def active(self, v: object) -> bool:
+        return isinstance(v, ChannelValues) and v.apower is not None \
+            and v.apower > self.threshold
+
+    def advance(self, now: float) -> int:
+        target = minute_of(now)
+        if self.open is None:
+            self.open = target
+        while self.open < target:
+            self.close(self.open)
+            self.open += 1
+        return self.open
+
+    def close(self, m: int) -> None:
+        for (device, channel), s in sorted(self.channels.items()):
+            source = s["best"] if s["best"] is not None else s["carried"]
+            if source is not None and (s["written"] is None or m > s["written"]):  # type: ignore[operator]
+                assert isinstance(source, ChannelValues)
+                self.rows.append((m, device, channel, source, s["best"] is None))
+                s["written"] = m
+            s["best"] = None
+            fresh = (m + 1) * 60 - s["last_at"] <= self.max_carry * 60  # type: ignore[operator]
+            s["carried"] = s["last"] if self.active(s["last"]) and fresh else None
+
+    def readings(self, device: str, values: dict[int, ChannelValues], now: float) -> None:
+        m = self.advance(now)
+        at = max(now, m * 60)
+        for channel, reading in values.items():
+            s = self.channels.setdefault((device, channel), dict(
+                latest=None, best=None, carried=None, last=None, last_at=0.0, written=None))
+            s["latest"] = reading
+            if reading.apower is None:
+                continue
+            s["last"], s["last_at"] = reading, at
+            if self.active(reading):
+                s["best"] = reading
+
+    def disconnected(self, device: str, now: float) -> None:
+        self.advance(now)
+        for (d, _channel), s in self.channels.items():
+            if d == device:
+                s["last"] = None
+
+    def take(self) -> list[tuple[int, str, int, ChannelValues, bool]]:
+        rows, self.rows = self.rows, []
+        return rows
+
+
+class FollowingChannelsTests(SynchronousTestCase):
+    """
+    The tracker applies an unchanged reading (the same object as before) only when it
+    needs it; random fleets give the very rows of the plain model above.
+    """
+
+    def run_fleet(self, seed: int) -> None:
+        rng = random.Random(seed)
+        clock = Clock()
+        clock.advance(at("10:00:00") + rng.random() * 60)
+        max_carry = rng.choice([0, 1, 2, 10])
+        tracker = ChannelTracker(clock=clock, threshold=5, max_carry=max_carry)
+        model = _EagerModel(5, max_carry)
+        status: dict[str, dict[int, ChannelValues] | None] = {D: None, E: None}
+
+        def new_values() -> ChannelValues:
+            return values(rng.choice([None, 0, 3, 5, 5.5, 50, 300, 1200]),
+                          total=rng.choice([None, 1.0, 2.5]))
+
+        def rows(got: list[Row]) -> list[tuple[int, str, int, ChannelValues, bool]]:
+            return [(r.minute, r.device_id, r.channel, r.values, r.carried) for r in got]
+
+        for _ in range(80):
+            kind = rng.random()
+            if kind < 0.45:
+                device = rng.choice([D, E])
+                known = status[device]
+                if known is None:  # a connection's first frame: its full status
+                    known = status[device] = {c: new_values() for c in range(rng.randint(1, 3))}
+                else:
+                    for _change in range(rng.choice([0, 0, 1, 1, 2])):
+                        known[rng.randint(0, 3)] = new_values()
+                    if known and rng.random() < 0.05:
+                        del known[rng.choice(sorted(known))]
+                tracker.readings(device, dict(known))
+                model.readings(device, dict(known), clock.seconds())
+            elif kind < 0.55:
+                device = rng.choice([D, E])
+                status[device] = None
+                tracker.disconnected(device)
+                model.disconnected(device, clock.seconds())
+            elif kind < 0.85:
+                if rng.random() < 0.1:
+                    clock.rightNow -= rng.choice([30, 90, 4000])
+                else:
+                    clock.advance(rng.choice([0.5, 5, 20, 59, 60, 61, 130, 700]))
+            else:
+                got = tracker.close_completed()
+                if not tracker.stopped:
+                    model.advance(clock.seconds())
+                self.assertEqual(rows(got), model.take(), seed)
+        open_minute = model.advance(clock.seconds())
+        model.close(open_minute)
+        self.assertEqual(rows(tracker.shutdown()), model.take(), seed)
+        for device in (D, E):
+            for channel, view in tracker.view(device).items():
+                s = model.channels[(device, channel)]
+                self.assertIs(view.latest, s["latest"])
+                self.assertEqual(view.active, model.active(s["last"]))
+
+    def test_random_fleets(self) -> None:
+        for seed in range(400):
+            self.run_fleet(seed)
