@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
-from attrs import define, field, frozen
+from attrs import define, field
 
 from shellylog.rpc import FrameError
 
@@ -36,10 +36,14 @@ def number(value: object) -> Number | None:
     return None
 
 
-@frozen
+@define(unsafe_hash=True)
 class ChannelValues:
     """
     The values of one switch channel that go into a CSV row; C{None} is "missing".
+
+    Treated as immutable (a device's status, the tracker and the rows share them); not
+    frozen only because a frozen class costs half a microsecond more per instance, and
+    frames make one for every change of a channel.
     """
 
     apower: Number | None
