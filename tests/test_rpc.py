@@ -5,9 +5,12 @@ Decoding device frames and encoding our requests.
 from __future__ import annotations
 
 import json
+import random
+from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from shellylog import rpc
 from shellylog.rpc import (
     ErrorResponse,
     FrameError,
@@ -140,6 +143,37 @@ class DecodeTests(SynchronousTestCase):
             '{"src":"d1","method":"X","params":{"a":1,"a":2}, "c" : 3}',
         ]:
             self.assertEqual(self.reason(text), "duplicate_key", text)
+
+    def test_fast_and_exact_decoders_agree(self) -> None:
+        """Random texts (duplicates, escapes, spacing, nesting): the same answer as the
+        standard library's decoder with a duplicate check."""
+        rng = random.Random(11)
+        pieces = ["a", "b", '":', '\\":', "\\u0022:", "\\\\", ":", "\\n", "é"]
+
+        def string() -> str:
+            return '"' + "".join(rng.choice(pieces) for _ in range(rng.randint(0, 3))) + '"'
+
+        def value(depth: int) -> str:
+            kind = rng.random()
+            if depth < 40 and kind < 0.3:
+                keys = [string() for _ in range(rng.randint(0, 4))]
+                if keys and rng.random() < 0.3:
+                    keys.append(rng.choice(keys))  # a duplicate
+                colon = rng.choice([":", ":", ":", " :", ": "])
+                return "{" + ",".join(f"{k}{colon}{value(depth + 1)}" for k in keys) + "}"
+            if depth < 40 and kind < 0.45:
+                return "[" + ",".join(value(depth + 1) for _ in range(rng.randint(0, 3))) + "]"
+            return rng.choice([string(), "1", "2.5", "null", "true", "-0.0", "NaN", "1e999"])
+
+        def outcome(decode: Callable[[str], object], text: str) -> object:
+            try:
+                return ("ok", json.dumps(decode(text), sort_keys=True))
+            except FrameError as e:
+                return ("error", e.reason)
+
+        for _ in range(3000):
+            text = '{"src":"d1","method":"X","params":' + value(2) + "}"
+            self.assertEqual(outcome(rpc._loads, text), outcome(rpc._loads_strict, text), text)
 
     def test_unusual_text_still_decodes(self) -> None:
         # Spaced JSON, '":' inside strings and NaN take the exact decoder: same answers.
