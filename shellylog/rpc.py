@@ -131,18 +131,12 @@ def _loads(text: str | bytes) -> Any:
     """
     Parse one frame's JSON, refusing duplicate keys and nesting deeper than L{MAX_DEPTH}.
 
-    orjson parses (at C speed) but lets the last of two equal keys win. When no quote in
-    the text is followed by white space, every key ends with C{":}, so the text holds
-    one C{":} per key plus one per C{":} inside strings. Parsed, the objects keep one key
-    per distinct key; if they account for every C{":}, none was lost to a duplicate:
-
-     - when the text has no C{\\u} escape and at most L{MAX_DEPTH} brackets (so it is
-       not nested deeper), orjson's own text of the objects counts the strings' C{":}
-       alike, and counting C{":} in it is all it takes;
-     - else the keys of the objects are counted by a walk, which also measures depth.
-
-    Anything neither proves -- and anything orjson refuses, such as C{NaN} -- goes to the
-    exact standard-library decoder, so every path gives the same answers.
+    orjson parses (at C speed) but lets the last of two equal keys win. Every key in the
+    text ends with C{":} when no quote is followed by white space, so the text has at
+    least as many C{":} as it has keys; if the parsed objects hold as many keys as that,
+    none was lost to a duplicate (C{":} inside a string only adds to the text's count).
+    Anything this cannot prove -- and anything orjson refuses, such as C{NaN} -- goes to
+    the exact standard-library decoder, so both paths give the same answers.
     """
     try:
         if isinstance(text, bytes):
@@ -153,18 +147,17 @@ def _loads(text: str | bytes) -> Any:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError:
         return _loads_strict(text)
-    if '" ' in text or '"\n' in text or '"\r' in text or '"\t' in text:
-        return _loads_strict(text)
-    colons = text.count('":')
-    if "\\u" not in text and text.count("{") + text.count("[") <= MAX_DEPTH:
-        if orjson.dumps(obj).count(b'":') == colons:
-            return obj
-        return _loads_strict(text)
     try:
         keys = _keys(obj, 1)
     except _TooDeepError:
         raise FrameError("too_deep", f"JSON nested more than {MAX_DEPTH} deep") from None
-    if keys != colons:
+    if (
+        keys != text.count('":')
+        or '" ' in text
+        or '"\n' in text
+        or '"\r' in text
+        or '"\t' in text
+    ):
         return _loads_strict(text)
     return obj
 
