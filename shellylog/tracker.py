@@ -59,12 +59,14 @@ class ChannelView:
 class _Channel:
     # The latest reading, apower or not, kept after a disconnect: for display only.
     latest: ChannelValues | None = None
-    # The latest active reading received during the open minute (rule 2).
+    # The latest active reading received during the open minute (rule 2); for a
+    # following channel, also last if its device had an update in the open minute.
     best: ChannelValues | None = None
     # The reading carried into the open minute by rule 1b, if any.
     carried: ChannelValues | None = None
     # The last reading with a number for apower on the current connection, and when
-    # it was received; None once the connection closed (rule 5).
+    # it was last received (for a following channel: its device's seen_at); None once
+    # the connection closed (rule 5).
     last: ChannelValues | None = None
     last_at: float = 0.0
     # The newest minute written for this channel (rule 4).
@@ -224,7 +226,10 @@ class ChannelTracker:
 
     def readings(self, device_id: str, values: dict[int, ChannelValues]) -> None:
         """
-        Apply the readings of one device update: C{values} by channel number.
+        Apply the readings of one device update: C{values} by channel number, one for
+        every channel the device's status has now (a channel left out is no longer
+        received). Every reading counts as received now; one that is the same object as
+        in the device's previous update costs next to nothing.
 
         A reading whose C{apower} is missing neither starts nor ends activity.
         """
