@@ -11,7 +11,12 @@ C{write()}, inside the timed tick (as before the server moved it to a thread); C
 at all. The worker's fsync ends before the next repetition starts, so it never overlaps
 a timed tick.
 
+With C{--churn F}, a share F of the devices (a different one each minute) reads 0 W for
+the minute, so their channels leave the active set and come back the minute after, as
+pumps and heaters in a real fleet switch on and off.
+
     python bench/tick.py [--channels 40000] [--repeat 5] [--fsync thread|inline|off]
+                         [--churn 0.02]
 
 prints one JSON object of results on stdout.
 """
@@ -79,7 +84,12 @@ def main() -> None:
         "--fsync", choices=("thread", "inline", "off"), default="thread",
         help="where the fsync after each write runs (thread: as the server does)",
     )
+    parser.add_argument(
+        "--churn", type=float, default=0.0,
+        help="share of devices that are off for a minute, a different share each minute",
+    )
     args = parser.parse_args()
+    churn_every = round(1 / args.churn) if args.churn > 0 else 0
     worker = WorkerThread() if args.fsync == "thread" else None
     devices = [
         f"shellypro4pm-{n:012x}" for n in range(args.channels // CHANNELS_PER_DEVICE)
@@ -102,6 +112,8 @@ def main() -> None:
                 readings = {}
                 for channel in range(CHANNELS_PER_DEVICE):
                     power = 100.0 + (n + minute + 37 * channel) % 400 + 0.5
+                    if churn_every and (n + minute) % churn_every == 0:
+                        power = 0.0
                     readings[channel] = ChannelValues(
                         power, 230.1, round(power / 230.1, 3), 1234.567 + minute + channel
                     )
@@ -127,6 +139,7 @@ def main() -> None:
         json.dumps(
             {
                 "channels": args.channels,
+                "churn": args.churn,
                 "rows": rows,
                 "tick_ms_median": 1000 * statistics.median(totals),
                 "tick_ms_max": 1000 * max(totals),

@@ -9,6 +9,7 @@ rows go out as values; nothing here touches the network or a file.
 
 from __future__ import annotations
 
+from bisect import insort
 from typing import Protocol
 
 from attrs import define, field, frozen
@@ -114,8 +115,9 @@ class ChannelTracker:
     # Channels that may give a row when the open minute closes: those with a best or
     # carried reading. Everything else is idle and costs nothing at the tick.
     _live: set[tuple[str, int]] = field(factory=set)
-    # _live in row order, kept while _live does not change: a steady fleet sorts once.
-    _live_sorted: list[tuple[str, int]] | None = None
+    # _live in row order, each with its device and channel state: kept sorted as channels
+    # come and go, so that no tick sorts or looks up tens of thousands of channels.
+    _live_sorted: list[tuple[str, int, _Device, _Channel]] = field(factory=list)
     _pending: list[Row] = field(factory=list)
 
     def _active(self, values: ChannelValues) -> bool:
@@ -148,14 +150,10 @@ class ChannelTracker:
         next_start = (minute + 1) * MINUTE
         carry_limit = self.max_carry * MINUTE
         threshold = self.threshold
-        devices = self._devices
-        if self._live_sorted is None:
-            self._live_sorted = sorted(self._live)
         ended = []
-        for key in self._live_sorted:
-            device_id, channel = key
-            device = devices[device_id]
-            state = device.channels[channel]
+        kept = []
+        for entry in self._live_sorted:
+            device_id, channel, device, state = entry
             best = state.best
             last = state.last
             if state.follows:
@@ -180,15 +178,23 @@ class ChannelTracker:
             ):
                 if next_start - last_at <= carry_limit:
                     state.carried = last
+                    kept.append(entry)
                     continue
                 if state.follows:
                     device.dormant.add(channel)
             state.carried = None
-            ended.append(key)
+            ended.append((device_id, channel))
         if ended:
             self._live.difference_update(ended)
-            self._live_sorted = None
+            self._live_sorted = kept
         self._pending.extend(rows)
+
+    def _make_live(self, device_id: str, channel: int, device: _Device, state: _Channel) -> None:
+        key = (device_id, channel)
+        if key not in self._live:
+            self._live.add(key)
+            # Sorted by (device_id, channel), which are unique: the rest is never compared.
+            insort(self._live_sorted, (device_id, channel, device, state))
 
     def _settle(self, state: _Channel, device: _Device, open_minute: int) -> None:
         """
@@ -271,10 +277,7 @@ class ChannelTracker:
             present += 1
             if apower > threshold:
                 state.best = reading
-                key = (device_id, channel)
-                if key not in self._live:
-                    self._live.add(key)
-                    self._live_sorted = None
+                self._make_live(device_id, channel, device, state)
         if device.following > present:
             # A following channel is not in this update (its component was deleted): it
             # was received up to the previous update.
@@ -290,8 +293,7 @@ class ChannelTracker:
                 last = state.last
                 if state.follows and last is not None and last.apower is not None \
                         and last.apower > threshold:
-                    self._live.add((device_id, channel))
-                    self._live_sorted = None
+                    self._make_live(device_id, channel, device, state)
             device.dormant.clear()
 
     def disconnected(self, device_id: str) -> None:
