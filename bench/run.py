@@ -252,23 +252,26 @@ class Bench:
         return f"{fmt.format(min(values))}-{fmt.format(max(values))}"
 
     def tick(self) -> None:
-        out = subprocess.run(
-            self._pin(
-                self.server_core,
-                [
-                    self.python,
-                    os.path.join(HERE, "tick.py"),
-                    "--channels", str(self.sizes.tick_channels),
-                    "--repeat", str(self.sizes.tick_repeat),
-                    "--dir", self.workdir,
-                ],
-            ),
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=True,
-        )
-        self.record("tick", "shellylog", json.loads(out.stdout.splitlines()[-1]))
+        # The target's steady fleet, then one where 2% of the devices switch each minute.
+        for name, churn in (("tick", "0"), ("tick_churn", "0.02")):
+            out = subprocess.run(
+                self._pin(
+                    self.server_core,
+                    [
+                        self.python,
+                        os.path.join(HERE, "tick.py"),
+                        "--channels", str(self.sizes.tick_channels),
+                        "--repeat", str(self.sizes.tick_repeat),
+                        "--dir", self.workdir,
+                        "--churn", churn,
+                    ],
+                ),
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=True,
+            )
+            self.record(name, "shellylog", json.loads(out.stdout.splitlines()[-1]))
 
     def run(self) -> None:
         s = self.sizes
@@ -400,6 +403,13 @@ class Bench:
                 f"{tick['write_ms_median']:.0f} ms, {tick['rows']} rows; the fsync after it, "
                 f"in a worker thread as in the server: "
                 f"{tick.get('fsync_ms_median', float('nan')):.1f} ms"
+            )
+        churn = r.get(("tick_churn", "shellylog"), {})
+        if churn:
+            lines.append(
+                f"tick with {100 * churn['churn']:.0f}% of the devices switching on or off each "
+                f"minute: median {churn['tick_ms_median']:.0f} ms (worst "
+                f"{churn['tick_ms_max']:.0f} ms)"
             )
         for (name, kind), result in sorted(r.items()):
             problems = {
