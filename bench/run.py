@@ -278,6 +278,9 @@ class Bench:
     def run(self) -> None:
         s = self.sizes
         warm = ["--warmup", str(s.warmup)]
+        # First, while the machine is quiet: right after the idle fleet (tens of thousands
+        # of sockets torn down) this in-process timing gave 98-125 ms here, first 75-89 ms.
+        self.tick()
         # Throughput and storm alternate between the servers for a few rounds, so that a
         # noisy machine (a busy neighbour of a virtual machine) shows as a spread instead of
         # tilting the ratio; the table has the medians.
@@ -294,7 +297,6 @@ class Bench:
                 [*warm, "--seconds", str(s.idle_seconds), "--settle", str(s.warmup)],
                 s.idle_devices,
             )
-        self.tick()
 
     # -- the table -------------------------------------------------------------------
 
