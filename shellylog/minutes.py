@@ -6,16 +6,13 @@ tracker's closed minutes and writes them to the CSV sink.
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import Protocol
 
 from twisted.application.service import Service
-from twisted.internet.interfaces import IDelayedCall, IReactorThreads, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from shellylog.csvlog import InThread
 from shellylog.tracker import MINUTE, ChannelTracker, Row
 
 log = Logger(namespace="shellylog.minutes")
@@ -23,9 +20,6 @@ log = Logger(namespace="shellylog.minutes")
 
 class RowSink(Protocol):
     """Where rows go (the CSV sink). C{write} keeps what it cannot write yet."""
-
-    #: Where the sink may wait for the disk (fsync) off the reactor thread; None: it does not.
-    in_thread: InThread | None
 
     @property
     def pending(self) -> int: ...
@@ -41,9 +35,6 @@ class MinuteService(Service):
     """
     Fires at every minute boundary (and once more at a clean stop, rule 6) and writes
     every minute the tracker closed since the last tick, in order (rule 3).
-
-    On a real reactor (one that runs threads), a sink that has no C{in_thread} gets the
-    reactor's thread pool for its fsync: the tick then does not wait for the disk.
     """
 
     def __init__(self, tracker: ChannelTracker, sink: RowSink, clock: IReactorTime) -> None:
@@ -59,9 +50,6 @@ class MinuteService(Service):
 
     def startService(self) -> None:
         super().startService()
-        if self.sink.in_thread is None and IReactorThreads.providedBy(self.clock):
-            reactor: IReactorThreads = self.clock
-            self.sink.in_thread = partial(deferToThreadPool, reactor, reactor.getThreadPool())
         # What the file already holds is never written again, across restarts (rule 4).
         for (device_id, channel), minute in self.sink.open().items():
             self.tracker.resume(device_id, channel, minute)

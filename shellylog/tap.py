@@ -6,19 +6,22 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet import endpoints
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 from twisted.web.resource import IResource
 
 from shellylog import __version__
 from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
-from shellylog.csvlog import CsvFileError, CsvSink, check_header
+from shellylog.csvlog import CsvFileError, CsvSink, InThread, check_header
 from shellylog.metrics import ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
 from shellylog.protocol import Limits, ShellyServerFactory
@@ -199,6 +202,22 @@ class Options(usage.Options):
         )
 
 
+def in_reactor_threads(reactor: object) -> InThread | None:
+    """
+    Where the CSV sink runs its fsync: the reactor's thread pool, so that a tick never
+    waits for a slow disk (an SD card, say); None on a reactor without threads.
+    """
+    if not IReactorThreads.providedBy(reactor):
+        return None
+    threads: IReactorThreads = reactor
+
+    def in_thread(work: Callable[[], OSError | None]) -> Deferred[OSError | None]:
+        # The pool is asked for at the first fsync: the reactor starts it when it runs.
+        return deferToThreadPool(threads, threads.getThreadPool(), work)
+
+    return in_thread
+
+
 def makeService(
     options: Options | dict[str, Any], reactor: IReactorTime | None = None
 ) -> IService:
@@ -216,6 +235,7 @@ def makeService(
         zone=options["zone"],
         fsync=options.get("fsync", True),
         max_pending=options.get("max-pending", 1_000_000),
+        in_thread=in_reactor_threads(reactor),
     )
     factory = ShellyServerFactory(
         sink=tracker,

@@ -4,13 +4,9 @@ The minute tick service: aligned to boundaries, flushes gaps, survives errors, w
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.task import Clock
-from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
-from shellylog.csvlog import InThread
 from shellylog.minutes import MinuteService
 from shellylog.status import ChannelValues
 from shellylog.tracker import ChannelTracker, Row
@@ -26,7 +22,6 @@ class RecordingSink:
         self.writes: list[tuple[float, list[Row]]] = []
         self.fail_next = 0
         self.clock: Clock | None = None
-        self.in_thread: InThread | None = None
 
     @property
     def pending(self) -> int:
@@ -45,28 +40,6 @@ class RecordingSink:
 
     def close(self) -> None:
         self.closed = True
-
-
-@implementer(IReactorThreads)
-class ThreadedClock(Clock):
-    """A fake clock that also says it runs threads (as the real reactor does)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pool = ThreadPool()
-        self.called: list[object] = []
-
-    def getThreadPool(self) -> ThreadPool:
-        return self.pool
-
-    def callInThread(self, f: object, *args: object, **kwargs: object) -> None:
-        raise NotImplementedError
-
-    def callFromThread(self, f: object, *args: object, **kwargs: object) -> None:
-        raise NotImplementedError
-
-    def suggestThreadPoolSize(self, size: int) -> None:
-        raise NotImplementedError
 
 
 class MinuteServiceTests(SynchronousTestCase):
@@ -142,33 +115,3 @@ class MinuteServiceTests(SynchronousTestCase):
         self.service.stopService()
         self.assertEqual(self.minutes_written(), [T0 // 60])
         self.assertEqual(self.clock.getDelayedCalls(), [])
-
-    def test_sink_gets_the_reactor_thread_pool(self) -> None:
-        """On a reactor with threads, the sink's fsync leaves the reactor thread."""
-        clock = ThreadedClock()
-        clock.advance(T0 + 17.5)
-        service = MinuteService(self.tracker, self.sink, clock)
-        service.startService()
-        self.addCleanup(service.stopService)
-        in_thread = self.sink.in_thread
-        assert in_thread is not None
-        # Run the pool's jobs here: what matters is that they go to this pool.
-        jobs: list[tuple[object, ...]] = []
-        self.patch(clock.pool, "callInThreadWithCallback",
-                   lambda *job: jobs.append(job))
-        in_thread(lambda: None)
-        self.assertEqual(len(jobs), 1)
-
-    def test_a_sink_with_its_own_thread_runner_keeps_it(self) -> None:
-        own: InThread = lambda f: None  # type: ignore[assignment,return-value]  # noqa: E731
-        self.sink.in_thread = own
-        clock = ThreadedClock()
-        clock.advance(T0 + 17.5)
-        service = MinuteService(self.tracker, self.sink, clock)
-        service.startService()
-        self.addCleanup(service.stopService)
-        self.assertIs(self.sink.in_thread, own)
-
-    def test_a_fake_clock_leaves_fsync_where_it_is(self) -> None:
-        self.service.startService()
-        self.assertIsNone(self.sink.in_thread)

@@ -11,14 +11,18 @@ from zoneinfo import ZoneInfo
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IServiceMaker, MultiService
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import getPlugins
 from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
+from zope.interface import implementer
 
 from shellylog import tap
 from shellylog.admission import Admission, TokenRule
+from shellylog.csvlog import CsvSink
 from shellylog.minutes import MinuteService
 from shellylog.protocol import Limits
 from shellylog.tap import Options, makeService
@@ -205,6 +209,27 @@ class OptionsRejectedTests(TestCase):
         self.assertRejected("poll", "inf")
 
 
+@implementer(IReactorThreads)
+class ThreadedMemoryReactor(MemoryReactorClock):
+    """A memory reactor that also says it runs threads, as the real reactor does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = ThreadPool()
+
+    def getThreadPool(self) -> ThreadPool:
+        return self.pool
+
+    def callInThread(self, f: object, *args: object, **kwargs: object) -> None:
+        raise NotImplementedError
+
+    def callFromThread(self, f: object, *args: object, **kwargs: object) -> None:
+        raise NotImplementedError
+
+    def suggestThreadPoolSize(self, size: int) -> None:
+        raise NotImplementedError
+
+
 class MakeServiceTests(TestCase):
     """L{makeService} wires the parsed options into one service."""
 
@@ -227,6 +252,25 @@ class MakeServiceTests(TestCase):
         self.assertEqual(len(listeners), 1)
         self.assertIsInstance(listeners[0].factory, Site)
         self.assertEqual(len([s for s in children if isinstance(s, MinuteService)]), 1)
+
+    def sink(self, service: object) -> CsvSink:
+        assert isinstance(service, MultiService)
+        [minutes] = [s for s in service if isinstance(s, MinuteService)]
+        assert isinstance(minutes.sink, CsvSink)
+        return minutes.sink
+
+    def test_fsync_in_the_reactor_thread_pool(self) -> None:
+        """On a reactor with threads, the sink's fsync goes to the reactor's pool."""
+        reactor = ThreadedMemoryReactor()
+        in_thread = self.sink(makeService(self.options(), reactor)).in_thread
+        assert in_thread is not None
+        jobs: list[tuple[object, ...]] = []
+        self.patch(reactor.pool, "callInThreadWithCallback", lambda *job: jobs.append(job))
+        in_thread(lambda: None)
+        self.assertEqual(len(jobs), 1)
+
+    def test_fsync_in_place_without_threads(self) -> None:
+        self.assertIsNone(self.sink(makeService(self.options(), MemoryReactorClock())).in_thread)
 
     def test_listens_on_configured_endpoint(self) -> None:
         """
