@@ -428,7 +428,7 @@ class Bench:
                 f"tick: median {tick['tick_ms_median']:.0f} ms (worst "
                 f"{tick['tick_ms_max']:.0f} ms) = close_completed "
                 f"{tick['close_ms_median']:.0f} ms + write (format, write) "
-                f"{tick['write_ms_median']:.0f} ms, {tick['rows']} rows; the fsync after it, "
+                f"{tick['write_ms_median']:.0f} ms, {tick['rows']:.0f} rows; the fsync after it, "
                 f"in a worker thread as in the server: "
                 f"{tick.get('fsync_ms_median', float('nan')):.1f} ms"
             )
