@@ -2,9 +2,10 @@
 The benchmark's baseline: a bare Autobahn WebSocket server on Twisted that receives and
 discards every frame -- the ceiling of the stack shellylog is built on.
 
-It uses shellylog's protocol options, except the two with which shellylog takes work over
-from Autobahn (applyMask=False and utf8validateIncoming=False: shellylog unmasks and checks
-UTF-8 itself, more cheaply): here Autobahn does both, as it does by default. Like
+It uses shellylog's protocol options (C{shellylog.internals.protocol_options}), except the
+two with which shellylog takes work over from Autobahn (applyMask=False and
+utf8validateIncoming=False: shellylog unmasks and checks UTF-8 itself, more cheaply): here
+Autobahn does both, as it does by default (C{shellylog.internals.TAKEN_OVER}). Like
 shellylog, it sends two small requests when a socket opens (so a reconnect storm costs both
 servers the same writes); it parses nothing, keeps nothing and writes no log line per
 connection.
@@ -20,6 +21,9 @@ import json
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet import reactor
+
+from shellylog.internals import TAKEN_OVER, protocol_options
+from shellylog.protocol import Limits
 
 # What shellylog sends on open, byte for byte the same size.
 BOOTSTRAP = [
@@ -56,16 +60,9 @@ def main() -> None:
     args = parser.parse_args()
     factory = WebSocketServerFactory(f"ws://127.0.0.1:{args.port}")
     factory.protocol = BareProtocol
-    # shellylog's options (shellylog.protocol.ShellyServerFactory), but for the unmasking
-    # and UTF-8 check, which shellylog does itself and Autobahn does here.
-    factory.setProtocolOptions(
-        webStatus=False,
-        allowNullOrigin=True,
-        failByDrop=False,
-        openHandshakeTimeout=5,
-        autoPingInterval=30,
-        autoPingTimeout=30,
-    )
+    # shellylog's options, but for the unmasking and UTF-8 check, which shellylog does
+    # itself and Autobahn does here.
+    factory.setProtocolOptions(**(protocol_options(Limits().max_message) | TAKEN_OVER))
     reactor.listenTCP(
         args.port, factory, backlog=args.backlog, interface="127.0.0.1"
     )

@@ -9,18 +9,16 @@ unusable frame is dropped, logged and counted, and the connection carries on.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from attrs import define, frozen
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from shellylog.admission import Admission
-from shellylog.autobahn_debug import defer_debug_formatting
-from shellylog.framing import unmask
+from shellylog.internals import ServerFactory, ServerProtocol, protocol_options
 from shellylog.rpc import (
     ErrorResponse,
     Frame,
@@ -108,7 +106,7 @@ def printable(value: object, limit: int = 80) -> str:
     return ascii(text[:limit])
 
 
-class ShellyServerProtocol(WebSocketServerProtocol):
+class ShellyServerProtocol(ServerProtocol):
     """One device's WebSocket connection."""
 
     factory: ShellyServerFactory
@@ -133,7 +131,7 @@ class ShellyServerProtocol(WebSocketServerProtocol):
     def onConnect(self, request: ConnectionRequest) -> str | None:
         # This connection is counted already (Autobahn counts from connectionMade).
         limit = self.factory.limits.max_connections
-        if self.factory.countConnections > limit:
+        if self.factory.getConnectionCount() > limit:
             self.factory.rejected["too_many_connections"] += 1
             log.warn("refused {peer}: more than {limit} connections",
                      event="connection_refused", peer=self.peer,
@@ -169,10 +167,10 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         self._poller = None
         if self._opened:
             self.factory.connections_closed += 1
-        failure = AUTOBAHN_FAILURES.get(self.localCloseCode or 0)
-        if self.failedByMe and failure is not None:
+        failure = AUTOBAHN_FAILURES.get(self.failure_code() or 0)
+        if failure is not None:
             # Autobahn failed the connection (message too big, invalid UTF-8, ...).
-            self._lost(failure, f"closed with {self.localCloseCode} ({failure})")
+            self._lost(failure, f"closed with {self.failure_code()} ({failure})")
         total = sum(self.rejected.values())
         if total:
             log.warn(
@@ -196,9 +194,8 @@ class ShellyServerProtocol(WebSocketServerProtocol):
                     code=code,
                 )
 
-    def onAutoPingTimeout(self) -> None:
+    def ping_timed_out(self) -> None:
         self._lost("ping_timeout", "no answer to a ping")
-        super().onAutoPingTimeout()
 
     def _lost(self, reason: str, detail: str) -> None:
         """Count and log a connection that ends because its peer misbehaved."""
@@ -220,24 +217,6 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         return request_id
 
     # -- frames in ---------------------------------------------------------------------
-
-    def onFrameData(self, payload: bytes) -> bool | None:
-        # The factory turns Autobahn's unmasking off (applyMask=False): it builds a masker
-        # object per frame, which costs more than all else it does for a small frame.
-        # Unmasked here instead, control frames included, before Autobahn reads them.
-        frame = self.current_frame
-        if payload and frame is not None and frame.mask:
-            offset = self.current_frame_masker.pointer() - len(payload)
-            # Autobahn annotates the mask as str; it holds the header's four bytes.
-            payload = unmask(payload, cast(bytes, frame.mask), offset)
-        return super().onFrameData(payload)
-
-    def onMessageEnd(self) -> None:
-        # Autobahn's own also fires a "message" event to observers, a Deferred for every
-        # message and about a quarter of its cost per frame; nothing observes it here.
-        if not self.failedByMe:
-            self.onMessage(b"".join(self.message_data), self.message_is_binary)
-        self.message_data = None  # type: ignore[assignment]  # as Autobahn does
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         try:
@@ -282,12 +261,10 @@ class ShellyServerProtocol(WebSocketServerProtocol):
         return False
 
     def _close(self, code: int, reason: str) -> None:
-        if self.state == self.STATE_OPEN:
+        if self.close_with(code, reason):
             log.warn("closing {peer} ({device}) with {code}: {why}", event="connection_closed",
                      peer=self.peer,
                      device=self.device_id, code=code, why=reason)
-            # Not sendClose: it refuses the protocol's own codes (1003, 1008).
-            self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8"), isReply=False)
 
     def _reject(self, reason: str, detail: str) -> None:
         self.factory.rejected[reason] += 1
@@ -382,7 +359,7 @@ class ShellyServerProtocol(WebSocketServerProtocol):
             self.factory.sink.readings(self.device_id, values)
 
 
-class ShellyServerFactory(WebSocketServerFactory):
+class ShellyServerFactory(ServerFactory):
     """
     Builds device connections and knows which connection speaks for which device.
 
@@ -402,7 +379,6 @@ class ShellyServerFactory(WebSocketServerFactory):
         admission: Admission | None = None,
     ) -> None:
         super().__init__()
-        defer_debug_formatting()
         self.sink = sink
         self.clock = clock
         self.channels = channels
@@ -416,40 +392,8 @@ class ShellyServerFactory(WebSocketServerFactory):
         self.received: Counter[str] = Counter()
         self.connections_opened = 0
         self.connections_closed = 0
-        self.setProtocolOptions(
-            webStatus=False,
-            allowNullOrigin=True,
-            # Close codes must reach the peer as close frames, not as a dropped socket.
-            failByDrop=False,
-            openHandshakeTimeout=5,
-            # A ping every 30 s; a peer silent for 60 s (30 s after an unanswered ping) is
-            # dropped.
-            autoPingInterval=30,
-            autoPingTimeout=30,
-            # Both done in ShellyServerProtocol, cheaper (see onFrameData, onMessage).
-            applyMask=False,
-            utf8validateIncoming=False,
-            maxMessagePayloadSize=limits.max_message,
-            maxFramePayloadSize=limits.max_message,
-            # max_connections is checked in onConnect, to count and log the refusal.
-        )
-
-    def setProtocolOptions(self, **options: Any) -> None:  # type: ignore[override]
-        """
-        Set Autobahn's options, and give connections a class that holds them.
-
-        Autobahn copies each of its forty-odd options from the factory into every new
-        connection that lacks it, which makes each connection's C{__dict__} about
-        1.7 KiB larger; a connection whose class has them copies none.
-        """
-        super().setProtocolOptions(**options)
-        base = type(self).protocol
-        self.protocol = type(  # type: ignore[assignment]
-            base.__name__,
-            (base,),
-            {name: getattr(self, name) for name in base.CONFIG_ATTRS}
-            | {"__module__": base.__module__, "__doc__": base.__doc__},
-        )
+        # max_connections is checked in onConnect, to count and log the refusal.
+        self.setProtocolOptions(**protocol_options(limits.max_message))
 
     def bind(self, connection: ShellyServerProtocol) -> DeviceRecord:
         """

@@ -7,14 +7,14 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.interfaces import IReactorCore, IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.python import usage
 from twisted.web.resource import IResource
@@ -22,6 +22,7 @@ from twisted.web.resource import IResource
 from shellylog import __version__
 from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
 from shellylog.csvlog import CsvFileError, CsvSink, InThread, check_header
+from shellylog.internals import ProcessPatches
 from shellylog.metrics import ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
 from shellylog.protocol import Limits, ShellyServerFactory
@@ -268,13 +269,13 @@ def makeService(
     site = build_site(factory, health, reactor, pages)
 
     top = MultiService()
+    # Autobahn's process-wide patches, applied when the service starts, before the rest.
+    ProcessPatches().setServiceParent(top)
     # Added first, so it stops last: the port closes before the final minute is written.
     minutes.setServiceParent(top)
-    endpoint = endpoints.serverFromString(reactor, options["port"])
-    listener = StreamServerEndpointService(endpoint, site)
-    # As twisted.application.strports.service does: a port that cannot be listened on
-    # (in use, out of range, no permission) fails the start, instead of being logged
-    # while the process runs on without accepting any device.
-    listener._raiseSynchronously = True
+    # A port that cannot be listened on (in use, out of range, no permission) fails the
+    # start (strports does that), instead of being logged while the process runs on
+    # without accepting any device.
+    listener = strports.service(options["port"], site, reactor=cast(IReactorCore, reactor))
     listener.setServiceParent(top)
     return top

@@ -17,6 +17,8 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from shellylog.internals import release_http_channel
+
 log = Logger(namespace="shellylog.web")
 
 #: Seconds a peer has to send a complete HTTP request (the WebSocket handshake included).
@@ -89,11 +91,8 @@ class DeviceSocketResource(WebSocketResource):
         channel = request.channel
         result = super().render(request)
         if channel.transport is None and result == NOT_DONE_YET:
-            # The WebSocket took the connection over, but the HTTP channel is still the
-            # transport's producer, keeping itself and this request (several KiB) alive
-            # for as long as the device stays connected. Let go of it, as Twisted does
-            # when it hands a connection to HTTP/2.
-            channel._networkProducer.unregisterProducer()  # type: ignore[attr-defined]
+            # The WebSocket took the connection over.
+            release_http_channel(request)
         return result  # type: ignore[no-any-return]
 
 

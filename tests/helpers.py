@@ -245,12 +245,18 @@ class Harness:
         return connection
 
     def connect_ws(
-        self, path: str = "/ws", protocols: list[str] | None = None
+        self, path: str = "/ws", protocols: list[str] | None = None,
+        offers: list[Any] | None = None,
     ) -> tuple[RecordingClient, Connection]:
-        """Connect a real Autobahn client to C{path}; pump until quiet."""
+        """
+        Connect a real Autobahn client to C{path}, offering C{offers} of compression;
+        pump until quiet.
+        """
         client_factory = WebSocketClientFactory(
             url=f"ws://127.0.0.1:5000{path}", protocols=protocols or [], reactor=self.clock
         )
+        if offers:
+            client_factory.setProtocolOptions(perMessageCompressionOffers=offers)
         client_factory.protocol = RecordingClient
         client = client_factory.buildProtocol(None)
         assert isinstance(client, RecordingClient)

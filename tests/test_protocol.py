@@ -13,7 +13,7 @@ from twisted.internet.base import DelayedCall
 from twisted.internet.task import Clock, LoopingCall
 from twisted.trial.unittest import SynchronousTestCase
 
-from shellylog.protocol import Limits, ShellyServerProtocol
+from shellylog.protocol import ShellyServerProtocol
 from shellylog.status import ChannelValues
 from tests.helpers import (
     DEVICE,
@@ -185,68 +185,6 @@ class BootstrapTests(DeviceCase):
         self.assertEqual(self.client.closed, (True, 3000, "bye"))
         self.assertEqual(self.connection.server.state, WebSocketProtocol.STATE_CLOSED)
         self.assertEqual(pollers(self.harness.clock), [])
-
-
-def masked_frame(payload: bytes, mask: bytes, opcode: int = 1, fin: bool = True) -> bytes:
-    """A client frame with C{mask}, built here and not by Autobahn (small payloads only)."""
-    assert len(payload) < 126
-    key = mask * (len(payload) // 4 + 1)
-    body = bytes(b ^ k for b, k in zip(payload, key, strict=False))
-    return bytes([(0x80 if fin else 0) | opcode, 0x80 | len(payload)]) + mask + body
-
-
-class FramingTests(DeviceCase):
-    """The server unmasks what its peer sends itself (Autobahn's unmasking is off)."""
-
-    def feed(self, data: bytes) -> None:
-        # One byte per read: every frame is unmasked in pieces at every offset.
-        for i in range(len(data)):
-            self.connection.server.dataReceived(data[i : i + 1])
-        self.flush_all()
-
-    def test_byte_by_byte_and_fragmented(self) -> None:
-        text = json.dumps(notify("NotifyStatus", {"switch:1": {"apower": 42.5}}))
-        first = masked_frame(text[:7].encode(), b"\x01\x02\x03\x04", fin=False)
-        rest = masked_frame(text[7:].encode(), b"\xa0\x0b\xfc\x7d", opcode=0)
-        self.send(full_status())
-        self.feed(first + rest)
-        self.assertEqual(self.sink.readings_calls[-1][1][1].apower, 42.5)
-        self.assertEqual(self.factory.rejected, {})
-
-    def test_ping_answered_with_its_payload(self) -> None:
-        pongs: list[bytes] = []
-        self.client.onPong = pongs.append  # type: ignore[method-assign]
-        self.feed(masked_frame(b"are you there?", b"\x5a\x17\x00\xe1", opcode=9))
-        self.assertEqual(pongs, [b"are you there?"])
-
-    def test_close_code_read_unmasked(self) -> None:
-        reason = b"bye"
-        self.feed(masked_frame(b"\x03\xe8" + reason, b"\x99\x88\x77\x66", opcode=8))
-        self.assertEqual(self.connection.server.remoteCloseCode, 1000)
-        self.assertEqual(self.connection.server.remoteCloseReason, "bye")
-
-
-class OptionsTests(SynchronousTestCase):
-    """Autobahn's options live on a class per factory, not in every connection."""
-
-    def test_not_copied_into_connections(self) -> None:
-        small = Harness(self, limits=Limits(max_message=1000))
-        large = Harness(self, limits=Limits(max_message=5000))
-        _client, one = small.connect_ws("/ws")
-        _client, other = large.connect_ws("/ws")
-        for connection, size in [(one, 1000), (other, 5000)]:
-            server = connection.server
-            self.assertEqual(set(vars(server)) & set(server.CONFIG_ATTRS), set())
-            self.assertEqual(server.maxMessagePayloadSize, size)
-            self.assertEqual(server.autoPingInterval, 30)
-            self.assertIs(server.applyMask, False)
-
-    def test_options_set_later_reach_new_connections(self) -> None:
-        harness = Harness(self)
-        harness.factory.setProtocolOptions(autoPingInterval=7, allowNullOrigin=True)
-        _client, connection = harness.connect_ws("/ws")
-        self.assertEqual(connection.server.autoPingInterval, 7)
-        self.assertEqual(connection.server.autoPingTimeout, 30)
 
 
 class NoPollingTests(DeviceCase):

@@ -7,12 +7,7 @@ the upgrade by Autobahn, over an in-memory transport.
 
 from __future__ import annotations
 
-import gc
-import weakref
-
 from autobahn.websocket.protocol import WebSocketProtocol
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog.protocol import ShellyServerProtocol
@@ -56,29 +51,6 @@ class HandshakePathTests(SynchronousTestCase):
 
     def test_ws(self) -> None:
         self.assert_open("/ws")
-
-    def test_http_side_let_go_after_the_upgrade(self) -> None:
-        """Once upgraded, nothing holds on to the HTTP channel and its request."""
-        harness = Harness(self)
-        # A StringTransport, unlike iosim's, is a push producer: the HTTP channel registers
-        # with it as a real socket's channel does.
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.9", 4321))
-        channel = harness.site.buildProtocol(transport.getPeer())
-        assert channel is not None
-        transport.protocol = channel  # type: ignore[attr-defined]  # as a socket's has
-        channel.makeConnection(transport)
-        self.assertIs(transport.producer, channel)
-        channel.dataReceived(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        )
-        self.assertIn(b"101 Switching Protocols", transport.value())
-        self.assertIsInstance(transport.protocol, ShellyServerProtocol)
-        self.assertIsNone(transport.producer)
-        gone = weakref.ref(channel)
-        del channel
-        gc.collect()
-        self.assertIsNone(gone())
 
     def test_ws_slash(self) -> None:
         self.assert_open("/ws/")

@@ -1,0 +1,238 @@
+"""
+The one door to Autobahn's and Twisted's internals.
+
+Everything shellylog does that is not Autobahn's or Twisted's public API lives here, so that
+an upgrade has one module to check. Each name below is relied on, and each has a contract
+test in C{tests/test_internals.py} that fails on an Autobahn (or Twisted) that changed it:
+
+Autobahn, C{autobahn.websocket.protocol}:
+
+- C{WebSocketProtocol.CONFIG_ATTRS}, and that a new connection copies an option from its
+  factory only when it lacks the attribute (C{_connectionMade}): L{ServerFactory} gives
+  its connections a class that holds the options.
+- C{current_frame} (its C{mask}) and C{current_frame_masker.pointer()}, and that
+  C{onFrameData} gets the payload still masked when C{applyMask=False}:
+  L{ServerProtocol.onFrameData} unmasks it with L{shellylog.framing.unmask}.
+- C{onMessageEnd} with C{message_data}, C{message_is_binary} and C{failedByMe}:
+  L{ServerProtocol.onMessageEnd} hands the message to C{onMessage} without Autobahn's
+  observer event per message.
+- C{sendCloseFrame(code, reasonUtf8, isReply)}, C{state} and C{STATE_OPEN}:
+  L{ServerProtocol.close_with} sends the protocol's own codes (1003, 1008), which
+  C{sendClose} refuses.
+- C{failedByMe} and C{localCloseCode}: L{ServerProtocol.failure_code}, the code with which
+  Autobahn failed a connection itself (1002, 1009).
+- C{onAutoPingTimeout}: L{ServerProtocol.ping_timed_out} is called from it.
+- The module-level C{pformat} and C{hltype}, used for debug lines, and C{Timings.__str__},
+  which calls C{pformat}: L{install_process_patches}.
+
+Twisted:
+
+- C{HTTPChannel._networkProducer}: L{release_http_channel}.
+
+The compression policy is stated here too (L{decline_compression}): shellylog never accepts
+C{permessage-deflate}. Devices never offer it, and a compressed message could hide its real
+size from C{--max-message}; a client that offers it gets its C{101} without the extension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+import autobahn.websocket.protocol as _autobahn_protocol
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.application.service import Service
+from twisted.web.server import Request
+
+from shellylog.framing import unmask
+
+
+def decline_compression(offers: list[Any]) -> None:
+    """Autobahn's C{perMessageCompressionAccept}: accept no offer, ever."""
+    return None
+
+
+def protocol_options(max_message: int) -> dict[str, Any]:
+    """
+    Autobahn's options for shellylog's device connections, with C{max_message} bytes the
+    largest message (and frame) accepted.
+    """
+    return {
+        # No HTML page for a plain GET /ws: a clear HTTP error instead.
+        "webStatus": False,
+        # Autobahn's setProtocolOptions resets this to False unless it is given, each call.
+        "allowNullOrigin": True,
+        # Close codes must reach the peer as close frames, not as a dropped socket.
+        "failByDrop": False,
+        "openHandshakeTimeout": 5,
+        # A ping every 30 s; a peer silent for 60 s (30 s after an unanswered ping) is
+        # dropped.
+        "autoPingInterval": 30,
+        "autoPingTimeout": 30,
+        "perMessageCompressionAccept": decline_compression,
+        # Both done by ServerProtocol, more cheaply (see onFrameData, and the protocol's
+        # onMessage, which decodes with Python's strict codec).
+        "applyMask": False,
+        "utf8validateIncoming": False,
+        "maxMessagePayloadSize": max_message,
+        "maxFramePayloadSize": max_message,
+    }
+
+
+#: Autobahn's defaults for the options with which shellylog takes work over from it: a
+#: server that does not subclass L{ServerProtocol} must set them back to these.
+TAKEN_OVER = {"applyMask": True, "utf8validateIncoming": True}
+
+
+class ServerProtocol(WebSocketServerProtocol):
+    """
+    Autobahn's server protocol with shellylog's uses of its internals, each behind a
+    method of its own. Subclasses use only these and Autobahn's public API.
+    """
+
+    def onFrameData(self, payload: bytes) -> bool | None:
+        # The factory turns Autobahn's unmasking off (applyMask=False): it builds a masker
+        # object per frame, which costs more than all else it does for a small frame.
+        # Unmasked here instead, control frames included, before Autobahn reads them.
+        frame = self.current_frame
+        if payload and frame is not None and frame.mask:
+            offset = self.current_frame_masker.pointer() - len(payload)
+            # Autobahn annotates the mask as str; it holds the header's four bytes.
+            payload = unmask(payload, cast(bytes, frame.mask), offset)
+        return super().onFrameData(payload)
+
+    def onMessageEnd(self) -> None:
+        # Autobahn's own also fires a "message" event to observers, a Deferred for every
+        # message and about a quarter of its cost per frame; nothing observes it here.
+        if not self.failedByMe:
+            self.onMessage(b"".join(self.message_data), self.message_is_binary)
+        self.message_data = None  # type: ignore[assignment]  # as Autobahn does
+
+    def onAutoPingTimeout(self) -> None:
+        self.ping_timed_out()
+        super().onAutoPingTimeout()
+
+    def ping_timed_out(self) -> None:
+        """The peer did not answer a ping in time; the connection is dropped next."""
+
+    def close_with(self, code: int, reason: str) -> bool:
+        """
+        Begin a close with C{code}, any code RFC 6455 allows an endpoint to send (Autobahn's
+        C{sendClose} refuses 1003 and 1008). Returns whether the connection was open.
+        """
+        if self.state != self.STATE_OPEN:
+            return False
+        self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8"), isReply=False)
+        return True
+
+    def failure_code(self) -> int | None:
+        """The close code with which Autobahn itself failed this connection, if it did."""
+        if self.failedByMe:
+            return cast(int | None, self.localCloseCode)
+        return None
+
+
+class ServerFactory(WebSocketServerFactory):
+    """
+    Autobahn's server factory, whose connections get a class that holds its options.
+
+    Autobahn copies each of its forty-odd options from the factory into every new
+    connection that lacks it, which makes each connection's C{__dict__} about 1.7 KiB
+    larger; a connection whose class has them copies none.
+    """
+
+    def setProtocolOptions(self, **options: Any) -> None:  # type: ignore[override]
+        super().setProtocolOptions(**options)
+        self.protocol = options_class(
+            type(self).protocol, {name: getattr(self, name) for name in self.protocol.CONFIG_ATTRS}
+        )
+
+
+def options_class(base: type[Any], options: dict[str, Any]) -> type[Any]:
+    """
+    A subclass of C{base} that holds C{options} as class attributes. A function option
+    (C{perMessageCompressionAccept}) stays a plain function: stored on a class as it is,
+    it would become a method and be called with the connection as its first argument.
+    """
+    attributes: dict[str, Any] = {
+        name: staticmethod(value) if callable(value) else value
+        for name, value in options.items()
+    }
+    attributes |= {"__module__": base.__module__, "__doc__": base.__doc__}
+    return type(base.__name__, (base,), attributes)
+
+
+def release_http_channel(request: Request) -> None:
+    """
+    After a WebSocketResource took C{request}'s connection over, let go of the HTTP
+    channel: it is still the transport's producer, keeping itself and the request (several
+    KiB) alive for as long as the WebSocket stays open. Twisted does the same when it hands
+    a connection to HTTP/2.
+    """
+    request.channel._networkProducer.unregisterProducer()  # type: ignore[attr-defined]
+
+
+class _Lazy:
+    """Text made by C{function(value)} when it is first needed."""
+
+    __slots__ = ("_function", "_text", "_value")
+
+    def __init__(self, function: Callable[[Any], str], value: object) -> None:
+        self._function = function
+        self._value = value
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            self._text = self._function(self._value)
+        return self._text
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _lazy(function: Callable[[Any], str]) -> Callable[[Any], _Lazy]:
+    def lazy(value: object) -> _Lazy:
+        return _Lazy(function, value)
+
+    lazy.__wrapped__ = function  # type: ignore[attr-defined]
+    return lazy
+
+
+def install_process_patches() -> None:
+    """
+    Make Autobahn's per-connection debug formatting lazy, once per process.
+
+    Autobahn formats a dump of its settings (C{pformat}) and highlighted names (C{hltype})
+    for debug log lines on every connection, even when nothing records debug lines: about
+    40% of the CPU a WebSocket handshake costs it. Both become functions that return
+    objects which format themselves when turned into text, so a line nobody reads costs
+    nothing and a line someone reads is the same as before. C{Timings.__str__} (Autobahn's
+    C{trackTimings}) returns C{pformat(...)} and must return a real C{str}: it is wrapped to.
+    """
+    for name in ("pformat", "hltype"):
+        function = getattr(_autobahn_protocol, name)
+        if not hasattr(function, "__wrapped__"):
+            setattr(_autobahn_protocol, name, _lazy(function))
+    timings = _autobahn_protocol.Timings
+    if not hasattr(timings.__str__, "__wrapped__"):
+        original = timings.__str__
+
+        def as_text(self: Any) -> str:
+            return str(original(self))
+
+        as_text.__wrapped__ = original  # type: ignore[attr-defined]
+        timings.__str__ = as_text  # type: ignore[method-assign]
+
+
+class ProcessPatches(Service):
+    """Applies L{install_process_patches} when the service starts."""
+
+    name = "autobahn-process-patches"
+
+    def startService(self) -> None:
+        install_process_patches()
+        super().startService()
