@@ -7,12 +7,13 @@ checked; a shared CI machine could not promise any.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.tools import missing, tool
 
 RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
 
@@ -27,9 +28,10 @@ MEASURES = (
 class BenchSmokeTests(SynchronousTestCase):
     def test_quick_run_prints_the_table(self) -> None:
         if not RUN.exists():
-            raise SkipTest("no bench/ next to the tests")
-        if shutil.which("taskset") is None or len(os.sched_getaffinity(0)) < 2:
-            raise SkipTest("needs taskset and two CPUs")
+            missing("no bench/ next to the tests")
+        tool("taskset", "util-linux")
+        if len(os.sched_getaffinity(0)) < 2:
+            missing("needs two CPUs")
         done = subprocess.run(
             [sys.executable, str(RUN), "--quick"],
             capture_output=True,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import datetime
-import glob
 import io
 import os
 import signal
@@ -29,7 +28,7 @@ from twisted.internet.error import ProcessTerminated
 from twisted.internet.interfaces import ITCPTransport
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.testing import MemoryReactorClock
-from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import IResource
 from twisted.web.test.requesthelper import DummyRequest
 
@@ -39,8 +38,7 @@ from shellylog.tap import Options, makeService
 from shellylog.tracker import ChannelTracker
 from tests.processes import TWISTD, RealReactorTestCase, child_environment, start_service
 from tests.test_end_to_end import FULL_STATUS, FakeDevice, TwistdProcess
-
-FAKETIME_LIBS = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
+from tests.tools import faketime_library, missing, root
 
 
 def spawn_twistd(
@@ -49,7 +47,7 @@ def spawn_twistd(
     """Start C{twistd -n shellylog ARGS} in C{folder}; under libfaketime if asked."""
     env = child_environment()
     if faketime is not None:
-        env["LD_PRELOAD"] = FAKETIME_LIBS[0]
+        env["LD_PRELOAD"] = faketime_library()
         env["FAKETIME"] = faketime
     argv = [*TWISTD, "-n", "--pidfile=", "shellylog", "--port", "tcp:0:interface=127.0.0.1", *args]
     child = TwistdProcess()
@@ -156,14 +154,13 @@ class FullDiskTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        if os.geteuid() != 0:
-            raise SkipTest("mounting a tmpfs needs root")
+        root()
         self.mount = os.path.abspath(self.mktemp())
         os.makedirs(self.mount)
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", self.mount],
                               capture_output=True)
         if done.returncode != 0:
-            raise SkipTest(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+            missing(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
         self.addCleanup(subprocess.run, ["umount", "-l", self.mount], check=False)
 
     def health(self, root: IResource) -> tuple[int, str]:
@@ -248,8 +245,7 @@ class FastClockTests(RealReactorTestCase):
     timeout = 120
 
     def setUp(self) -> None:
-        if not FAKETIME_LIBS:
-            raise SkipTest("libfaketime is not installed (Debian package faketime)")
+        faketime_library()
         super().setUp()
 
     def test_ticks_across_spring_forward_in_berlin(self) -> Deferred[None]:

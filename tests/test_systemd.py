@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -25,8 +24,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import ITCPTransport
 from twisted.python.failure import Failure
-from twisted.python.runtime import platform
-from twisted.trial.unittest import SkipTest, SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase
 
 from tests.processes import TWISTD, RealReactorTestCase, child_environment
 from tests.test_end_to_end import (
@@ -38,6 +36,7 @@ from tests.test_end_to_end import (
     minute_start,
     room_in_minute,
 )
+from tests.tools import missing, tool
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "contrib" / "systemd"
@@ -49,8 +48,6 @@ INSTALLED_TWISTD = "/opt/shellylog/bin/twistd"
 # systemd-analyze security: "OK" goes up to 2.0 (then MEDIUM, EXPOSED, UNSAFE).
 MOST_EXPOSURE = 2.0
 
-SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
-SOCKET_ACTIVATE = shutil.which("systemd-socket-activate")
 
 Unit = dict[str, list[tuple[str, str]]]
 
@@ -58,7 +55,7 @@ Unit = dict[str, list[tuple[str, str]]]
 def units_folder() -> Path:
     """C{contrib/systemd} of the source tree, or skip (tests run from an installed copy)."""
     if not (UNITS / SOCKET_SERVICE).is_file():
-        raise SkipTest(f"no unit files in {UNITS}: not a source tree")
+        missing(f"no unit files in {UNITS}: not a source tree")
     return UNITS
 
 
@@ -102,10 +99,8 @@ def option(command: list[str], name: str) -> str:
 
 
 def systemd_analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    if SYSTEMD_ANALYZE is None:
-        raise SkipTest("systemd-analyze is not installed")
     return subprocess.run(
-        [SYSTEMD_ANALYZE, "--no-pager", *args],
+        [tool("systemd-analyze", "systemd"), "--no-pager", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -177,7 +172,7 @@ class UnitFileTests(SynchronousTestCase):
         """README.rst installs into the venv whose twistd the units run."""
         readme = ROOT / "README.rst"
         if not readme.is_file():
-            raise SkipTest("no README.rst: not a source tree")
+            missing("no README.rst: not a source tree")
         text = readme.read_text(encoding="utf-8")
         venv = os.path.dirname(os.path.dirname(INSTALLED_TWISTD))
         for step in (f"python3 -m venv {venv}", f"{venv}/bin/python -c"):  # the plugin cache
@@ -262,10 +257,9 @@ class SocketActivationTests(RealReactorTestCase):
     # against the WebSocket opening handshake.
     handshake_timeout = 30
 
-    if SOCKET_ACTIVATE is None:
-        skip = "systemd-socket-activate is not installed"
-    elif platform.isWindows():
-        skip = "needs POSIX signals and systemd"
+    def setUp(self) -> None:
+        self.socket_activate = tool("systemd-socket-activate", "systemd")
+        super().setUp()
 
     def test_adopts_named_socket(self) -> Deferred[None]:
         """
@@ -276,10 +270,9 @@ class SocketActivationTests(RealReactorTestCase):
         return ensureDeferred(self._adopts_named_socket())
 
     async def _adopts_named_socket(self) -> None:
-        assert SOCKET_ACTIVATE is not None
         port = free_port()
         args = [
-            SOCKET_ACTIVATE,
+            self.socket_activate,
             "--fdname=shellylog",
             "-l",
             f"127.0.0.1:{port}",
@@ -296,7 +289,7 @@ class SocketActivationTests(RealReactorTestCase):
         ]
         child = ActivatedTwistd()
         reactor.spawnProcess(
-            child, SOCKET_ACTIVATE, args, env=child_environment(), path=self.folder
+            child, self.socket_activate, args, env=child_environment(), path=self.folder
         )
         self.addCleanup(child.kill)
         await child.bound
