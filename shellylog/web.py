@@ -17,6 +17,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from shellylog.handshake import Refusal, check_handshake
 from shellylog.internals import release_http_channel
 
 log = Logger(namespace="shellylog.web")
@@ -83,17 +84,47 @@ class DeviceSocketResource(WebSocketResource):
     """
     The WebSocket for devices, at exactly C{/ws} or C{/ws/}. A WebSocketResource is a
     leaf, so without this check C{/ws/anything} would upgrade too.
+
+    A request that is not a WebSocket handshake shellylog speaks (L{check_handshake}) is
+    answered at once with a clear HTTP error, counted in C{rejected} as C{bad_handshake}.
     """
+
+    def __init__(self, factory: WebSocketServerFactory, rejected: Counter[str]) -> None:
+        super().__init__(factory)
+        self.rejected = rejected
 
     def render(self, request: Request) -> bytes | int:
         if request.postpath not in ([], [b""]):
             return NoResource().render(request)  # type: ignore[no-any-return]
+        assert request.method is not None and request.clientproto is not None
+        refusal = check_handshake(request.method, request.clientproto, request.requestHeaders)
+        if refusal is not None:
+            return self._refuse(request, refusal)
+        # Compression is declined (shellylog.internals.decline_compression), so Autobahn
+        # need not read the offers: it would fail a handshake whose offer has a parameter
+        # it does not know, where RFC 7692 says to decline the offer.
+        request.requestHeaders.removeHeader(b"sec-websocket-extensions")
         channel = request.channel
         result = super().render(request)
         if channel.transport is None and result == NOT_DONE_YET:
             # The WebSocket took the connection over.
             release_http_channel(request)
         return result  # type: ignore[no-any-return]
+
+    def _refuse(self, request: Request, refusal: Refusal) -> bytes:
+        self.rejected["bad_handshake"] += 1
+        log.warn("refused a WebSocket handshake from {peer}: {why}", event="handshake_refused",
+                 peer=_peer(request.getClientAddress()), code=refusal.code, why=refusal.reason)
+        request.setResponseCode(refusal.code, _PHRASES.get(refusal.code))
+        for name, value in refusal.headers:
+            request.setHeader(name, value)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return f"{refusal.reason}\n".encode()
+
+
+# Twisted Web lacks this one's phrase (it would say "Unknown Status").
+_PHRASES = {426: b"Upgrade Required"}
 
 
 def _text(raw: bytes | None, limit: int = 200) -> str:
@@ -179,13 +210,15 @@ def build_site(
     """
     root = Resource()
     root.putChild(b"", health)
-    root.putChild(b"ws", DeviceSocketResource(ws_factory))
+    rejected = getattr(ws_factory, "rejected", None)
+    if not isinstance(rejected, Counter):
+        rejected = Counter()
+    root.putChild(b"ws", DeviceSocketResource(ws_factory, rejected))
     for name, page in (pages or {}).items():
         root.putChild(name, page)
     site = DeviceSite(root, logFormatter=access_log_line, timeout=REQUEST_TIMEOUT,
                       reactor=clock)
-    rejected = getattr(ws_factory, "rejected", None)
-    site.rejected = rejected if isinstance(rejected, Counter) else Counter()
+    site.rejected = rejected
     site.displayTracebacks = False
     return site
 

@@ -760,7 +760,7 @@ class PathAndMethodTests(HardeningCase):
 
     def test_get_ws_without_upgrade(self) -> None:
         """A browser's plain GET: no status page, just a refusal."""
-        raw = self.assert_refused(raw_get(b"/ws"), b"426")
+        raw = self.assert_refused(raw_get(b"/ws"), b"400")
         self.assertNotIn(b"<html", raw.received.lower())
 
     def test_other_paths(self) -> None:
