@@ -7,7 +7,6 @@ fills up, and real twistd processes whose clock runs ten times faster under libf
 from __future__ import annotations
 
 import csv
-import datetime
 import io
 import os
 import signal
@@ -17,10 +16,6 @@ from collections import Counter
 from typing import Any, cast
 
 from autobahn.twisted.websocket import WebSocketClientFactory
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
@@ -36,6 +31,7 @@ from shellylog.csvlog import HEADER, parse_row_key
 from shellylog.status import ChannelValues
 from shellylog.tap import Options, makeService
 from shellylog.tracker import ChannelTracker
+from tests.certificates import make_certificate
 from tests.processes import TWISTD, RealReactorTestCase, child_environment, start_service
 from tests.test_end_to_end import FULL_STATUS, FakeDevice, TwistdProcess
 from tests.tools import faketime_library, missing, root
@@ -94,38 +90,12 @@ class TLSTests(RealReactorTestCase):
 
     timeout = 30
 
-    def make_certificate(self) -> tuple[str, str, bytes]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-        now = datetime.datetime.now(datetime.timezone.utc)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256())
-        )
-        key_path = os.path.join(self.folder, "key.pem")
-        cert_path = os.path.join(self.folder, "cert.pem")
-        with open(key_path, "wb") as f:
-            f.write(key.private_bytes(serialization.Encoding.PEM,
-                                      serialization.PrivateFormat.TraditionalOpenSSL,
-                                      serialization.NoEncryption()))
-        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-        with open(cert_path, "wb") as f:
-            f.write(cert_pem)
-        return key_path, cert_path, cert_pem
-
     def test_wss_device_gets_a_row(self) -> Deferred[None]:
+        """A device on C{wss://}, trusting the server's self-signed certificate, gets its row."""
         return ensureDeferred(self._wss())
 
     async def _wss(self) -> None:
-        key_path, cert_path, cert_pem = self.make_certificate()
+        key_path, cert_path, cert_pem = make_certificate(self.folder)
         csv_path = os.path.join(self.folder, "power.csv")
         service, port = await start_service(self, [
             "--port", f"ssl:0:interface=127.0.0.1:privateKey={key_path}:certKey={cert_path}",
