@@ -118,7 +118,7 @@ class ServerProtocol(WebSocketServerProtocol):
     def close_with(self, code: int, reason: str) -> bool:
         """
         Begin a close with C{code}, any code RFC 6455 allows an endpoint to send (Autobahn's
-        C{sendClose} refuses 1003 and 1008). Returns whether the connection was open.
+        C{sendClose} refuses 1001, 1003 and 1008). Returns whether the connection was open.
         """
         if self.state != self.STATE_OPEN:
             return False

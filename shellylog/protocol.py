@@ -13,9 +13,13 @@ from typing import Any, Protocol
 
 from attrs import define, frozen
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from shellylog.admission import Admission
 from shellylog.internals import ServerFactory, ServerProtocol, protocol_options
@@ -153,6 +157,7 @@ class ShellyServerProtocol(ServerProtocol):
         # No log line per open socket: "device connected" follows with its first frame.
         self._opened = True
         self.factory.connections_opened += 1
+        self.factory.open_connections.add(self)
         self.send_request(ENABLE_NOTIFY, {"enable": True})
         self.send_request(GET_STATUS)
         interval = self.factory.poll_interval
@@ -167,6 +172,7 @@ class ShellyServerProtocol(ServerProtocol):
         self._poller = None
         if self._opened:
             self.factory.connections_closed += 1
+            self.factory.connection_ended(self)
         failure = AUTOBAHN_FAILURES.get(self.failure_code() or 0)
         if failure is not None:
             # Autobahn failed the connection (message too big, invalid UTF-8, ...).
@@ -392,6 +398,9 @@ class ShellyServerFactory(ServerFactory):
         self.received: Counter[str] = Counter()
         self.connections_opened = 0
         self.connections_closed = 0
+        #: Every connection whose WebSocket opened and has not closed yet.
+        self.open_connections: set[ShellyServerProtocol] = set()
+        self._all_closed: list[Deferred[None]] = []
         # max_connections is checked in onConnect, to count and log the refusal.
         self.setProtocolOptions(**protocol_options(limits.max_message))
 
@@ -420,6 +429,28 @@ class ShellyServerFactory(ServerFactory):
             old.sendClose(code=1000, reason="replaced by a newer connection")
         return record
 
+    def connection_ended(self, connection: ShellyServerProtocol) -> None:
+        """C{connection}'s WebSocket, which had opened, has closed."""
+        self.open_connections.discard(connection)
+        if not self.open_connections:
+            waiting, self._all_closed = self._all_closed, []
+            for done in waiting:
+                done.callback(None)
+
+    def close_all(self, code: int, reason: str) -> Deferred[None]:
+        """
+        Begin a close of every open connection with C{code}; fires once all have closed
+        (Autobahn drops a peer that does not answer the close within its timeout).
+        """
+        done: Deferred[None] = Deferred()
+        if not self.open_connections:
+            done.callback(None)
+            return done
+        self._all_closed.append(done)
+        for connection in list(self.open_connections):
+            connection.close_with(code, reason)
+        return done
+
     def unbind(self, connection: ShellyServerProtocol) -> None:
         """C{connection} closed; if it spoke for its device, the device is gone."""
         device_id = connection.device_id
@@ -427,3 +458,35 @@ class ShellyServerFactory(ServerFactory):
             del self.devices[device_id]
             self.records[device_id].connected = False
             self.sink.disconnected(device_id)
+
+
+#: The close code and reason devices get when the server stops (RFC 6455: going away).
+CLOSE_GOING_AWAY = 1001
+STOPPING = "server stopping"
+
+
+class CloseOnStop(Service):
+    """
+    When the service stops, closes every device connection with 1001 (going away) and
+    waits, at most C{timeout} seconds, until all are closed: so the close frames reach the
+    devices before the process exits, instead of a dropped socket (1006).
+    """
+
+    def __init__(self, factory: ShellyServerFactory, clock: IReactorTime,
+                 timeout: float = 5.0) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.timeout = timeout
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        closing = self.factory.close_all(CLOSE_GOING_AWAY, STOPPING)
+        closing.addTimeout(self.timeout, self.clock)
+
+        def late(failure: Failure) -> None:
+            failure.trap(defer.TimeoutError)
+            log.warn("{count} connections were still open {timeout} s after the stop began",
+                     event="close_timeout", count=len(self.factory.open_connections),
+                     timeout=self.timeout)
+
+        return closing.addErrback(late)

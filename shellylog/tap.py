@@ -25,7 +25,7 @@ from shellylog.csvlog import CsvFileError, CsvSink, InThread, check_header
 from shellylog.internals import ProcessPatches
 from shellylog.metrics import ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
-from shellylog.protocol import Limits, ShellyServerFactory
+from shellylog.protocol import CloseOnStop, Limits, ShellyServerFactory
 from shellylog.report import public_options, status_report
 from shellylog.tracker import ChannelTracker
 from shellylog.web import HealthResource, JsonResource, build_site
@@ -276,6 +276,9 @@ def makeService(
     # A port that cannot be listened on (in use, out of range, no permission) fails the
     # start (strports does that), instead of being logged while the process runs on
     # without accepting any device.
+    # Added before the listener, so it stops after it: no new connection comes in while
+    # the open ones are closed with 1001.
+    CloseOnStop(factory, reactor).setServiceParent(top)
     listener = strports.service(options["port"], site, reactor=cast(IReactorCore, reactor))
     listener.setServiceParent(top)
     return top

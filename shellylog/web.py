@@ -91,6 +91,8 @@ class DeviceSocketResource(WebSocketResource):
 
     def __init__(self, factory: WebSocketServerFactory, rejected: Counter[str]) -> None:
         super().__init__(factory)
+        #: The devices' WebSocket factory.
+        self.factory = factory
         self.rejected = rejected
 
     def render(self, request: Request) -> bytes | int:

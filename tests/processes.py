@@ -21,7 +21,9 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.trial.unittest import TestCase
 
 import shellylog
+from shellylog.protocol import ShellyServerFactory
 from shellylog.tap import Options, makeService
+from shellylog.web import DeviceSocketResource
 
 # twistd's own entry point, run by this interpreter: no script on PATH needed.
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -66,6 +68,15 @@ async def start_service(case: TestCase, args: list[str]) -> tuple[MultiService, 
     assert listener._waitingForPort is not None
     listener._waitingForPort.addCallback(bound)
     return service, await listening
+
+
+def device_factory(service: MultiService) -> ShellyServerFactory:
+    """The devices' WebSocket factory of a service built by C{makeService}."""
+    (listener,) = [s for s in service if isinstance(s, StreamServerEndpointService)]
+    resource = listener.factory.resource.getStaticEntity(b"ws")
+    assert isinstance(resource, DeviceSocketResource), resource
+    assert isinstance(resource.factory, ShellyServerFactory), resource.factory
+    return resource.factory
 
 
 class RealReactorTestCase(TestCase):

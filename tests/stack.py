@@ -79,7 +79,7 @@ class Stack:
         site = listener.factory
         assert isinstance(site, Site)
         self.site = site
-        factory = site.resource.children[b"ws"]._factory
+        factory = site.resource.children[b"ws"].factory
         assert isinstance(factory, ShellyServerFactory)
         self.factory = factory
         assert isinstance(factory.sink, ChannelTracker)

@@ -22,10 +22,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, cast
+from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
@@ -34,11 +32,10 @@ from twisted.logger import LogEvent, LogLevel, formatEvent
 from twisted.python.failure import Failure
 
 from shellylog.csvlog import HEADER
-from shellylog.protocol import ShellyServerFactory
 from tests.certificates import make_certificate
 from tests.fixtures import load_fixture
 from tests.helpers import capture_log
-from tests.processes import RealReactorTestCase, start_service
+from tests.processes import RealReactorTestCase, device_factory, start_service
 from tests.test_end_to_end import minute_now, minute_start, room_in_minute
 from tests.tools import node_ws
 
@@ -133,13 +130,6 @@ class ClientProcess(ProcessProtocol):
             except ProcessExitedAlready:
                 pass  # exited; its pipes are still being closed
         await self.ended
-
-
-def device_factory(service: MultiService) -> ShellyServerFactory:
-    """The WebSocket factory of a service built by C{makeService}."""
-    (listener,) = [s for s in service if isinstance(s, StreamServerEndpointService)]
-    resource = listener.factory.resource.getStaticEntity(b"ws")
-    return cast(ShellyServerFactory, resource._factory)
 
 
 class ClientTests(RealReactorTestCase):
@@ -240,14 +230,13 @@ class ClientTests(RealReactorTestCase):
         self.addCleanup(client.kill)
         seen = await client.first_line
 
-        # The clean stop writes the minute in progress; the device's socket stays open.
+        self.assertEqual(list(factory.devices), [DEVICE])
+        self.assertEqual(factory.devices[DEVICE].websocket_extensions_in_use, [])
+        # The clean stop closes the device's connection (1001, going away) and writes the
+        # minute in progress.
         await service.stopService()
         last = minute_now()
         self.assertEqual(last, first, f"the exchange took more than {EXCHANGE_ROOM} s")
-        self.assertEqual(list(factory.devices), [DEVICE])
-        connection = factory.devices[DEVICE]
-        self.assertEqual(connection.websocket_extensions_in_use, [])
-        connection.sendClose(code=1000)
         reason = await client.ended
         if not isinstance(reason, ProcessDone):
             code = reason.exitCode if isinstance(reason, ProcessTerminated) else None
@@ -268,7 +257,8 @@ class ClientTests(RealReactorTestCase):
             self.assertEqual(request["src"], "shellylog")
             self.assertIsInstance(request["id"], int)
         self.assertEqual(client.lines()[1:],
-                         [{"close_code": 1000, "close_reason": "", "later_requests": []}])
+                         [{"close_code": 1001, "close_reason": "server stopping",
+                           "later_requests": []}])
 
         # A clean session: nothing failed, nothing was dropped or refused.
         bad = [formatEvent(e) + "\n" + str(e.get("log_failure", "")) for e in self.events
@@ -281,5 +271,5 @@ class ClientTests(RealReactorTestCase):
         (connected,) = [e for e in self.events if e.get("event") == "device_connected"]
         (disconnected,) = [e for e in self.events if e.get("event") == "device_disconnected"]
         self.assertEqual((connected["device"], disconnected["device"]), (DEVICE, DEVICE))
-        self.assertEqual(disconnected["code"], 1000)
+        self.assertEqual(disconnected["code"], 1001)
         return seen

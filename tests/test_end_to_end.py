@@ -93,6 +93,8 @@ class FakeDevice(WebSocketClientProtocol):
         super().__init__()
         self.opened: Deferred[None] = Deferred()
         self.closed: Deferred[bool] = Deferred()
+        #: The code and reason the connection closed with.
+        self.close: tuple[int | None, str | None] | None = None
         self.received: list[dict[str, Any]] = []
         self._wanted: list[tuple[int, Deferred[list[dict[str, Any]]]]] = []
         self._pongs: list[Deferred[bytes]] = []
@@ -115,6 +117,7 @@ class FakeDevice(WebSocketClientProtocol):
         if not self.opened.called:
             self.opened.errback(RuntimeError(f"WebSocket not opened: {code} {reason}"))
         if not self.closed.called:
+            self.close = (code, reason)
             self.closed.callback(wasClean)
 
     def messages(self, count: int) -> Deferred[list[dict[str, Any]]]:
@@ -234,9 +237,9 @@ class EndToEndTests(RealReactorTestCase):
         self.assertFalse(service.running)
         self.assertOneRow(first, last)
 
-        # The port is closed, the connection is not: the device goes, and so do its timers.
-        device.sendClose(code=1000)
+        # The device was told: the server is going away.
         self.assertTrue(await device.closed)
+        self.assertEqual(device.close, (1001, "server stopping"))
 
     def test_twistd_sigterm_writes_minute_in_progress(self) -> Deferred[None]:
         """
@@ -280,8 +283,9 @@ class EndToEndTests(RealReactorTestCase):
         await child.terminate()
         last = minute_now()
         self.assertOneRow(first, last)
-        # The server is gone, and with it the device's connection.
-        await device.closed
+        # The server told the device it was going away before it exited.
+        self.assertTrue(await device.closed)
+        self.assertEqual(device.close, (1001, "server stopping"))
 
 
 class TwistdProcess(ProcessProtocol):

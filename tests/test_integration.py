@@ -113,8 +113,8 @@ class TLSTests(RealReactorTestCase):
         rows = read_rows(csv_path)
         self.assertEqual([r[1:] for r in rows],
                          [["shellyplus1pm-aabbccddeeff", "0", "450", "230.1", "1.9", "100.0"]])
-        device.sendClose(code=1000)
-        await device.closed
+        self.assertTrue(await device.closed)
+        self.assertEqual(device.close, (1001, "server stopping"))
 
 
 class FullDiskTests(SynchronousTestCase):
@@ -162,7 +162,7 @@ class FullDiskTests(SynchronousTestCase):
         self.addCleanup(service.stopService)
         site = clock.tcpServers[0][1]
         root = site.resource
-        tracker: ChannelTracker = root.getStaticEntity(b"ws")._factory.sink
+        tracker: ChannelTracker = root.getStaticEntity(b"ws").factory.sink
 
         def report(count: int) -> None:
             for n in range(count):

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from autobahn.twisted.websocket import WebSocketClientFactory
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -33,7 +31,13 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
 
-from tests.processes import TWISTD, RealReactorTestCase, child_environment, start_service
+from tests.processes import (
+    TWISTD,
+    RealReactorTestCase,
+    child_environment,
+    device_factory,
+    start_service,
+)
 from tests.test_end_to_end import (
     DEVICE,
     FULL_STATUS,
@@ -537,10 +541,10 @@ class NginxTests(RealReactorTestCase):
         last = minute_now()
         self.assertRows([ROW_VALUES], first, last)
 
-        # The listening port is closed, the connection is not: the device closes it, and
-        # the close handshake goes through nginx both ways.
-        device.sendClose(code=1000)
+        # The stop closed the device's connection (1001, going away), and the close
+        # handshake went through nginx both ways.
         self.assertTrue(await within(device.closed, 10, "the close handshake through nginx"))
+        self.assertEqual(device.close, (1001, "server stopping"))
 
         # nginx logs the upgrade when its tunnel ends: the device's connection, 101, sent to
         # shellylog's port; and the two requests for pages it answered itself.
@@ -597,10 +601,11 @@ class NginxTests(RealReactorTestCase):
 
         await child.terminate()
         last = minute_now()
-        # nginx passes the upstream's end on to the device: closed, not left hanging. A
-        # close frame would do, or a drop (what it is today: twistd exits without sending
-        # close frames, and nginx then closes the device's socket).
-        await within(device.closed, 5, "the device's connection to close when shellylog stops")
+        # twistd's stop closes the device's connection with 1001 (going away), through
+        # nginx: closed, not left hanging, and told why.
+        self.assertTrue(await within(device.closed, 5,
+                                     "the device's connection to close when shellylog stops"))
+        self.assertEqual(device.close, (1001, "server stopping"))
         self.assertEqual(device.state, device.STATE_CLOSED)
         self.assertFalse(nginx.process.ended.called, "nginx itself must keep running")
         self.assertRows([f"{DEVICE},0,{powers[-1]},230.1,1.9,100.0"], first, last)
@@ -620,7 +625,7 @@ class NginxTests(RealReactorTestCase):
         service, port = await start_service(
             self, ["--port", "tcp:0:interface=127.0.0.1", "--csv", self.csv, "--poll", "0"]
         )
-        factory = self.device_factory(service)
+        factory = device_factory(service)
         factory.setProtocolOptions(autoPingInterval=0.5, autoPingTimeout=3, allowNullOrigin=True)
         nginx = await self.start_nginx(port)
         device = cast(PingCountingDevice, await self.connect(nginx.port, PingCountingDevice))
@@ -640,7 +645,3 @@ class NginxTests(RealReactorTestCase):
         device.sendClose(code=1000)
         self.assertTrue(await within(device.closed, 10, "the close handshake through nginx"))
 
-    def device_factory(self, service: MultiService) -> Any:
-        """The service's device WebSocket factory (behind its site's C{/ws})."""
-        (listener,) = [s for s in service if isinstance(s, StreamServerEndpointService)]
-        return listener.factory.resource.getStaticEntity(b"ws")._factory

@@ -13,7 +13,7 @@ from twisted.internet.base import DelayedCall
 from twisted.internet.task import Clock, LoopingCall
 from twisted.trial.unittest import SynchronousTestCase
 
-from shellylog.protocol import ShellyServerProtocol
+from shellylog.protocol import CloseOnStop, ShellyServerProtocol
 from shellylog.status import ChannelValues
 from tests.helpers import (
     DEVICE,
@@ -649,3 +649,58 @@ class BindingTests(DeviceCase):
         self.assertEqual(self.sink.disconnected_calls, [])
         self.assertEqual(self.factory.devices, {DEVICE: self.connection.server})
         self.assert_still_open()
+
+
+class CloseOnStopTests(SynchronousTestCase):
+    """A stopping server closes every device connection with 1001, and waits for them."""
+
+    def setUp(self) -> None:
+        self.harness = Harness(self)
+        self.factory = self.harness.factory
+        self.bound, self.bound_connection = self.harness.connect_ws("/ws")
+        self.bound.send_json(notify("NotifyStatus", {"switch:0": {"apower": 50.0}}))
+        self.unbound, _ = self.harness.connect_ws("/ws")
+        self.harness.flush()
+        self.service = CloseOnStop(self.factory, self.harness.clock, timeout=5)
+        self.service.startService()
+
+    def test_closed_with_going_away(self) -> None:
+        stopped = self.service.stopService()
+        self.harness.flush()
+        self.assertEqual(self.successResultOf(stopped), None)
+        for client in (self.bound, self.unbound):
+            self.assertEqual(client.closed, (True, 1001, "server stopping"))
+        self.assertEqual(self.factory.open_connections, set())
+        self.assertEqual(self.factory.devices, {})
+        self.assertEqual(self.harness.sink.disconnected_calls, [DEVICE])
+
+    def test_waits_for_a_silent_peer(self) -> None:
+        """A peer that does not answer the close is dropped by Autobahn's timer."""
+        self.unbound.dataReceived = lambda data: None  # type: ignore[method-assign]
+        stopped = self.service.stopService()
+        self.harness.flush()
+        self.assertNoResult(stopped)
+        self.assertEqual(self.bound.closed, (True, 1001, "server stopping"))
+        self.harness.advance(2)
+        self.assertEqual(self.successResultOf(stopped), None)
+        self.assertEqual(self.factory.open_connections, set())
+
+    def test_gives_up_after_its_timeout(self) -> None:
+        events = capture_log(self)
+        # Autobahn's own close timer is longer than the service's here.
+        self.factory.setProtocolOptions(closeHandshakeTimeout=60, allowNullOrigin=True)
+        stuck, _ = self.harness.connect_ws("/ws")
+        stuck.dataReceived = lambda data: None  # type: ignore[method-assign]
+        stopped = self.service.stopService()
+        self.harness.advance(4)
+        self.assertNoResult(stopped)
+        self.harness.advance(1)
+        self.assertEqual(self.successResultOf(stopped), None)
+        (late,) = [e for e in events if e.get("event") == "close_timeout"]
+        self.assertEqual(late["count"], 1)
+
+    def test_nothing_open(self) -> None:
+        for client in (self.bound, self.unbound):
+            client.sendClose(1000)
+        self.harness.flush()
+        self.assertEqual(self.successResultOf(self.service.stopService()), None)
