@@ -7,7 +7,7 @@ test in C{tests/test_internals.py} that fails on an Autobahn (or Twisted) that c
 
 Autobahn, C{autobahn.websocket.protocol}:
 
-- C{WebSocketProtocol.CONFIG_ATTRS}, and that a new connection copies an option from its
+- C{WebSocketServerProtocol.CONFIG_ATTRS}, and that a new connection copies an option from its
   factory only when it lacks the attribute (C{_connectionMade}): L{ServerFactory} gives
   its connections a class that holds the options.
 - C{current_frame} (its C{mask}) and C{current_frame_masker.pointer()}, and that
@@ -17,8 +17,7 @@ Autobahn, C{autobahn.websocket.protocol}:
   L{ServerProtocol.onMessageEnd} hands the message to C{onMessage} without Autobahn's
   observer event per message.
 - C{sendCloseFrame(code, reasonUtf8, isReply)}, C{state} and C{STATE_OPEN}:
-  L{ServerProtocol.close_with} sends the protocol's own codes (1003, 1008), which
-  C{sendClose} refuses.
+  L{ServerProtocol.close_with} sends codes (1001, 1003, 1008) that C{sendClose} refuses.
 - C{failedByMe} and C{localCloseCode}: L{ServerProtocol.failure_code}, the code with which
   Autobahn failed a connection itself (1002, 1009).
 - C{onAutoPingTimeout}: L{ServerProtocol.ping_timed_out} is called from it.
