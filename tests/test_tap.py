@@ -4,10 +4,13 @@ Tests for L{shellylog.tap}: the C{twistd shellylog} command line and the service
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 from zoneinfo import ZoneInfo
 
+import autobahn.websocket.protocol as autobahn_protocol
+from autobahn.websocket.protocol import Timings
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IServiceMaker, MultiService
 from twisted.internet.error import CannotListenError
@@ -293,6 +296,18 @@ class MakeServiceTests(TestCase):
                 "timestamp_iso,device_id,channel,apower_W,voltage_V,current_A,"
                 "energy_total_Wh\n",
             )
+
+    def test_autobahn_patches_applied_when_started(self) -> None:
+        """Autobahn's process-wide patches: none when the service is built, all at start."""
+        self.patch(autobahn_protocol, "pformat", inspect.unwrap(autobahn_protocol.pformat))
+        self.patch(Timings, "__str__", inspect.unwrap(Timings.__str__))
+        service = makeService(self.options("--port", "tcp:5001:interface=127.0.0.1"),
+                              MemoryReactorClock())
+        self.assertFalse(hasattr(autobahn_protocol.pformat, "__wrapped__"))
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertTrue(hasattr(autobahn_protocol.pformat, "__wrapped__"))
+        self.assertTrue(hasattr(Timings.__str__, "__wrapped__"))
 
     def test_port_in_use_fails_start(self) -> None:
         """
