@@ -284,6 +284,35 @@ def capture_log(case: SynchronousTestCase) -> list[LogEvent]:
     return events
 
 
+def unclean(events: list[LogEvent], warnings: bool = True) -> list[str]:
+    """
+    The text of every event that is an error (a failure logged, or the error or critical
+    level) and, with C{warnings}, of every warning of shellylog's own.
+    """
+    return [
+        formatEvent(e) + "\n" + str(e.get("log_failure", ""))
+        for e in events
+        if e.get("log_failure") is not None
+        or e.get("isError")
+        or e.get("log_level") in (LogLevel.error, LogLevel.critical)
+        or (warnings and e.get("log_level") == LogLevel.warn
+            and str(e.get("log_namespace", "")).startswith("shellylog"))
+    ]
+
+
+def assert_clean_session(case: SynchronousTestCase, events: list[LogEvent], device: str,
+                         code: int) -> None:
+    """
+    Nothing in C{events} failed, was dropped or refused; C{device} connected once and
+    disconnected once, with close code C{code}.
+    """
+    case.assertEqual(unclean(events), [])
+    (connected,) = [e for e in events if e.get("event") == "device_connected"]
+    (disconnected,) = [e for e in events if e.get("event") == "device_disconnected"]
+    case.assertEqual((connected["device"], disconnected["device"]), (device, device))
+    case.assertEqual(disconnected["code"], code)
+
+
 def warnings_from(events: list[LogEvent], namespace: str = "shellylog.protocol") -> list[str]:
     """The formatted text of every warning (or worse) logged in C{namespace}."""
     return [

@@ -41,7 +41,7 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IListeningPort, ITCPTransport
 from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.internet.task import deferLater
-from twisted.logger import LogEvent, LogLevel, formatEvent
+from twisted.logger import LogEvent
 from twisted.protocols.portforward import (
     ProxyClient,
     ProxyClientFactory,
@@ -57,7 +57,7 @@ from twisted.web.server import Request, Site
 from shellylog.csvlog import HEADER
 from shellylog.protocol import ReadingSink
 from shellylog.status import ChannelValues
-from tests.helpers import capture_log
+from tests.helpers import assert_clean_session, capture_log
 from tests.processes import RealReactorTestCase, device_factory, start_service
 from tests.test_clients import DEFLATE, DEVICE, ROW_VALUES, UPDATE, device_plan
 from tests.test_end_to_end import minute_now, minute_start, room_in_minute
@@ -522,15 +522,6 @@ class BrowserTests(RealReactorTestCase):
         self.assertNotIn("sec-websocket-extensions", response_headers)
         self.assertNotIn("sec-websocket-protocol", response_headers)
 
-        # A clean session: nothing failed, nothing was dropped or refused.
-        bad = [formatEvent(e) + "\n" + str(e.get("log_failure", "")) for e in self.events
-               if "log_failure" in e
-               or e.get("log_level") in (LogLevel.error, LogLevel.critical)
-               or (e.get("log_level") == LogLevel.warn
-                   and str(e.get("log_namespace", "")).startswith("shellylog"))]
-        self.assertEqual(bad, [])
-        # And the server saw the device come, and go with the code it closed with.
-        (connected,) = [e for e in self.events if e.get("event") == "device_connected"]
-        (disconnected,) = [e for e in self.events if e.get("event") == "device_disconnected"]
-        self.assertEqual((connected["device"], disconnected["device"]), (DEVICE, DEVICE))
-        self.assertEqual(disconnected["code"], 1001)
+        # A clean session: nothing failed, nothing was dropped or refused; the server saw
+        # the device come, and go with the code it was closed with.
+        assert_clean_session(self, self.events, DEVICE, 1001)

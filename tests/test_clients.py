@@ -28,13 +28,13 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import LogEvent, LogLevel, formatEvent
+from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
 from shellylog.csvlog import HEADER
 from tests.certificates import make_certificate
 from tests.fixtures import load_fixture
-from tests.helpers import capture_log
+from tests.helpers import assert_clean_session, capture_log
 from tests.processes import RealReactorTestCase, device_factory, start_service
 from tests.test_end_to_end import minute_now, minute_start, room_in_minute
 from tests.tools import node_ws
@@ -260,16 +260,7 @@ class ClientTests(RealReactorTestCase):
                          [{"close_code": 1001, "close_reason": "server stopping",
                            "later_requests": []}])
 
-        # A clean session: nothing failed, nothing was dropped or refused.
-        bad = [formatEvent(e) + "\n" + str(e.get("log_failure", "")) for e in self.events
-               if "log_failure" in e
-               or e.get("log_level") in (LogLevel.error, LogLevel.critical)
-               or (e.get("log_level") == LogLevel.warn
-                   and str(e.get("log_namespace", "")).startswith("shellylog"))]
-        self.assertEqual(bad, [])
-        # And the server saw the device come, and go with the code it closed with.
-        (connected,) = [e for e in self.events if e.get("event") == "device_connected"]
-        (disconnected,) = [e for e in self.events if e.get("event") == "device_disconnected"]
-        self.assertEqual((connected["device"], disconnected["device"]), (DEVICE, DEVICE))
-        self.assertEqual(disconnected["code"], 1001)
+        # A clean session: nothing failed, nothing was dropped or refused; the server saw
+        # the device come, and go with the code it was closed with.
+        assert_clean_session(self, self.events, DEVICE, 1001)
         return seen

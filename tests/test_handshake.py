@@ -11,13 +11,12 @@ import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.logger import LogEvent, LogLevel
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
 from shellylog.handshake import Refusal, check_handshake
 from shellylog.web import REQUEST_TIMEOUT
-from tests.helpers import DEVICE, Harness, RawClient, capture_log
+from tests.helpers import DEVICE, Harness, RawClient, capture_log, unclean
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 #: A handshake as a device sends it, header by header.
@@ -45,15 +44,6 @@ def headers_of(pairs: list[tuple[bytes, bytes]]) -> Headers:
     for name, value in pairs:
         headers.addRawHeader(name, value)
     return headers
-
-
-def problems(events: list[LogEvent]) -> list[LogEvent]:
-    """Events that are errors: a failure logged, or error and critical levels."""
-    return [
-        e for e in events
-        if e.get("log_failure") is not None or e.get("isError")
-        or e.get("log_level") in (LogLevel.error, LogLevel.critical)
-    ]
 
 
 class CheckTests(SynchronousTestCase):
@@ -139,7 +129,7 @@ class OddButLegalTests(SiteCase):
         self.assertEqual(raw.headers.get(b"sec-websocket-protocol"), protocol)
         self.assertFalse(raw.lost)
         self.assertEqual(self.harness.factory.rejected, {})
-        self.assertEqual(problems(self.events), [])
+        self.assertEqual(unclean(self.events, warnings=False), [])
 
     def test_extensions(self) -> None:
         for value in [b"x-webkit-deflate-frame", b"foo; bar=1", b"permessage-deflate",
@@ -184,7 +174,7 @@ class BrokenTests(SiteCase):
         warnings = [e for e in self.events if e.get("event") == "handshake_refused"]
         self.assertEqual(len(warnings), before + 1)
         self.assertEqual((warnings[-1]["code"], warnings[-1]["why"]), (int(status), reason))
-        self.assertEqual(problems(self.events), [])
+        self.assertEqual(unclean(self.events, warnings=False), [])
         self.assert_device_served()
         return raw
 
@@ -328,7 +318,7 @@ class GeneratedTests(SiteCase):
         self.assertEqual(raw.headers.get(b"sec-websocket-protocol"),
                          b"json-rpc" if offered else None)
         self.assertFalse(raw.lost)
-        self.assertEqual(problems(self.events), [], pairs)
+        self.assertEqual(unclean(self.events, warnings=False), [], pairs)
         connection.client_transport.loseConnection()
         connection.flush()
 
@@ -350,12 +340,12 @@ class GeneratedTests(SiteCase):
             self.assertNotIn(b"sec-websocket-extensions", raw.headers)
             connection.client_transport.loseConnection()
             connection.flush()
-        self.assertEqual(problems(self.events), [], data)
+        self.assertEqual(unclean(self.events, warnings=False), [], data)
 
     def tearDown(self) -> None:
         # An unhandled error in a Deferred is logged when the Deferred is collected.
         gc.collect()
-        self.assertEqual(problems(self.events), [])
+        self.assertEqual(unclean(self.events, warnings=False), [])
         self.assert_device_served()
         self.harness.advance(120, step=5)
         self.assertEqual(self.harness.factory.getConnectionCount(), 0)
