@@ -128,7 +128,8 @@ def format_csv(rows: list[Row], zone: tzinfo) -> bytes:
 def parse_row_key(line: str) -> tuple[int, str, int] | None:
     """C{(minute, device_id, channel)} of one of our CSV lines, or C{None} if it is not one."""
     parts = line.split(",")
-    if len(parts) != 7 or not is_safe_id(parts[1]) or not parts[2].isdigit():
+    # The safety check alone: the file may hold ids that another --id-pattern admitted.
+    if len(parts) != 7 or not is_safe_id(parts[1], None) or not parts[2].isdigit():
         return None
     try:
         stamp = datetime.fromisoformat(parts[0])

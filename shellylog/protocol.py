@@ -8,6 +8,7 @@ unusable frame is dropped, logged and counted, and the connection carries on.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any, Protocol
 
@@ -24,6 +25,7 @@ from twisted.python.failure import Failure
 from shellylog.admission import Admission
 from shellylog.internals import ServerFactory, ServerProtocol, protocol_options
 from shellylog.rpc import (
+    DEVICE_ID,
     ErrorResponse,
     Frame,
     FrameError,
@@ -305,8 +307,9 @@ class ShellyServerProtocol(ServerProtocol):
 
     def _bind(self, src: str) -> None:
         """A frame's C{src} is not the bound device: bind it if this is the first."""
-        if not is_safe_id(src):
-            raise FrameError("bad_src", f"src {printable(src)} is not a safe device id")
+        if not is_safe_id(src, self.factory.id_pattern):
+            raise FrameError("bad_src", f"src {printable(src)} is not a device id "
+                             "(--id-pattern)")
         if self.device_id is None:
             if not self.factory.admission.may_log(src, self._admitted):
                 self._close(CLOSE_POLICY_VIOLATION, "device not allowed")
@@ -369,6 +372,8 @@ class ShellyServerFactory(ServerFactory):
     """
     Builds device connections and knows which connection speaks for which device.
 
+    @ivar id_pattern: what a device id must match, all of it (C{--id-pattern}); it must
+        pass L{shellylog.rpc.SAFE_ID} too.
     @ivar devices: the current connection of each bound device id.
     @ivar rejected: frames dropped, by reason, over all connections.
     """
@@ -383,6 +388,7 @@ class ShellyServerFactory(ServerFactory):
         poll_interval: float = 60.0,
         limits: Limits | None = None,
         admission: Admission | None = None,
+        id_pattern: re.Pattern[str] = DEVICE_ID,
     ) -> None:
         super().__init__()
         self.sink = sink
@@ -392,6 +398,7 @@ class ShellyServerFactory(ServerFactory):
         self.poll_interval = poll_interval
         self.limits = limits = limits or Limits()
         self.admission = admission or Admission()
+        self.id_pattern = id_pattern
         self.devices: dict[str, ShellyServerProtocol] = {}
         self.records: dict[str, DeviceRecord] = {}
         self.rejected: Counter[str] = Counter()

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 SHOWN_OPTIONS = (
     "port", "csv", "channels", "threshold", "tz", "max-carry", "poll", "fsync",
     "max-pending", "max-message", "max-rate", "max-connections", "allow", "token-file",
+    "id-pattern",
 )
 
 

@@ -16,8 +16,18 @@ from typing import Any
 import orjson
 from attrs import define, frozen
 
-#: A device id we are willing to write to a CSV file or a log line.
+#: The fixed safety check every device id passes, whatever C{--id-pattern} says: at most
+#: 64 characters a CSV cell holds unquoted and a log line holds as they are (no comma,
+#: quote, white space or control character), and none a spreadsheet takes for a formula
+#: (C{=}, C{+}, C{-}, C{@}) in front.
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+
+#: The default C{--id-pattern}: a Shelly Gen2+ id, C{<model>-<mac>} in lower case
+#: (C{shellypro4pm-aabbccddeeff}). Neither a number (C{1E5}, C{-1}), a date
+#: (C{2026-01-01}) nor a word a CSV reader takes for a missing value or a boolean
+#: (C{NaN}, C{NULL}, C{true}) has that shape.
+DEVICE_ID_PATTERN = r"[a-z][a-z0-9]{0,47}-[0-9a-f]{12}"
+DEVICE_ID = re.compile(DEVICE_ID_PATTERN)
 
 #: The C{src} we put on our own requests.
 OUR_SRC = "shellylog"
@@ -84,9 +94,18 @@ class ErrorResponse:
 Frame = Notification | Response | ErrorResponse
 
 
-def is_safe_id(value: object) -> bool:
-    """Is C{value} a device id that may appear in the CSV and in logs?"""
-    return isinstance(value, str) and SAFE_ID.fullmatch(value) is not None
+def is_safe_id(value: object, pattern: re.Pattern[str] | None = DEVICE_ID) -> bool:
+    """
+    Is C{value} a device id that may appear in the CSV and in logs: does it pass
+    L{SAFE_ID} and match all of C{pattern} (L{DEVICE_ID} unless given; C{None} for the
+    safety check alone)?
+    """
+    # The fixed check first: it bounds the length that a user's pattern is run on.
+    return (
+        isinstance(value, str)
+        and SAFE_ID.fullmatch(value) is not None
+        and (pattern is None or pattern.fullmatch(value) is not None)
+    )
 
 
 class _DuplicateKeyError(ValueError):

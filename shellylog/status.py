@@ -6,9 +6,8 @@ Pure: no reactor, no I/O.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
 from attrs import define, field
 
@@ -20,18 +19,31 @@ Number = int | float
 SWITCH = "switch:"
 
 
+#: The largest magnitude a value may have: a petawatt, or a petawatt-hour, far beyond any
+#: meter. Up to it, C{repr} writes every float in plain notation (C{1e+16} is the first
+#: in exponent notation) with at most 17 significant digits, and every integer in at most
+#: 16 digits: cells a spreadsheet reads as the number they are.
+MAX_MAGNITUDE = 1e15
+_MAX_INT = 10**15
+
+
 def number(value: object) -> Number | None:
     """
-    C{value} if it is a finite JSON number, else C{None}.
+    C{value} if it is a JSON number a meter can send: finite and at most
+    L{MAX_MAGNITUDE} either side of zero; else C{None}.
 
     Booleans are not numbers here (C{True} would otherwise write as C{1}).
     """
     kind = type(value)  # the exact types first: what JSON decoders make
     if kind is float:
-        return value if math.isfinite(cast(float, value)) else None  # type: ignore[return-value]
+        # Also false for NaN; inf is beyond any bound.
+        if -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:  # type: ignore[operator]
+            return value  # type: ignore[return-value]
+        return None
     if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
-        return value  # type: ignore[return-value]
-    if isinstance(value, float) and math.isfinite(value):
+        # A 400-digit integer is a Python int: exact, and 400 digits in a cell.
+        return value if -_MAX_INT <= value <= _MAX_INT else None  # type: ignore[operator, return-value]
+    if isinstance(value, float) and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
         return value
     return None
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -27,6 +28,7 @@ from shellylog.metrics import ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
 from shellylog.protocol import CloseOnStop, Limits, ShellyServerFactory
 from shellylog.report import public_options, status_report
+from shellylog.rpc import DEVICE_ID, DEVICE_ID_PATTERN
 from shellylog.tracker import ChannelTracker
 from shellylog.web import HealthResource, JsonResource, build_site
 
@@ -96,6 +98,15 @@ def _channels(text: str) -> tuple[int, ...]:
     return tuple(sorted({_whole("channels", p) for p in parts}))
 
 
+def _id_pattern(text: str) -> re.Pattern[str]:
+    if not text:
+        raise usage.UsageError("--id-pattern: empty pattern")
+    try:
+        return re.compile(text)
+    except re.error as e:
+        raise usage.UsageError(f"--id-pattern: not a regular expression {text!r}: {e}") from None
+
+
 def _endpoint_description(text: str) -> str:
     text = text.strip()
     if text.isdigit():
@@ -156,6 +167,8 @@ class Options(usage.Options):
         ["max-connections", None, "10000", "Open device connections (beyond: HTTP 503)."],
         ["token", None, None, "A secret devices must give as /ws?token=SECRET."],
         ["token-file", None, None, "A file of 'token device-id-glob' lines (instead of --token)."],
+        ["id-pattern", None, DEVICE_ID_PATTERN,
+         "A regular expression every device id must match, all of it."],
     ]
 
     def __init__(self) -> None:
@@ -184,6 +197,7 @@ class Options(usage.Options):
         self["max-message"] = _size("max-message", self["max-message"])
         self["max-rate"] = _whole("max-rate", self["max-rate"], minimum=1)
         self["max-connections"] = _whole("max-connections", self["max-connections"], minimum=1)
+        self["id_regex"] = _id_pattern(self["id-pattern"])
         if self["token"] is not None and self["token-file"] is not None:
             raise usage.UsageError("--token and --token-file: give one or the other")
         if self["token"] is not None:
@@ -245,6 +259,7 @@ def makeService(
         poll_interval=options["poll"],
         limits=options.get("limits", Limits()),
         admission=options.get("admission", Admission()),
+        id_pattern=options.get("id_regex", DEVICE_ID),
     )
     health = HealthResource(
         devices=lambda: len(factory.devices),

@@ -9,6 +9,7 @@ C{factory.rejected}, and it is logged once, with the peer, however often it is r
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from typing import Any
@@ -20,6 +21,7 @@ from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
 
 from shellylog.admission import Admission, TokenRule
+from shellylog.csvlog import HEADER
 from shellylog.protocol import Limits
 from shellylog.status import ChannelValues
 from shellylog.web import REQUEST_TIMEOUT, access_log_line
@@ -32,6 +34,7 @@ from tests.helpers import (
     capture_log,
     fixture_device_id,
 )
+from tests.stack import T0, Stack
 from tests.test_web import raw_get, raw_upgrade
 
 #: The well-behaved device of every test (unless a test needs another one).
@@ -350,6 +353,28 @@ class NumberTests(HardeningCase):
         self.send_raw(raw_notify('{"switch:0":{"apower":1e-999}}'))
         self.assertEqual(self.readings_of(BAD)[-1][0].apower, 0.0)
 
+    def test_beyond_a_meter_is_missing(self) -> None:
+        """
+        A number beyond 1e15 either side (a 400-digit integer, 1e16, an 18-digit
+        integer) is missing; the frame's other values are used.
+        """
+        self.send_raw(raw_notify('{"switch:0":{"apower":' + "9" * 400 + ',"voltage":1e16,'
+                                 '"current":-1e16,"aenergy":{"total":123456789012345678}},'
+                                 '"switch:1":{"apower":12345678901234567,"voltage":1e15,'
+                                 '"current":-1000000000000000,"aenergy":{"total":0.5}}}'))
+        self.assertEqual(self.readings_of(BAD)[-1], {
+            0: ChannelValues(apower=None, voltage=None, current=None, energy_total=None),
+            1: ChannelValues(apower=None, voltage=1e15, current=-10**15, energy_total=0.5),
+        })
+        self.assertEqual(self.factory.rejected, {})
+        self.assert_no_traceback()
+        self.assert_good_served()
+
+    def test_huge_number_replaces_an_earlier_number(self) -> None:
+        """Like NaN: the device's last apower is gone, not kept."""
+        self.send_raw(raw_notify('{"switch:0":{"apower":' + "4" * 400 + "}}"))
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, None)
+
 
 
 class SrcTests(DroppedFrameCase):
@@ -385,6 +410,37 @@ class SrcTests(DroppedFrameCase):
         src = "a" * 65
         text = self.assert_dropped(json.dumps(power_frame(9.0, src)), "bad_src")
         self.assertNotIn("a" * 81, text)
+
+    def test_spreadsheet_words(self) -> None:
+        """
+        Ids a CSV reader takes for a missing value, a number, a date or a boolean are
+        not device ids: each one's frames are dropped on its own fresh connection, which
+        stays open and bound to nothing; logged once per connection.
+        """
+        words = ("NaN", "NULL", "2026-01-01", "1E5", "true", "-1")
+        connections = []
+        for word in words:
+            client, connection = self.connect_bad(device=None)
+            for apower in (9.0, 10.0):
+                client.send_json(power_frame(apower, word))
+            self.harness.flush()
+            self.assertEqual(connection.server.rejected, {"bad_src": 2})
+            self.assertIsNone(connection.server.device_id)
+            self.assert_still_open(client, connection)
+            self.assertNotIn(word, self.factory.devices)
+            connections.append(connection)
+        self.assertEqual(self.sink.calls[-1][1], GOOD)
+        self.assertEqual({d for _, d, _ in self.sink.calls}, {GOOD})
+        self.assertEqual(self.factory.rejected, {"bad_src": 2 * len(words)})
+        drops = [e for e in warn_events(self.events) if e.get("reason") == "bad_src"]
+        self.assertEqual(len(drops), len(words))
+        for connection, event in zip(connections, drops, strict=True):
+            self.assertIn(connection.server.peer, formatEvent(event))
+        self.assert_no_traceback()
+        self.assert_good_served()
+
+    def test_spreadsheet_word_on_a_bound_connection(self) -> None:
+        self.assert_dropped(json.dumps(power_frame(9.0, "NaN")), "bad_src")
 
     def test_different_from_bound(self) -> None:
         other = "shellypro4pm-001122334455"
@@ -921,3 +977,116 @@ class AllowTests(HardeningCase):
         self.assertEqual(self.readings_of(other)[-1][0].apower, 300.0)
         self.assert_still_open(client, connection)
         self.assertEqual(self.factory.rejected, {})
+
+
+class CsvCellTests(SynchronousTestCase):
+    """
+    Through the whole service (L{Stack}): every cell of the CSV file is one a spreadsheet
+    reads as what it is. Ids that a reader takes for a missing value, a number, a date or
+    a boolean get no row; numbers beyond a meter are empty cells.
+    """
+
+    #: Ids refused by default, each sending a running channel.
+    WORDS = ("NaN", "NULL", "2026-01-01", "1E5", "true", "-1")
+
+    def setUp(self) -> None:
+        self.events = capture_log(self)
+        self.stack = Stack(self)
+        stack = self.stack
+        client, _ = stack.connect()
+        stack.send(client, raw_notify(
+            '{"switch:0":{"apower":450,"voltage":' + "9" * 400 + ',"current":1e16,'
+            '"aenergy":{"total":-1e16}},'
+            '"switch:1":{"apower":100.5,"voltage":1e15,"current":123456789012345678,'
+            '"aenergy":{"total":12345678901234567}},'
+            '"switch:2":{"apower":1000000000000000,"voltage":-1e15,'
+            '"current":-1000000000000000,"aenergy":{"total":999999999999999.9}},'
+            '"switch:3":{"apower":' + "7" * 400 + ',"voltage":230.1}}',
+            src=DEVICE, method="NotifyFullStatus"))
+        for word in self.WORDS:
+            other, _ = stack.connect()
+            stack.send(other, power_frame(300.0, word))
+        stack.advance_to(T0 + 60)
+
+    def test_exact_cells(self) -> None:
+        with open(self.stack.csv, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        minute = "2027-01-15T08:00:00+00:00"
+        self.assertEqual(lines, [
+            HEADER,
+            f"{minute},{DEVICE},0,450,,,",
+            f"{minute},{DEVICE},1,100.5,1000000000000000.0,,",
+            f"{minute},{DEVICE},2,1000000000000000,-1000000000000000.0,-1000000000000000,"
+            "999999999999999.9",
+        ])
+        self.assertEqual(self.stack.factory.rejected, {"bad_src": len(self.WORDS)})
+        self.assertEqual(sorted(self.stack.factory.devices), [DEVICE])
+
+    def test_read_with_csv_module(self) -> None:
+        """
+        Python's C{csv} module reads every row as seven cells: an id of the device's
+        shape, a channel number, and numbers that C{float} reads back to the same cell
+        text, or empty.
+        """
+        with open(self.stack.csv, encoding="utf-8", newline="") as f:
+            rows = list(csv.DictReader(f))
+        self.assertEqual(len(rows), 3)
+        for row in rows:
+            self.assertEqual(len(row), 7, row)
+            self.assertNotIn(None, row)  # no cell beyond the header's
+            self.assertEqual(row["device_id"], DEVICE)
+            self.assertTrue(row["channel"].isdigit())
+            for name in ("apower_W", "voltage_V", "current_A", "energy_total_Wh"):
+                cell = row[name]
+                if cell:
+                    value = float(cell)
+                    self.assertLessEqual(abs(value), 1e15, row)
+                    self.assertNotIn("e", cell.lower(), row)
+                    self.assertLessEqual(len(cell.strip("-").replace(".", "")), 17, row)
+        self.assertEqual([r["voltage_V"] for r in rows],
+                         ["", "1000000000000000.0", "-1000000000000000.0"])
+
+
+class IdPatternTests(SynchronousTestCase):
+    """
+    C{--id-pattern}, through the whole service: it replaces the default shape; the
+    fixed safety check stays whatever it admits.
+    """
+
+    def rows_of(self, stack: Stack, *ids: str) -> tuple[list[str], dict[str, RecordingClient]]:
+        clients = {}
+        for device in ids:
+            client, _ = stack.connect()
+            stack.send(client, power_frame(300.0, device))
+            clients[device] = client
+        stack.advance_to(T0 + 60)
+        with open(stack.csv, encoding="utf-8") as f:
+            lines = f.read().splitlines()[1:]
+        return [line.split(",")[1] for line in lines], clients
+
+    def test_other_shape(self) -> None:
+        """A fleet of other ids: the pattern admits them, and only them."""
+        stack = Stack(self, "--id-pattern", r"meter[0-9]{1,3}")
+        written, clients = self.rows_of(stack, "meter7", DEVICE, "meter1234", "NaN")
+        self.assertEqual(written, ["meter7"])
+        self.assertEqual(stack.factory.rejected, {"bad_src": 3})
+        self.assertEqual(stack.status()["server"]["options"]["id-pattern"], r"meter[0-9]{1,3}")
+        for client in clients.values():
+            self.assertIsNone(client.closed)
+
+    def test_wide_pattern_keeps_the_safety_check(self) -> None:
+        """
+        A pattern that admits anything still refuses what a CSV cell or a log line
+        cannot hold, or a spreadsheet takes for a formula.
+        """
+        stack = Stack(self, "--id-pattern", r"(?s).*")
+        unsafe = ("a,b", 'a"b', "a\nb", "a b", "=1+1", "-1", "@x", "x" * 65, "")
+        written, _ = self.rows_of(stack, "NaN", *unsafe)
+        self.assertEqual(written, ["NaN"])
+        self.assertEqual(stack.factory.rejected, {"bad_src": len(unsafe)})
+
+    def test_default(self) -> None:
+        stack = Stack(self)
+        written, _ = self.rows_of(stack, "NaN", DEVICE, "shellyplus1pm-08b61fcd0b1c")
+        self.assertEqual(written, ["shellyplus1pm-08b61fcd0b1c", DEVICE])  # sorted by id
+        self.assertEqual(stack.factory.rejected, {"bad_src": 1})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -218,10 +219,69 @@ class EncodeTests(SynchronousTestCase):
 
 class SafeIdTests(SynchronousTestCase):
     def test_safe_ids(self) -> None:
+        """The fixed safety check alone (C{pattern=None}) admits these."""
         for ok in ("shellypro4pm-aabbccddeeff", "a", "A.b_c:d-9", "x" * 64):
-            self.assertTrue(is_safe_id(ok), ok)
+            self.assertTrue(is_safe_id(ok, None), ok)
 
     def test_unsafe_ids(self) -> None:
+        """The safety check refuses these, whatever the pattern admits."""
+        anything = re.compile(r"(?s).*")
         for bad in ("", "-lead", "a,b", 'a"b', "a b", "a\nb", "x" * 65, "é", None, 5,
-                    "../etc"):
+                    "../etc", "=cmd", "+1", "@x", "a;b", "a\tb", "a\x00b", "a'b"):
+            self.assertFalse(is_safe_id(bad, None), repr(bad))
+            self.assertFalse(is_safe_id(bad, anything), repr(bad))
             self.assertFalse(is_safe_id(bad), repr(bad))
+
+
+class DeviceIdPatternTests(SynchronousTestCase):
+    """The default pattern: C{<model>-<mac>} as Shelly Gen2+ devices send it."""
+
+    def test_real_ids(self) -> None:
+        """The ids of real devices (the fixtures, bug reports) and of the simulator."""
+        for ok in (
+            "shellypro4pm-aabbccddeeff",
+            "shellyplus1pm-08b61fcd0b1c",
+            "shellyplus1pm-3c61057263dc",
+            "shellypmminig3-84fce63e1234",
+            "shelly1pmg4-a0b1c2d3e4f5",
+            "shellypro3em-aabbccddeeff",
+            "shellyplus2pm-020000000001",
+            *(load_fixture(name)["shelly"]["id"] for name in (
+                "pro4pm-fw1.0.3.json", "plus1pm-fw1.1.0.json",
+                "pro3-unmetered-fw1.1.0.json", "pro3em-fw1.1.0.json")),
+        ):
+            self.assertTrue(is_safe_id(ok), ok)
+
+    def test_spreadsheet_words(self) -> None:
+        """Ids a CSV reader takes for a missing value, a number, a date or a boolean."""
+        for bad in ("NaN", "nan", "NULL", "null", "NA", "N/A", "None", "2026-01-01", "1E5",
+                    "1e5", "true", "TRUE", "false", "-1", "0", "12", "0x1f", "inf"):
+            self.assertFalse(is_safe_id(bad), repr(bad))
+
+    def test_not_the_shape(self) -> None:
+        for bad in (
+            "d1",
+            "shellypro4pm",  # no mac
+            "shellypro4pm-",
+            "shellypro4pm-AABBCCDDEEFF",  # ids are lower case
+            "ShellyPro4PM-aabbccddeeff",
+            "shellypro4pm-aabbccddeef",  # 11 hex digits
+            "shellypro4pm-aabbccddeeff0",  # 13
+            "shellypro4pm-aabbccddeefg",
+            "shelly-pro4pm-aabbccddeeff",
+            "shellypro4pm_aabbccddeeff",
+            "4pm-aabbccddeeff",  # the model starts with a letter
+            "-aabbccddeeff",
+            "shellypro4pm-aabbccddeeff\n",
+            "s" + "x" * 48 + "-aabbccddeeff",  # a model of 49 characters
+        ):
+            self.assertFalse(is_safe_id(bad), repr(bad))
+        self.assertTrue(is_safe_id("s" + "x" * 47 + "-aabbccddeeff"))
+
+    def test_other_pattern(self) -> None:
+        """A given pattern replaces the default; the safety check stays."""
+        upper = re.compile(r"[A-Za-z0-9]+-[0-9A-Fa-f]{12}")
+        self.assertTrue(is_safe_id("shellypro4pm-AABBCCDDEEFF", upper))
+        self.assertFalse(is_safe_id("shellypro4pm-AABBCCDDEEFF"))
+        # The pattern must match all of the id, not a part.
+        self.assertFalse(is_safe_id("x-shellypro4pm-aabbccddeeff", rpc.DEVICE_ID))

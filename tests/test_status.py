@@ -25,6 +25,30 @@ class NumberTests(SynchronousTestCase):
                     [1], {"a": 1}):
             self.assertIsNone(number(bad), repr(bad))
 
+    def test_bounds(self) -> None:
+        """At most 1e15 either side of zero, for integers and floats alike."""
+        for ok in (10**15, -10**15, 1e15, -1e15, 999999999999999.9, 1e-300, -0.0):
+            self.assertEqual(number(ok), ok, repr(ok))
+            self.assertIs(type(number(ok)), type(ok))
+        for bad in (10**15 + 1, -10**15 - 1, 1e16, -1e16, 1.0000000000000002e15, 1e308,
+                    12345678901234567, 123456789012345678, int("9" * 400), -int("9" * 400)):
+            self.assertIsNone(number(bad), repr(bad))
+
+    def test_int_and_float_subclasses(self) -> None:
+        """Not what a JSON decoder makes, but held to the same bounds."""
+
+        class Int(int):
+            pass
+
+        class Float(float):
+            pass
+
+        self.assertEqual(number(Int(5)), 5)
+        self.assertIsNone(number(Int(10**16)))
+        self.assertEqual(number(Float(2.5)), 2.5)
+        self.assertIsNone(number(Float("nan")))
+        self.assertIsNone(number(Float(1e16)))
+
 
 class FixtureTests(SynchronousTestCase):
     def test_pro4pm(self) -> None:

@@ -428,6 +428,26 @@ class HardeningOptionsTests(TestCase):
         self.assertRejected("--max-connections", "-3")
         self.assertRejected("--max-connections", "many")
 
+    # -- device ids --------------------------------------------------------------------
+
+    def test_id_pattern_default(self) -> None:
+        options = parse()
+        self.assertEqual(options["id-pattern"], r"[a-z][a-z0-9]{0,47}-[0-9a-f]{12}")
+        self.assertEqual(options["id_regex"].pattern, options["id-pattern"])
+
+    def test_id_pattern(self) -> None:
+        self.assertEqual(parse("--id-pattern", "meter[0-9]+")["id_regex"].pattern,
+                         "meter[0-9]+")
+
+    def test_id_pattern_not_a_regex(self) -> None:
+        message = self.assertRejected("--id-pattern", "shelly[a-z")
+        self.assertIn("shelly[a-z", message)
+        self.assertRejected("--id-pattern", "(?P<x")
+        self.assertRejected("--id-pattern", "*")
+
+    def test_id_pattern_empty(self) -> None:
+        self.assertRejected("--id-pattern", "")
+
     # -- admission ---------------------------------------------------------------------
 
     def test_no_admission_options(self) -> None:
