@@ -7,16 +7,18 @@ from __future__ import annotations
 import math
 import os
 import re
+import resource
 from collections.abc import Callable
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from twisted.application import strports
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorCore, IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.resource import IResource
 
@@ -31,6 +33,13 @@ from shellylog.report import public_options, status_report
 from shellylog.rpc import DEVICE_ID, DEVICE_ID_PATTERN
 from shellylog.tracker import ChannelTracker
 from shellylog.web import HealthResource, JsonResource, build_site
+
+log = Logger(namespace="shellylog.tap")
+
+#: Open files needed besides one per device connection: the listening socket, the CSV
+#: file and its fsync duplicates, the reactor's own, and HTTP requests (the pages, and
+#: handshakes being refused).
+DESCRIPTOR_MARGIN = 256
 
 
 def _number(option: str, text: str) -> float:
@@ -233,6 +242,53 @@ def in_reactor_threads(reactor: object) -> InThread | None:
     return in_thread
 
 
+def make_room_for_descriptors(max_connections: int) -> None:
+    """
+    Make sure the process may open a descriptor for each of C{max_connections} and
+    L{DESCRIPTOR_MARGIN} more: raise the soft limit on open files up to the hard limit
+    if it is lower, and warn (C{descriptor_limit_low}) if it is still lower.
+
+    Without this, the soft limit (1024 under systemd and most shells) is where accept()
+    starts to fail: for every new connection, a health check included.
+    """
+    wanted = max_connections + DESCRIPTOR_MARGIN
+    infinity = resource.RLIM_INFINITY
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != infinity and soft < wanted:
+        # As far as allowed, as most servers do; an infinite hard limit is not a value
+        # the kernel takes for a soft limit (it is capped by fs.nr_open).
+        target = wanted if hard == infinity else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):
+            pass  # not allowed (by a sandbox, say): warned below
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != infinity and soft < wanted:
+        log.warn(
+            "only {soft} open files are allowed (hard limit {hard}), but "
+            "--max-connections {max_connections} needs {wanted}: connections beyond "
+            "about {room} will fail; raise the limit (LimitNOFILE= in a systemd unit, "
+            "ulimit -n in a shell) or lower --max-connections",
+            event="descriptor_limit_low",
+            soft=soft,
+            hard="unlimited" if hard == infinity else hard,
+            max_connections=max_connections,
+            wanted=wanted,
+            room=max(soft - DESCRIPTOR_MARGIN, 0),
+        )
+
+
+class DescriptorLimit(Service):
+    """At start, before any connection is accepted: L{make_room_for_descriptors}."""
+
+    def __init__(self, max_connections: int) -> None:
+        self.max_connections = max_connections
+
+    def startService(self) -> None:
+        super().startService()
+        make_room_for_descriptors(self.max_connections)
+
+
 def makeService(
     options: Options | dict[str, Any], reactor: IReactorTime | None = None
 ) -> IService:
@@ -284,6 +340,7 @@ def makeService(
     site = build_site(factory, health, reactor, pages)
 
     top = MultiService()
+    DescriptorLimit(factory.limits.max_connections).setServiceParent(top)
     # Autobahn's process-wide patches, applied when the service starts, before the rest.
     ProcessPatches().setServiceParent(top)
     # Added first, so it stops last: the port closes before the final minute is written.

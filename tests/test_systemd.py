@@ -26,6 +26,7 @@ from twisted.internet.interfaces import ITCPTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from shellylog.tap import DESCRIPTOR_MARGIN, Options
 from tests.processes import TWISTD, RealReactorTestCase, child_environment
 from tests.test_end_to_end import (
     DEVICE,
@@ -167,6 +168,18 @@ class UnitFileTests(SynchronousTestCase):
             [kv for kv in listen_side if kv[0] not in differ],
         )
         self.assertEqual(values(read_unit(SOCKET_SERVICE), "Service", "PrivateNetwork"), ["yes"])
+
+    def test_open_file_limit(self) -> None:
+        """
+        Both services may open a descriptor for each of the default --max-connections and
+        the margin shellylog checks for at start: LimitNOFILE= sets the soft limit (the
+        first of C{soft:hard}) at least that high, and the hard limit no lower.
+        """
+        needed = int(Options()["max-connections"]) + DESCRIPTOR_MARGIN
+        for name in (SOCKET_SERVICE, LISTEN_SERVICE):
+            soft, _, hard = value(read_unit(name), "Service", "LimitNOFILE").partition(":")
+            self.assertGreaterEqual(int(soft), needed, name)
+            self.assertGreaterEqual(int(hard or soft), int(soft), name)
 
     def test_readme_installs_where_units_run(self) -> None:
         """README.rst installs into the venv whose twistd the units run."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import resource
 import socket
 from zoneinfo import ZoneInfo
 
@@ -16,6 +17,7 @@ from twisted.application.service import IServiceMaker, MultiService
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogEvent, LogLevel, formatEvent, globalLogPublisher
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
@@ -527,3 +529,116 @@ class HardeningOptionsTests(TestCase):
             f.write("timestamp_iso,device_id,channel,apower_W,voltage_V,current_A,"
                     "energy_total_Wh\n")
         self.assertEqual(parse("--csv", path)["csv"], path)
+
+
+class FakeResource:
+    """
+    The C{resource} module's open-file limits, as L{tap} uses them: a soft and a hard
+    limit, and a C{setrlimit} that behaves as the kernel's, or fails with C{error}.
+    """
+
+    RLIMIT_NOFILE = resource.RLIMIT_NOFILE
+    RLIM_INFINITY = resource.RLIM_INFINITY
+
+    def __init__(self, soft: int, hard: int, error: OSError | None = None) -> None:
+        self.limits = (soft, hard)
+        self.error = error
+        self.set_calls: list[tuple[int, int]] = []
+
+    def getrlimit(self, which: int) -> tuple[int, int]:
+        assert which == self.RLIMIT_NOFILE
+        return self.limits
+
+    def setrlimit(self, which: int, limits: tuple[int, int]) -> None:
+        assert which == self.RLIMIT_NOFILE
+        self.set_calls.append(limits)
+        if self.error is not None:
+            raise self.error
+        soft, hard = limits
+        infinity = self.RLIM_INFINITY  # -1 on Linux: compared apart
+        if hard != self.limits[1] or soft == infinity or (hard != infinity and soft > hard):
+            raise ValueError("not allowed")
+        self.limits = limits
+
+
+class DescriptorLimitTests(TestCase):
+    """
+    When the service starts (not when it is built), the soft limit on open files is
+    raised to make room for C{--max-connections} and a margin, as far as the hard limit
+    allows; if that is not enough, a warning says so.
+    """
+
+    def start(self, limits: FakeResource, *args: str) -> list[LogEvent]:
+        self.patch(tap, "resource", limits)
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        events: list[LogEvent] = []
+        publisher = globalLogPublisher
+        publisher.addObserver(events.append)
+        self.addCleanup(publisher.removeObserver, events.append)
+        service = makeService(parse("--csv", os.path.join(folder, "log.csv"), *args),
+                              MemoryReactorClock())
+        self.assertEqual(limits.set_calls, [])
+        service.startService()
+        self.addCleanup(service.stopService)
+        return [e for e in events if e.get("event") == "descriptor_limit_low"]
+
+    def test_raised_to_the_hard_limit(self) -> None:
+        """systemd's default, 1024:524288: raised to 524288, no warning."""
+        limits = FakeResource(1024, 524288)
+        self.assertEqual(self.start(limits), [])
+        self.assertEqual(limits.set_calls, [(524288, 524288)])
+        self.assertEqual(limits.limits, (524288, 524288))
+
+    def test_hard_limit_too_low(self) -> None:
+        """Raised as far as it goes, still too low for 10000 connections: warned."""
+        limits = FakeResource(1024, 4096)
+        [event] = self.start(limits)
+        self.assertEqual(limits.limits, (4096, 4096))
+        self.assertEqual(
+            {k: event[k] for k in ("soft", "hard", "max_connections", "wanted", "room")},
+            {"soft": 4096, "hard": 4096, "max_connections": 10000, "wanted": 10256,
+             "room": 3840},
+        )
+        self.assertEqual(event["log_level"], LogLevel.warn)
+        self.assertEqual(event["log_namespace"], "shellylog.tap")
+        self.assertEqual(
+            formatEvent(event),
+            "only 4096 open files are allowed (hard limit 4096), but --max-connections "
+            "10000 needs 10256: connections beyond about 3840 will fail; raise the limit "
+            "(LimitNOFILE= in a systemd unit, ulimit -n in a shell) or lower "
+            "--max-connections",
+        )
+
+    def test_not_allowed_to_raise(self) -> None:
+        """setrlimit refused (by a sandbox): the limit stays as it was, and is warned of."""
+        limits = FakeResource(1024, 524288, error=PermissionError(1, "Operation not permitted"))
+        [event] = self.start(limits)
+        self.assertEqual(limits.set_calls, [(524288, 524288)])
+        self.assertEqual((event["soft"], event["hard"]), (1024, 524288))
+
+    def test_enough_already(self) -> None:
+        limits = FakeResource(65536, 65536)
+        self.assertEqual(self.start(limits), [])
+        self.assertEqual(limits.set_calls, [])
+
+    def test_follows_max_connections(self) -> None:
+        """--max-connections 768 fits in 1024 with the margin of 256; 769 does not."""
+        limits = FakeResource(1024, 1024)
+        self.assertEqual(self.start(limits, "--max-connections", "768"), [])
+        self.assertEqual(limits.set_calls, [])
+        [event] = self.start(FakeResource(1024, 1024), "--max-connections", "769")
+        self.assertEqual((event["max_connections"], event["wanted"]), (769, 1025))
+
+    def test_unlimited_hard_limit(self) -> None:
+        """An infinite hard limit is no soft limit the kernel takes: raised to what is needed."""
+        infinity = resource.RLIM_INFINITY
+        limits = FakeResource(1024, infinity)
+        self.assertEqual(self.start(limits), [])
+        self.assertEqual(limits.set_calls, [(10256, infinity)])
+
+    def test_unlimited(self) -> None:
+        infinity = resource.RLIM_INFINITY
+        limits = FakeResource(infinity, infinity)
+        self.assertEqual(self.start(limits), [])
+        self.assertEqual(limits.set_calls, [])
