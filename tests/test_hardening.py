@@ -1090,3 +1090,21 @@ class IdPatternTests(SynchronousTestCase):
         written, _ = self.rows_of(stack, "NaN", DEVICE, "shellyplus1pm-08b61fcd0b1c")
         self.assertEqual(written, ["shellyplus1pm-08b61fcd0b1c", DEVICE])  # sorted by id
         self.assertEqual(stack.factory.rejected, {"bad_src": 1})
+
+    def test_resume_with_other_shape(self) -> None:
+        """
+        At a restart the file's end tells which minutes were written, whatever ids the
+        pattern admits: a row of C{meter7} is not written twice.
+        """
+        minute = "2027-01-15T08:00:00+00:00"
+        earlier = f"{HEADER}\n{minute},meter7,0,300.0,,,\n"
+        stack = Stack(self, "--id-pattern", r"meter[0-9]{1,3}", csv_text=earlier)
+        client, _ = stack.connect()
+        stack.send(client, power_frame(301.0, "meter7"))
+        stack.advance_to(T0 + 120)
+        with open(stack.csv, encoding="utf-8") as f:
+            self.assertEqual(f.read().splitlines(), [
+                HEADER,
+                f"{minute},meter7,0,300.0,,,",
+                "2027-01-15T08:01:00+00:00,meter7,0,301.0,,,",
+            ])
