@@ -41,7 +41,7 @@ def number(value: object) -> Number | None:
             return value  # type: ignore[return-value]
         return None
     if kind is int or (isinstance(value, int) and not isinstance(value, bool)):
-        # A 400-digit integer is a Python int: exact, and 400 digits in a cell.
+        # A JSON integer of any length is an exact Python int (400 digits, say).
         return value if -_MAX_INT <= value <= _MAX_INT else None  # type: ignore[operator, return-value]
     if isinstance(value, float) and -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
         return value
