@@ -118,6 +118,7 @@ class ShellyServerProtocol(ServerProtocol):
     def __init__(self) -> None:
         super().__init__()
         self.device_id: str | None = None
+        # Made again in onOpen, with the factory's logged channels (not known here yet).
         self.status = DeviceStatus()
         self._next_id = 1
         self._outstanding: dict[int | str, str] = {}
@@ -156,6 +157,7 @@ class ShellyServerProtocol(ServerProtocol):
     def onOpen(self) -> None:
         # No log line per open socket: "device connected" follows with its first frame.
         self._opened = True
+        self.status = DeviceStatus(keys=self.factory.component_keys)
         self.factory.connections_opened += 1
         self.factory.open_connections.add(self)
         self.send_request(ENABLE_NOTIFY, {"enable": True})
@@ -389,6 +391,8 @@ class ShellyServerFactory(ServerFactory):
         self.clock = clock
         self.channels = channels
         self.channel_keys = tuple((channel, switch_key(channel)) for channel in channels)
+        #: The components each connection keeps of its device's status.
+        self.component_keys = frozenset(key for _, key in self.channel_keys)
         self.poll_interval = poll_interval
         self.limits = limits = limits or Limits()
         self.admission = admission or Admission()

@@ -352,6 +352,81 @@ class NumberTests(HardeningCase):
 
 
 
+class ComponentBudgetTests(DroppedFrameCase):
+    """
+    A connection keeps the components of the logged channels only, and a status frame
+    holds at most MAX_COMPONENTS (64) components.
+    """
+
+    def test_unlogged_switches_not_kept(self) -> None:
+        """
+        Frames of made-up C{switch:N} components, each within every limit: the status
+        keeps the logged channels' and nothing else, however many frames come.
+        """
+        client, connection = self.connect_bad()
+        for n in range(5):
+            client.send_json(notify({f"switch:{100 + 60 * n + i}": {"apower": 1.0}
+                                     for i in range(60)}))
+        client.send_json(notify({"switch:3": {"apower": 33.0}, "switch:4": {"apower": 44.0}},
+                                method="NotifyFullStatus"))
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(connection.server.status.switches,
+                         {"switch:3": ChannelValues(33.0, None, None, None)})
+        self.assertEqual(self.readings_of(BAD)[-1], {3: ChannelValues(33.0, None, None, None)})
+        self.assert_still_open(client, connection)
+        self.assert_good_served()
+
+    def test_unlogged_switch_of_any_type_ignored(self) -> None:
+        """A channel not logged is never read, so its shape does not matter."""
+        client, _connection = self.connect_bad()
+        client.send_json(notify({"switch:7": [1, 2], "switch:0": {"apower": 70.0}}))
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 70.0)
+        self.assert_good_served()
+
+    def test_64_components_accepted(self) -> None:
+        client, connection = self.connect_bad()
+        params: dict[str, Any] = {f"x:{i}": {} for i in range(63)}
+        params["switch:0"] = {"apower": 64.0}
+        client.send_json(notify(params))
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 64.0)
+        self.assert_still_open(client, connection)
+
+    def test_65_components_dropped(self) -> None:
+        params: dict[str, Any] = {f"x:{i}": {} for i in range(64)}
+        params["switch:0"] = {"apower": 65.0}
+        text = self.assert_dropped(json.dumps(notify(params)), "too_many_components")
+        self.assertIn("65 components, more than 64", text)
+        self.assertNotIn(65.0, [v[0].apower for v in self.readings_of(BAD)])
+
+    def test_full_status_of_many_components_dropped(self) -> None:
+        """The attack's full status of 15,000 empty components: dropped, nothing kept."""
+        params = {f"switch:{i}": {} for i in range(15_000)}
+        text = json.dumps(notify(params, method="NotifyFullStatus"), separators=(",", ":"))
+        self.assertLess(len(text), 256 * 1024)
+        self.assert_dropped(text, "too_many_components", repeat=1)
+        self.assertEqual(self.harness.connections[-1].server.status.switches,
+                         {"switch:0": ChannelValues(43.0, None, None, None)})
+
+    def test_get_status_result_of_many_components_dropped(self) -> None:
+        client, connection = self.connect_bad()
+        server = connection.server
+        request_id = next(i for i, m in server._outstanding.items() if m == "Shelly.GetStatus")
+        result = {f"switch:{i}": {"apower": 5000.0} for i in range(65)}
+        client.send_json({"id": request_id, "src": BAD, "result": result})
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {"too_many_components": 1})
+        self.assertEqual(server.status.switches,
+                         {"switch:0": ChannelValues(EARLY_POWER, None, None, None)})
+        self.assert_still_open(client, connection)
+        self.assert_bad_kept(closed=False)
+        self.assert_good_served()
+
+
 class SrcTests(DroppedFrameCase):
     """C{src} missing, unsafe or not the bound device: dropped, never logged raw."""
 

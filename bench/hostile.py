@@ -1,0 +1,172 @@
+"""
+What one hostile peer costs the server, measured in-process on a fake clock: the real site
+and protocol (the tests' in-memory harness), memory with C{tracemalloc}, CPU with
+C{time.process_time}. Run by hand from the repository's root, not a timed test:
+
+    python bench/hostile.py [components|fragments|fullstatus|cpu|all]
+
+prints one JSON object per scenario:
+
+ - C{components}: one connection sends C{NotifyStatus} frames of 10,000 new C{switch:<x>}
+   components each; memory held while it is open, and after it closed.
+ - C{fragments}: one connection holds an unfinished message of 2-byte fragments, up to
+   C{--max-message}; memory held while it is open.
+ - C{fullstatus}: one full status of 15,000 empty C{switch:N} components (as many as fit
+   in 256 KiB); memory held while open.
+ - C{cpu}: frames of 256 KiB of tiny objects (C{[{},{},...]} in a status); CPU per frame.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+import tracemalloc
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.helpers import Harness
+
+DEVICE = "shellypro4pm-aabbccddeeff"
+
+
+def _harness() -> Harness:
+    case = SynchronousTestCase()
+    return Harness(case)
+
+
+def _notify(params: Any, method: str = "NotifyStatus") -> bytes:
+    return json.dumps({"src": DEVICE, "method": method, "params": params},
+                      separators=(",", ":")).encode("utf-8")
+
+
+def _held(f: Any) -> int:
+    gc.collect()
+    before = tracemalloc.get_traced_memory()[0]
+    keep = f()
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    del keep
+    return after - before
+
+
+def components(frames: int = 20) -> dict[str, Any]:
+    h = _harness()
+    client, connection = h.connect_ws("/ws")
+    client.sendMessage(_notify({"switch:0": {"apower": 10}}))
+    h.flush()
+    payloads = [
+        _notify({f"switch:{n * 10_000 + i + 100}": {} for i in range(10_000)})
+        for n in range(frames)
+    ]
+    gc.collect()
+    start = tracemalloc.get_traced_memory()[0]
+    for payload in payloads:
+        client.sendMessage(payload)
+        h.flush()
+    gc.collect()
+    open_bytes = tracemalloc.get_traced_memory()[0] - start
+    client.sendClose(code=1000)
+    h.flush()
+    h.advance(5)
+    del connection
+    gc.collect()
+    closed_bytes = tracemalloc.get_traced_memory()[0] - start
+    return {"scenario": "components", "frames": frames, "components_per_frame": 10_000,
+            "frame_bytes": len(payloads[0]), "rejected": dict(h.factory.rejected),
+            "held_open_KiB": round(open_bytes / 1024), "held_after_close_KiB":
+            round(closed_bytes / 1024)}
+
+
+def fragments() -> dict[str, Any]:
+    h = _harness()
+    client, connection = h.connect_ws("/ws")
+    limit = h.factory.limits.max_message
+    gc.collect()
+    start = tracemalloc.get_traced_memory()[0]
+    # A text frame without FIN, then continuation frames of 2 bytes, never finished.
+    client.beginMessage()
+    sent = 0
+    while sent + 2 <= limit - 2:
+        client.beginMessageFrame(2)
+        client.sendMessageFrameData(b"  ")
+        sent += 2
+        if sent % 8192 == 0:
+            h.flush()
+    h.flush()
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - start
+    server = connection.server
+    return {"scenario": "fragments", "bytes_sent": sent, "fragments_sent": sent // 2,
+            "server_state": server.state, "rejected": dict(h.factory.rejected),
+            "held_open_KiB": round(held / 1024)}
+
+
+def fullstatus(count: int = 15_000) -> dict[str, Any]:
+    h = _harness()
+    client, _connection = h.connect_ws("/ws")
+    payload = _notify({f"switch:{i}": {} for i in range(count)}, "NotifyFullStatus")
+    gc.collect()
+    start = tracemalloc.get_traced_memory()[0]
+    client.sendMessage(payload)
+    h.flush()
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - start
+    return {"scenario": "fullstatus", "components": count, "frame_bytes": len(payload),
+            "rejected": dict(h.factory.rejected), "held_open_KiB": round(held / 1024)}
+
+
+def tiny_objects_frame(size: int = 256 * 1024, separator: bytes = b",") -> bytes:
+    """A status of at most C{size} bytes whose one component is a list of empty objects."""
+    head = b'{"src":"' + DEVICE.encode() + b'","method":"NotifyStatus","params":{"x":['
+    tail = b"]}}"
+    n = (size - len(head) - len(tail) + len(separator)) // (2 + len(separator))
+    return head + separator.join([b"{}"] * n) + tail
+
+
+def cpu(frames: int = 50) -> dict[str, Any]:
+    from shellylog.protocol import Limits
+
+    case = SynchronousTestCase()
+    # No rate limits in the way: the CPU of the frames themselves.
+    h = Harness(case, limits=Limits(max_rate=10**9, max_bytes_rate=10**12)) \
+        if "max_bytes_rate" in Limits.__init__.__code__.co_varnames \
+        else Harness(case, limits=Limits(max_rate=10**9))
+    _client, connection = h.connect_ws("/ws")
+    payload = tiny_objects_frame()
+    results: dict[str, Any] = {"scenario": "cpu", "frame_bytes": len(payload), "frames": frames}
+    server = connection.server
+    # With a space after each comma, orjson's result cannot be proved free of duplicate
+    # keys: the frame goes to the standard library's slower decoder.
+    for label, text in (("tiny_objects", payload),
+                        ("tiny_objects_spaced", tiny_objects_frame(separator=b", "))):
+        t0 = time.process_time()
+        for _ in range(frames):
+            # The protocol's own handling of a whole message, as onMessageEnd hands it on.
+            server.onMessage(text, False)
+        results[f"{label}_ms_per_frame"] = round((time.process_time() - t0) / frames * 1000, 2)
+    results["rejected"] = dict(h.factory.rejected)
+    return results
+
+
+SCENARIOS = {"components": components, "fragments": fragments, "fullstatus": fullstatus,
+             "cpu": cpu}
+
+
+def main(argv: list[str]) -> None:
+    names = argv[1:] or ["all"]
+    if names == ["all"]:
+        names = list(SCENARIOS)
+    for name in names:
+        tracemalloc.start() if name != "cpu" else None
+        print(json.dumps(SCENARIOS[name]()), flush=True)
+        tracemalloc.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
