@@ -83,28 +83,37 @@ def components(frames: int = 20) -> dict[str, Any]:
             round(closed_bytes / 1024)}
 
 
-def fragments() -> dict[str, Any]:
+def _unfinished(fragment: int, limit: int | None = None) -> dict[str, Any]:
+    """One connection sends an unfinished text message of C{fragment}-byte frames."""
     h = _harness()
     client, connection = h.connect_ws("/ws")
-    limit = h.factory.limits.max_message
+    limit = limit or h.factory.limits.max_message
     gc.collect()
     start = tracemalloc.get_traced_memory()[0]
-    # A text frame without FIN, then continuation frames of 2 bytes, never finished.
+    # A text frame without FIN, then continuation frames, never finished.
     client.beginMessage()
     sent = 0
-    while sent + 2 <= limit - 2:
-        client.beginMessageFrame(2)
-        client.sendMessageFrameData(b"  ")
-        sent += 2
-        if sent % 8192 == 0:
+    while sent + fragment <= limit - 2:
+        client.beginMessageFrame(fragment)
+        client.sendMessageFrameData(b" " * fragment)
+        sent += fragment
+        if sent % 8192 < fragment:
             h.flush()
     h.flush()
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - start
     server = connection.server
-    return {"scenario": "fragments", "bytes_sent": sent, "fragments_sent": sent // 2,
-            "server_state": server.state, "rejected": dict(h.factory.rejected),
-            "held_open_KiB": round(held / 1024)}
+    return {"fragment_bytes": fragment, "bytes_sent": sent, "fragments_sent": sent // fragment,
+            "server_open": server.state == server.STATE_OPEN,
+            "rejected": dict(h.factory.rejected), "held_open_KiB": round(held / 1024)}
+
+
+def fragments() -> dict[str, Any]:
+    return {"scenario": "fragments",
+            # The attack: 2-byte fragments up to --max-message.
+            "tiny": _unfinished(2),
+            # The most an open connection may hold now: 64 fragments, --max-message bytes.
+            "largest_open": _unfinished(4096, limit=64 * 4096 + 2)}
 
 
 def fullstatus(count: int = 15_000) -> dict[str, Any]:

@@ -114,6 +114,9 @@ class ShellyServerProtocol(ServerProtocol):
     """One device's WebSocket connection."""
 
     factory: ShellyServerFactory
+    # Why shellylog itself failed the connection, if it did: counted at the close. A class
+    # default, so that a connection pays for it only when it is set.
+    _failure: str | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -176,6 +179,8 @@ class ShellyServerProtocol(ServerProtocol):
             self.factory.connections_closed += 1
             self.factory.connection_ended(self)
         failure = AUTOBAHN_FAILURES.get(self.failure_code() or 0)
+        if self._failure is not None:
+            failure = self._failure
         if failure is not None:
             # Autobahn failed the connection (message too big, invalid UTF-8, ...).
             self._lost(failure, f"closed with {self.failure_code()} ({failure})")
@@ -201,6 +206,9 @@ class ShellyServerProtocol(ServerProtocol):
                     peer=self.peer,
                     code=code,
                 )
+
+    def too_many_fragments(self) -> None:
+        self._failure = "too_many_fragments"
 
     def ping_timed_out(self) -> None:
         self._lost("ping_timeout", "no answer to a ping")

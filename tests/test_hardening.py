@@ -544,6 +544,55 @@ class MessageSizeTests(HardeningCase):
         self.assert_good_served()
 
 
+class FragmentTests(HardeningCase):
+    """A message in more than 64 frames (fragments): closed with 1009."""
+
+    def fragmented(self, client: RecordingClient, fragments: int, apower: float) -> None:
+        """Send a status whose JSON is split into exactly C{fragments} frames."""
+        client.sendMessage(sized_frame(3 * fragments - 1, apower=apower), fragmentSize=3)
+        self.harness.flush()
+
+    def test_64_fragments_accepted(self) -> None:
+        client, connection = self.connect_bad()
+        self.fragmented(client, 64, 64.0)
+        self.assert_still_open(client, connection)
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 64.0)
+        self.assertEqual(self.factory.rejected, {})
+
+    def test_65_fragments_closed(self) -> None:
+        client, connection = self.connect_bad()
+        self.fragmented(client, 65, 65.0)
+        self.assert_close_code(client, connection, 1009)
+        self.assertNotIn(65.0, [v[0].apower for v in self.readings_of(BAD)])
+        self.assertEqual(self.factory.rejected, {"too_many_fragments": 1})
+        self.assert_logged_once("(too_many_fragments)", connection.server.peer)
+        self.assert_no_traceback()
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+    def test_unfinished_message_of_tiny_fragments(self) -> None:
+        """
+        The attack: a message that never ends, in 2-byte fragments. Closed at the 65th,
+        and what it held is let go at once, not when the close completes.
+        """
+        client, connection = self.connect_bad()
+        server = connection.server
+        held: list[int] = []
+        client.beginMessage()
+        for _ in range(1000):
+            client.beginMessageFrame(2)
+            client.sendMessageFrameData(b"  ")
+            self.harness.flush()
+            held.append(len(server.message_data or []))
+        self.assertEqual(max(held), 64)
+        self.assertEqual(server.state, CLOSED)
+        self.assertEqual(client.closed, (True, 1009, "more than 64 fragments in a message"))
+        self.assertEqual(self.factory.rejected, {"too_many_fragments": 1})
+        self.assert_no_traceback()
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+
 class DefaultMessageSizeTests(HardeningCase):
     """The default limit is 256 KiB."""
 
