@@ -228,8 +228,11 @@ class MalformedJsonTests(DroppedFrameCase):
         self.assert_dropped(json.dumps(notify({"switch:0": [1, 2]})), "bad_component")
 
     def test_nesting_deeper_than_json_recursion(self) -> None:
-        """Deep enough for C{json} itself to raise L{RecursionError}."""
-        depth = 100_000
+        """
+        Deep enough for C{json} itself to raise L{RecursionError} (and within
+        MAX_VALUES: deeper still is refused before parsing, as too_many_values).
+        """
+        depth = 1990
         self.assert_dropped('{"src":"x","method":"M","params":{"a":' + "[" * depth
                             + "]" * depth + "}}", "too_deep")
 
@@ -278,6 +281,44 @@ class MalformedJsonTests(DroppedFrameCase):
         self.assertEqual(self.factory.rejected, {"not_json": 50, "not_object": 5})
         self.assertEqual(len([e for e in warn_events(self.events)
                               if e.get("reason") == "not_object"]), 1)
+
+
+def tiny_objects(size: int, separator: str = ",") -> str:
+    """A status of at most C{size} bytes whose one extra component is a list of C{{}}."""
+    head = raw_notify('{"switch:0":{"apower":999},"x":[')[:-1]
+    n = (size - len(head) - 3 + len(separator)) // (2 + len(separator))
+    return head + separator.join(["{}"] * n) + "]}}"
+
+
+class ValueLimitTests(DroppedFrameCase):
+    """A frame of more than MAX_VALUES (2,000) JSON values: dropped before it is parsed."""
+
+    def test_tiny_objects_dropped(self) -> None:
+        """The attack: 256 KiB of empty objects, within every other limit."""
+        text = tiny_objects(256 * 1024)
+        self.assertGreater(len(text), 256 * 1024 - 3)
+        detail = self.assert_dropped(text, "too_many_values")
+        # The frame, src, method, params, switch:0, apower, x, and the objects.
+        self.assertIn(f"{7 + text.count('{}')} JSON values, more than 2000", detail)
+
+    def test_tiny_objects_for_the_exact_decoder_dropped(self) -> None:
+        self.assert_dropped(tiny_objects(256 * 1024, ", "), "too_many_values")
+
+    def test_at_the_limit_used(self) -> None:
+        client, connection = self.connect_bad()
+        # The frame, src, method, params, switch:0, apower, x and 1,993 objects.
+        text = tiny_objects(len(raw_notify('{"switch:0":{"apower":999},"x":[]}'))
+                            + 1993 * 3 - 1)
+        self.assertEqual(text.count("{}"), 1993)
+        client.send_text(text)
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 999)
+        client.send_text(text.replace("[{}", "[{},{}"))
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {"too_many_values": 1})
+        self.assert_still_open(client, connection)
+        self.assert_good_served()
 
 
 class InternalErrorTests(HardeningCase):
@@ -404,11 +445,14 @@ class ComponentBudgetTests(DroppedFrameCase):
         self.assertNotIn(65.0, [v[0].apower for v in self.readings_of(BAD)])
 
     def test_full_status_of_many_components_dropped(self) -> None:
-        """The attack's full status of 15,000 empty components: dropped, nothing kept."""
+        """
+        The attack's full status of 15,000 empty components: dropped, nothing kept. Its
+        30,000 values trip MAX_VALUES first, before it is even parsed.
+        """
         params = {f"switch:{i}": {} for i in range(15_000)}
         text = json.dumps(notify(params, method="NotifyFullStatus"), separators=(",", ":"))
         self.assertLess(len(text), 256 * 1024)
-        self.assert_dropped(text, "too_many_components", repeat=1)
+        self.assert_dropped(text, "too_many_values", repeat=1)
         self.assertEqual(self.harness.connections[-1].server.status.switches,
                          {"switch:0": ChannelValues(43.0, None, None, None)})
 
