@@ -720,6 +720,82 @@ class RateTests(HardeningCase):
         self.assert_good_served()
 
 
+class ByteRateTests(HardeningCase):
+    """
+    More than max_bytes_rate bytes of messages a minute: dropped; more than twice that:
+    closed with 1008.
+    """
+
+    limits = Limits(max_message=4096, max_bytes_rate=10_000)
+
+    def send_sized(self, client: RecordingClient, *powers: float) -> None:
+        for apower in powers:
+            client.sendMessage(sized_frame(4000, apower=apower))
+        self.harness.flush()
+
+    def powers(self) -> list[float | None]:
+        return [v[0].apower for v in self.readings_of(BAD)]
+
+    def test_default(self) -> None:
+        self.assertEqual(Limits().max_bytes_rate, 1024 * 1024)
+
+    def test_excess_dropped(self) -> None:
+        client, connection = self.connect_bad()  # 84 bytes
+        self.send_sized(client, 1, 2)  # 8,084 bytes
+        self.assertEqual(self.powers(), [EARLY_POWER, 1, 2])
+        self.send_sized(client, 3)  # 12,084: over
+        self.assertEqual(self.powers(), [EARLY_POWER, 1, 2])
+        self.assertEqual(self.factory.rejected, {"byte_rate_limited": 1})
+        self.assertEqual(connection.server.rejected, {"byte_rate_limited": 1})
+        self.assert_still_open(client, connection)
+        self.assert_logged_once("more than 10000 bytes a minute", connection.server.peer)
+        self.assert_good_served()
+        self.assert_bad_kept(closed=False)
+
+    def test_closed_past_twice_the_limit(self) -> None:
+        client, connection = self.connect_bad()
+        self.send_sized(client, 1, 2, 3, 4, 5)  # 20,084 bytes: over twice the limit
+        self.assert_close_code(client, connection, 1008)
+        self.assertEqual(self.powers(), [EARLY_POWER, 1, 2])
+        self.assertEqual(self.factory.rejected, {"byte_rate_limited": 3})
+        peer = connection.server.peer
+        self.assert_logged_once("more than 10000 bytes a minute", peer)
+        self.assert_logged_once("with 1008: too many bytes", peer)
+        self.assert_no_traceback()
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+    def test_at_twice_the_limit_still_open(self) -> None:
+        client, connection = self.connect_bad()
+        early = len(json.dumps(power_frame(EARLY_POWER)))
+        self.send_sized(client, 1, 2, 3, 4)
+        client.sendMessage(sized_frame(20_000 - early - 16_000, apower=5))
+        self.harness.flush()
+        self.assert_still_open(client, connection)
+        self.assertEqual(self.factory.rejected, {"byte_rate_limited": 3})
+
+    def test_new_window_after_a_minute(self) -> None:
+        client, connection = self.connect_bad()
+        self.send_sized(client, 1, 2, 3, 4)
+        self.assertEqual(self.powers(), [EARLY_POWER, 1, 2])
+        self.harness.advance(60)
+        self.send_sized(client, 5, 6)
+        self.assertEqual(self.powers(), [EARLY_POWER, 1, 2, 5, 6])
+        self.assert_still_open(client, connection)
+        self.assert_good_served()
+
+    def test_frame_rate_counts_first(self) -> None:
+        """A frame over both limits is counted once, as rate_limited."""
+        harness = Harness(self, limits=Limits(max_message=4096, max_rate=2,
+                                              max_bytes_rate=4096))
+        client, _connection = harness.connect_ws("/ws")
+        for apower in (1, 2, 3):  # 4,000, 8,000 (over the bytes) and 12,000 (over both)
+            client.sendMessage(sized_frame(4000, apower=apower))
+        harness.flush()
+        self.assertEqual(harness.factory.rejected, {"byte_rate_limited": 1, "rate_limited": 1})
+        self.assertEqual([v[0].apower for _, v in harness.sink.readings_calls], [1])
+
+
 class InvalidUtf8Tests(HardeningCase):
     """A text frame that is not UTF-8: closed with 1007."""
 
