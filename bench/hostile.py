@@ -3,12 +3,13 @@ What one hostile peer costs the server, measured in-process on a fake clock: the
 and protocol (the tests' in-memory harness), memory with C{tracemalloc}, CPU with
 C{time.process_time}. Run by hand from the repository's root, not a timed test:
 
-    python bench/hostile.py [components|fragments|fullstatus|cpu|all]
+    python bench/hostile.py [components|components60|fragments|fullstatus|cpu|minute|all]
 
 prints one JSON object per scenario:
 
  - C{components}: one connection sends C{NotifyStatus} frames of 10,000 new C{switch:<x>}
-   components each; memory held while it is open, and after it closed.
+   components each, without C{--max-bytes-rate}; memory held while it is open, and after
+   it closed. C{components60}: 600 frames of 60 each, within every limit of a frame.
  - C{fragments}: one connection holds an unfinished message of 2-byte fragments, up to
    C{--max-message}; memory held while it is open.
  - C{fullstatus}: one full status of 15,000 empty C{switch:N} components (as many as fit
@@ -16,6 +17,8 @@ prints one JSON object per scenario:
  - C{cpu}: frames of 256 KiB of tiny objects (C{[{},{},...]} in a status; the same with a
    space after each comma, which takes the standard library's slower decoder), and of
    14,000 empty C{switch:N} components; CPU per frame.
+ - C{minute}: one peer's minute at the default limits, 600 such frames of tiny objects;
+   the CPU of all of them, and whether the connection was closed.
 """
 
 from __future__ import annotations
@@ -37,9 +40,21 @@ from tests.helpers import Harness
 DEVICE = "shellypro4pm-aabbccddeeff"
 
 
-def _harness() -> Harness:
+def _harness(unmetered: bool = False) -> Harness:
+    """
+    The tests' harness; C{unmetered}: without C{--max-bytes-rate} in the way, to measure
+    what the frames themselves cost (a tree before it has the option runs as it is).
+    """
+    from shellylog.protocol import Limits
+
     case = SynchronousTestCase()
-    return Harness(case)
+    if not unmetered:
+        return Harness(case)
+    try:
+        limits = Limits(max_bytes_rate=1 << 40)  # type: ignore[call-arg]
+    except TypeError:
+        limits = Limits()
+    return Harness(case, limits=limits)
 
 
 def _notify(params: Any, method: str = "NotifyStatus") -> bytes:
@@ -57,13 +72,14 @@ def _held(f: Any) -> int:
     return after - before
 
 
-def components(frames: int = 20) -> dict[str, Any]:
-    h = _harness()
+def components(frames: int = 20, per_frame: int = 10_000) -> dict[str, Any]:
+    # Unmetered: at the default --max-bytes-rate the connection is closed after 2 MiB.
+    h = _harness(unmetered=True)
     client, connection = h.connect_ws("/ws")
     client.sendMessage(_notify({"switch:0": {"apower": 10}}))
     h.flush()
     payloads = [
-        _notify({f"switch:{n * 10_000 + i + 100}": {} for i in range(10_000)})
+        _notify({f"switch:{n * per_frame + i + 100}": {} for i in range(per_frame)})
         for n in range(frames)
     ]
     gc.collect()
@@ -79,7 +95,7 @@ def components(frames: int = 20) -> dict[str, Any]:
     del connection
     gc.collect()
     closed_bytes = tracemalloc.get_traced_memory()[0] - start
-    return {"scenario": "components", "frames": frames, "components_per_frame": 10_000,
+    return {"scenario": "components", "frames": frames, "components_per_frame": per_frame,
             "frame_bytes": len(payloads[0]), "rejected": dict(h.factory.rejected),
             "held_open_KiB": round(open_bytes / 1024), "held_after_close_KiB":
             round(closed_bytes / 1024)}
@@ -141,11 +157,8 @@ def tiny_objects_frame(size: int = 256 * 1024, separator: bytes = b",") -> bytes
 
 
 def cpu(frames: int = 50) -> dict[str, Any]:
-    from shellylog.protocol import Limits
-
-    case = SynchronousTestCase()
-    # No rate limits in the way: the CPU of the frames themselves.
-    h = Harness(case, limits=Limits(max_rate=10**9))
+    # Unmetered: the CPU of the frames themselves (onMessage is called directly).
+    h = _harness(unmetered=True)
     _client, connection = h.connect_ws("/ws")
     payload = tiny_objects_frame()
     results: dict[str, Any] = {"scenario": "cpu", "frame_bytes": len(payload), "frames": frames}
@@ -165,8 +178,31 @@ def cpu(frames: int = 50) -> dict[str, Any]:
     return results
 
 
-SCENARIOS = {"components": components, "fragments": fragments, "fullstatus": fullstatus,
-             "cpu": cpu}
+def minute(frames: int = 600) -> dict[str, Any]:
+    """
+    One peer's minute at the default limits: C{--max-rate} (600) frames of 256 KiB of
+    tiny objects, each handed to the protocol as a whole message; the CPU of all of them.
+    """
+    h = _harness()
+    _client, connection = h.connect_ws("/ws")
+    server = connection.server
+    payload = tiny_objects_frame()
+    t0 = time.process_time()
+    for _ in range(frames):
+        server.onMessage(payload, False)
+    cpu_s = time.process_time() - t0
+    return {"scenario": "minute", "frames": frames, "frame_bytes": len(payload),
+            "cpu_s": round(cpu_s, 3), "rejected": dict(h.factory.rejected),
+            "closed": server.state != server.STATE_OPEN}
+
+
+def components60() -> dict[str, Any]:
+    """Frames within every per-frame limit: 600 of 60 new C{switch:<x>} components each."""
+    return components(frames=600, per_frame=60)
+
+
+SCENARIOS = {"components": components, "components60": components60, "fragments": fragments,
+             "fullstatus": fullstatus, "cpu": cpu, "minute": minute}
 
 
 def main(argv: list[str]) -> None:
@@ -174,7 +210,8 @@ def main(argv: list[str]) -> None:
     if names == ["all"]:
         names = list(SCENARIOS)
     for name in names:
-        tracemalloc.start() if name != "cpu" else None
+        if name not in ("cpu", "minute"):
+            tracemalloc.start()
         print(json.dumps(SCENARIOS[name]()), flush=True)
         tracemalloc.stop()
 
