@@ -220,6 +220,18 @@ class ValueLimitTests(SynchronousTestCase):
             self.assertEqual(cm.exception.reason, "too_many_values")
             self.assertEqual(cm.exception.detail, "2001 JSON values, more than 2000")
 
+    def test_densest_text(self) -> None:
+        """The shortest text of n values is 2n - 1 long: the count starts at 4,000."""
+        for values, reason in [(2000, None), (2001, "too_many_values")]:
+            text = "[" + ",".join(["0"] * (values - 1)) + "]"
+            self.assertEqual(len(text), 2 * values - 1)
+            try:
+                rpc._loads(text)
+            except FrameError as e:
+                self.assertEqual(e.reason, reason)
+            else:
+                self.assertIsNone(reason)
+
     def test_commas_and_brackets_in_strings_do_not_count(self) -> None:
         text = json.dumps({"src": "d1", "method": "X",
                            "params": {"s": ",[{" * 5000, "t": '\\",{' * 1000}})
