@@ -16,6 +16,11 @@ Autobahn, C{autobahn.websocket.protocol}:
 - C{onMessageEnd} with C{message_data}, C{message_is_binary} and C{failedByMe}:
   L{ServerProtocol.onMessageEnd} hands the message to C{onMessage} without Autobahn's
   observer event per message.
+- C{onMessageBegin} and C{onMessageFrameBegin}, which Autobahn calls for each message and
+  each of its frames, C{message_data}, C{failedByMe} and C{_fail_connection(code,
+  reason)}, which sets C{failedByMe} so that nothing more of the message is kept:
+  L{ServerProtocol.onMessageFrameBegin} fails a message of more than L{MAX_FRAGMENTS}
+  frames with 1009.
 - C{sendCloseFrame(code, reasonUtf8, isReply)}, C{state} and C{STATE_OPEN}:
   L{ServerProtocol.close_with} sends codes (1001, 1003, 1008) that C{sendClose} refuses.
 - C{failedByMe} and C{localCloseCode}: L{ServerProtocol.failure_code}, the code with which
@@ -78,6 +83,16 @@ def protocol_options(max_message: int) -> dict[str, Any]:
     }
 
 
+#: Frames (fragments) one message may arrive in. Devices send every message in one frame;
+#: Autobahn keeps a list entry per fragment, so a message of many tiny fragments would
+#: cost several times its bytes (about 5.5 MiB for 256 KiB in 2-byte fragments).
+MAX_FRAGMENTS = 64
+
+#: The close code for a message of too many fragments: 1009, "message too big" (RFC 6455
+#: section 7.4.1: too big to process), as for a message over C{--max-message}: the limit
+#: is on the size of the message, counted in pieces. Not 1008, which says nothing of size.
+CLOSE_TOO_MANY_FRAGMENTS = 1009
+
 #: Autobahn's defaults for the options with which shellylog takes work over from it: a
 #: server that does not subclass L{ServerProtocol} must set them back to these.
 TAKEN_OVER = {"applyMask": True, "utf8validateIncoming": True}
@@ -99,6 +114,27 @@ class ServerProtocol(WebSocketServerProtocol):
             # Autobahn annotates the mask as str; it holds the header's four bytes.
             payload = unmask(payload, cast(bytes, frame.mask), offset)
         return super().onFrameData(payload)
+
+    #: Frames of the message being received so far.
+    _fragments = 0
+
+    def onMessageBegin(self, isBinary: bool) -> None:
+        super().onMessageBegin(isBinary)
+        self._fragments = 0
+
+    def onMessageFrameBegin(self, length: int) -> None:
+        super().onMessageFrameBegin(length)
+        self._fragments += 1
+        if self._fragments > MAX_FRAGMENTS and not self.failedByMe:
+            # Let go of what the message holds at once, not when the close completes;
+            # once failedByMe is set, Autobahn keeps nothing more of it.
+            self.message_data = []
+            self.too_many_fragments()
+            self._fail_connection(CLOSE_TOO_MANY_FRAGMENTS,
+                                  f"more than {MAX_FRAGMENTS} fragments in a message")
+
+    def too_many_fragments(self) -> None:
+        """A message came in more than L{MAX_FRAGMENTS} frames; the connection fails next."""
 
     def onMessageEnd(self) -> None:
         # Autobahn's own also fires a "message" event to observers, a Deferred for every

@@ -91,11 +91,15 @@ class Limits:
     @ivar max_rate: frames per minute per connection (beyond: dropped; beyond twice
         that: closed with 1008).
     @ivar max_connections: open WebSocket connections (beyond: HTTP 503 at the handshake).
+    @ivar max_bytes_rate: bytes of messages per minute per connection (beyond: dropped;
+        beyond twice that: closed with 1008). A device sends its full status (about
+        4 KiB) once a minute and deltas of a few hundred bytes: far less than 1 MiB.
     """
 
     max_message: int = 256 * 1024
     max_rate: int = 600
     max_connections: int = 10000
+    max_bytes_rate: int = 1024 * 1024
 
 
 class ReadingSink(Protocol):
@@ -116,10 +120,14 @@ class ShellyServerProtocol(ServerProtocol):
     """One device's WebSocket connection."""
 
     factory: ShellyServerFactory
+    # Why shellylog itself failed the connection, if it did: counted at the close. A class
+    # default, so that a connection pays for it only when it is set.
+    _failure: str | None = None
 
     def __init__(self) -> None:
         super().__init__()
         self.device_id: str | None = None
+        # Made again in onOpen, with the factory's logged channels (not known here yet).
         self.status = DeviceStatus()
         self._next_id = 1
         self._outstanding: dict[int | str, str] = {}
@@ -129,6 +137,7 @@ class ShellyServerProtocol(ServerProtocol):
         self._admitted: tuple[str, ...] = ()
         self._window_start = 0.0
         self._window_frames = 0
+        self._window_bytes = 0
         self._record: DeviceRecord | None = None
         self._opened = False
 
@@ -158,6 +167,7 @@ class ShellyServerProtocol(ServerProtocol):
     def onOpen(self) -> None:
         # No log line per open socket: "device connected" follows with its first frame.
         self._opened = True
+        self.status = DeviceStatus(keys=self.factory.component_keys)
         self.factory.connections_opened += 1
         self.factory.open_connections.add(self)
         self.send_request(ENABLE_NOTIFY, {"enable": True})
@@ -176,6 +186,8 @@ class ShellyServerProtocol(ServerProtocol):
             self.factory.connections_closed += 1
             self.factory.connection_ended(self)
         failure = AUTOBAHN_FAILURES.get(self.failure_code() or 0)
+        if self._failure is not None:
+            failure = self._failure
         if failure is not None:
             # Autobahn failed the connection (message too big, invalid UTF-8, ...).
             self._lost(failure, f"closed with {self.failure_code()} ({failure})")
@@ -201,6 +213,9 @@ class ShellyServerProtocol(ServerProtocol):
                     peer=self.peer,
                     code=code,
                 )
+
+    def too_many_fragments(self) -> None:
+        self._failure = "too_many_fragments"
 
     def ping_timed_out(self) -> None:
         self._lost("ping_timeout", "no answer to a ping")
@@ -232,7 +247,7 @@ class ShellyServerProtocol(ServerProtocol):
             if self._record is not None:
                 self._record.frames += 1
                 self._record.last_frame_at = now
-            if not self._within_rate(now):
+            if not self._within_rate(now, len(payload)):
                 return
             if isBinary:
                 if self.rejected["binary"] + 1 >= MAX_BINARY:
@@ -255,18 +270,30 @@ class ShellyServerProtocol(ServerProtocol):
                 log.failure("unexpected error on a frame from {peer}", event="frame_failed",
                             peer=self.peer, device=self.device_id)
 
-    def _within_rate(self, now: float) -> bool:
-        """Count a frame in this minute's window; drop it, or close, past the limit."""
+    def _within_rate(self, now: float, size: int) -> bool:
+        """
+        Count a frame of C{size} bytes in this minute's window; drop it, or close, past
+        the frames or the bytes a minute allowed. Dropped frames count too: a peer that
+        keeps sending past the limit is closed.
+        """
         if not 0 <= now - self._window_start < RATE_WINDOW:
-            self._window_start, self._window_frames = now, 0
+            self._window_start, self._window_frames, self._window_bytes = now, 0, 0
         self._window_frames += 1
-        limit = self.factory.limits.max_rate
-        if self._window_frames <= limit:
-            return True
-        self._reject("rate_limited", f"more than {limit} frames a minute")
-        if self._window_frames > 2 * limit:
-            self._close(CLOSE_POLICY_VIOLATION, "too many frames")
-        return False
+        self._window_bytes += size
+        limits = self.factory.limits
+        limit = limits.max_rate
+        if self._window_frames > limit:
+            self._reject("rate_limited", f"more than {limit} frames a minute")
+            if self._window_frames > 2 * limit:
+                self._close(CLOSE_POLICY_VIOLATION, "too many frames")
+            return False
+        limit = limits.max_bytes_rate
+        if self._window_bytes > limit:
+            self._reject("byte_rate_limited", f"more than {limit} bytes a minute")
+            if self._window_bytes > 2 * limit:
+                self._close(CLOSE_POLICY_VIOLATION, "too many bytes")
+            return False
+        return True
 
     def _close(self, code: int, reason: str) -> None:
         if self.close_with(code, reason):
@@ -395,6 +422,8 @@ class ShellyServerFactory(ServerFactory):
         self.clock = clock
         self.channels = channels
         self.channel_keys = tuple((channel, switch_key(channel)) for channel in channels)
+        #: The components each connection keeps of its device's status.
+        self.component_keys = frozenset(key for _, key in self.channel_keys)
         self.poll_interval = poll_interval
         self.limits = limits = limits or Limits()
         self.admission = admission or Admission()

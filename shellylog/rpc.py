@@ -36,6 +36,15 @@ OUR_SRC = "shellylog"
 #: what would make the status merge (which recurses) exceed Python's recursion limit.
 MAX_DEPTH = 32
 
+#: JSON values a frame may hold (objects, arrays, strings, numbers, literals; keys are not
+#: values): far more than a device sends (a Pro 4PM's full status has 123), and few enough
+#: that no frame costs much to parse. 256 KiB of tiny objects are 87,000 values: parsing
+#: them took 9 to 13 ms, refusing them before parsing takes 1 to 3 (bench/hostile.py).
+MAX_VALUES = 2000
+
+#: A JSON string, escapes included.
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+
 
 class FrameError(ValueError):
     """
@@ -146,9 +155,39 @@ class _TooDeepError(ValueError):
     pass
 
 
+def _check_values(text: str) -> None:
+    """
+    Refuse a frame of more than L{MAX_VALUES} JSON values, before it is parsed.
+
+    Outside its strings, a JSON text's values are the top one, one after each comma, and
+    the first of each container that is not empty: C{1 + commas + containers - empty
+    containers}. Counting characters runs at C speed; the usual frame has fewer commas and
+    brackets in all than the limit, which proves it within without taking its strings out.
+    (For a text that is not JSON the count means nothing, but such a text is refused
+    either way.) And a text of n values is at least 2n - 1 characters long (each value
+    but the first needs a comma, or brackets of its own), so a short one needs no count.
+    """
+    if len(text) < 2 * MAX_VALUES:
+        return
+    if text.count(",") + text.count("{") + text.count("[") < MAX_VALUES:
+        return
+    values = _values(text)
+    if values > MAX_VALUES:
+        raise FrameError("too_many_values", f"{values} JSON values, more than {MAX_VALUES}")
+
+
+def _values(text: str) -> int:
+    """The number of values in the JSON text C{text}, counted without parsing it."""
+    # Each string becomes one character, so that ["a"] does not read as an empty list.
+    bare = "".join(_STRING.sub("0", text).split())
+    return (1 + bare.count(",") + bare.count("{") + bare.count("[")
+            - bare.count("{}") - bare.count("[]"))
+
+
 def _loads(text: str | bytes) -> Any:
     """
-    Parse one frame's JSON, refusing duplicate keys and nesting deeper than L{MAX_DEPTH}.
+    Parse one frame's JSON, refusing more than L{MAX_VALUES} values (before parsing),
+    duplicate keys and nesting deeper than L{MAX_DEPTH}.
 
     orjson parses (at C speed) but lets the last of two equal keys win. Every key in the
     text ends with C{":} when no quote is followed by white space, so the text has at
@@ -162,6 +201,7 @@ def _loads(text: str | bytes) -> Any:
             text = text.decode("utf-8")
     except UnicodeDecodeError:
         raise FrameError("not_json", "not JSON (UnicodeDecodeError)") from None
+    _check_values(text)
     try:
         obj = orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -18,6 +18,11 @@ Number = int | float
 #: The key prefix of switch components (C{switch:0}, ...).
 SWITCH = "switch:"
 
+#: Components (top-level keys) a status frame may hold. The largest real device sends a
+#: few dozen (a Pro 4PM's full status has 17); a frame with more is refused before it is
+#: looked at, so its cost is bounded however many a peer makes up.
+MAX_COMPONENTS = 64
+
 
 #: The largest magnitude a value may have: a petawatt, or a petawatt-hour, far beyond any
 #: meter. Up to it, C{repr} writes every float in plain notation (C{1e+16} is the first
@@ -101,10 +106,15 @@ class ChannelValues:
         return ChannelValues(apower, voltage, current, total)
 
 
-def _check_components(components: Mapping[str, Any], *, partial: bool) -> None:
-    # Validate before changing anything, so a bad frame leaves no trace.
+def _check_components(components: Mapping[str, Any], keys: frozenset[str], *,
+                      partial: bool) -> None:
+    # Validate before changing anything, so a bad frame leaves no trace. Only the kept
+    # components are looked at: the others are never read.
+    if len(components) > MAX_COMPONENTS:
+        raise FrameError("too_many_components",
+                         f"{len(components)} components, more than {MAX_COMPONENTS}")
     for key, value in components.items():
-        if not key.startswith(SWITCH):
+        if key not in keys:
             continue
         if value is None and partial:
             continue
@@ -120,28 +130,37 @@ def switch_key(channel: int) -> str:
     return f"{SWITCH}{channel}"
 
 
+#: The component keys of the default channels (C{--channels 0,1,2,3}).
+DEFAULT_KEYS = frozenset(f"{SWITCH}{channel}" for channel in range(4))
+
+
 @define
 class DeviceStatus:
     """
     What one connection knows of its device's status: the values of each C{switch:N}
-    component, by component key.
+    component of a logged channel, by component key.
 
     Only the four values a row holds are kept, not the device's JSON objects, and no other
-    component (C{sys}, C{wifi}, ...): a connection costs memory for as long as it is
-    open, and a frame costs less to merge.
+    component (C{sys}, C{wifi}, a channel not logged, ...): a connection costs memory for
+    as long as it is open, and a peer that makes up components must not make it grow.
+
+    @ivar keys: the component keys kept (L{switch_key} of each logged channel).
     """
 
+    keys: frozenset[str] = DEFAULT_KEYS
     switches: dict[str, ChannelValues] = field(factory=dict)
 
     def replace(self, full: Mapping[str, Any]) -> None:
         """
         Replace everything known with a full status (C{NotifyFullStatus}, C{Shelly.GetStatus}).
 
-        @raise FrameError: if a switch component is not an object; nothing changes then.
+        @raise FrameError: if a kept switch component is not an object, or the status has
+            more than L{MAX_COMPONENTS} components; nothing changes then.
         """
-        _check_components(full, partial=False)
+        keys = self.keys
+        _check_components(full, keys, partial=False)
         self.switches = {
-            k: ChannelValues.from_component(v) for k, v in full.items() if k.startswith(SWITCH)
+            k: ChannelValues.from_component(v) for k, v in full.items() if k in keys
         }
 
     def merge(self, partial: Mapping[str, Any]) -> None:
@@ -149,12 +168,14 @@ class DeviceStatus:
         Overlay a partial status (C{NotifyStatus}): objects merge key by key, a C{null}
         deletes the key, anything else replaces.
 
-        @raise FrameError: if a switch component is not an object; nothing changes then.
+        @raise FrameError: if a kept switch component is not an object, or the status has
+            more than L{MAX_COMPONENTS} components; nothing changes then.
         """
-        _check_components(partial, partial=True)
+        keys = self.keys
+        _check_components(partial, keys, partial=True)
         switches = self.switches
         for key, value in partial.items():
-            if not key.startswith(SWITCH):
+            if key not in keys:
                 continue
             if value is None:
                 switches.pop(key, None)

@@ -153,6 +153,11 @@ def _csv_path(text: str) -> str:
     return path
 
 
+#: --max-bytes-rate unless given (or --max-message is larger): a device sends about 4 KiB
+#: of full status a minute, and deltas of a few hundred bytes.
+DEFAULT_BYTES_RATE = Limits().max_bytes_rate
+
+
 class Options(usage.Options):
     """C{twistd shellylog} options; every value is checked here, before anything starts."""
 
@@ -173,6 +178,9 @@ class Options(usage.Options):
         ["max-pending", None, "1000000", "Rows kept in memory while the CSV cannot be written."],
         ["max-message", None, "256KiB", "Largest WebSocket message accepted (closed with 1009)."],
         ["max-rate", None, "600", "Frames per minute accepted from one connection."],
+        ["max-bytes-rate", None, None,
+         "Bytes of messages per minute accepted from one connection "
+         "[default: 1MiB, or --max-message if larger]."],
         ["max-connections", None, "10000", "Open device connections (beyond: HTTP 503)."],
         ["token", None, None, "A secret devices must give as /ws?token=SECRET."],
         ["token-file", None, None, "A file of 'token device-id-glob' lines (instead of --token)."],
@@ -207,6 +215,14 @@ class Options(usage.Options):
         self["max-rate"] = _whole("max-rate", self["max-rate"], minimum=1)
         self["max-connections"] = _whole("max-connections", self["max-connections"], minimum=1)
         self["id_regex"] = _id_pattern(self["id-pattern"])
+        if self["max-bytes-rate"] is None:
+            self["max-bytes-rate"] = max(DEFAULT_BYTES_RATE, self["max-message"])
+        self["max-bytes-rate"] = _size("max-bytes-rate", str(self["max-bytes-rate"]))
+        if self["max-bytes-rate"] < self["max-message"]:
+            # Else the largest message --max-message allows could never be used.
+            raise usage.UsageError(
+                f"--max-bytes-rate: at least --max-message ({self['max-message']} bytes), "
+                f"got {self['max-bytes-rate']}")
         if self["token"] is not None and self["token-file"] is not None:
             raise usage.UsageError("--token and --token-file: give one or the other")
         if self["token"] is not None:
@@ -223,6 +239,7 @@ class Options(usage.Options):
             max_message=self["max-message"],
             max_rate=self["max-rate"],
             max_connections=self["max-connections"],
+            max_bytes_rate=self["max-bytes-rate"],
         )
 
 

@@ -231,8 +231,11 @@ class MalformedJsonTests(DroppedFrameCase):
         self.assert_dropped(json.dumps(notify({"switch:0": [1, 2]})), "bad_component")
 
     def test_nesting_deeper_than_json_recursion(self) -> None:
-        """Deep enough for C{json} itself to raise L{RecursionError}."""
-        depth = 100_000
+        """
+        Deep enough for C{json} itself to raise L{RecursionError} (and within
+        MAX_VALUES: deeper still is refused before parsing, as too_many_values).
+        """
+        depth = 1990
         self.assert_dropped('{"src":"x","method":"M","params":{"a":' + "[" * depth
                             + "]" * depth + "}}", "too_deep")
 
@@ -281,6 +284,44 @@ class MalformedJsonTests(DroppedFrameCase):
         self.assertEqual(self.factory.rejected, {"not_json": 50, "not_object": 5})
         self.assertEqual(len([e for e in warn_events(self.events)
                               if e.get("reason") == "not_object"]), 1)
+
+
+def tiny_objects(size: int, separator: str = ",") -> str:
+    """A status of at most C{size} bytes whose one extra component is a list of C{{}}."""
+    head = raw_notify('{"switch:0":{"apower":999},"x":[')[:-1]
+    n = (size - len(head) - 3 + len(separator)) // (2 + len(separator))
+    return head + separator.join(["{}"] * n) + "]}}"
+
+
+class ValueLimitTests(DroppedFrameCase):
+    """A frame of more than MAX_VALUES (2,000) JSON values: dropped before it is parsed."""
+
+    def test_tiny_objects_dropped(self) -> None:
+        """The attack: 256 KiB of empty objects, within every other limit."""
+        text = tiny_objects(256 * 1024)
+        self.assertGreater(len(text), 256 * 1024 - 3)
+        detail = self.assert_dropped(text, "too_many_values")
+        # The frame, src, method, params, switch:0, apower, x, and the objects.
+        self.assertIn(f"{7 + text.count('{}')} JSON values, more than 2000", detail)
+
+    def test_tiny_objects_for_the_exact_decoder_dropped(self) -> None:
+        self.assert_dropped(tiny_objects(256 * 1024, ", "), "too_many_values")
+
+    def test_at_the_limit_used(self) -> None:
+        client, connection = self.connect_bad()
+        # The frame, src, method, params, switch:0, apower, x and 1,993 objects.
+        text = tiny_objects(len(raw_notify('{"switch:0":{"apower":999},"x":[]}'))
+                            + 1993 * 3 - 1)
+        self.assertEqual(text.count("{}"), 1993)
+        client.send_text(text)
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 999)
+        client.send_text(text.replace("[{}", "[{},{}"))
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {"too_many_values": 1})
+        self.assert_still_open(client, connection)
+        self.assert_good_served()
 
 
 class InternalErrorTests(HardeningCase):
@@ -375,6 +416,84 @@ class NumberTests(HardeningCase):
         self.send_raw(raw_notify('{"switch:0":{"apower":' + "4" * 400 + "}}"))
         self.assertEqual(self.readings_of(BAD)[-1][0].apower, None)
 
+
+
+class ComponentBudgetTests(DroppedFrameCase):
+    """
+    A connection keeps the components of the logged channels only, and a status frame
+    holds at most MAX_COMPONENTS (64) components.
+    """
+
+    def test_unlogged_switches_not_kept(self) -> None:
+        """
+        Frames of made-up C{switch:N} components, each within every limit: the status
+        keeps the logged channels' and nothing else, however many frames come.
+        """
+        client, connection = self.connect_bad()
+        for n in range(5):
+            client.send_json(notify({f"switch:{100 + 60 * n + i}": {"apower": 1.0}
+                                     for i in range(60)}))
+        client.send_json(notify({"switch:3": {"apower": 33.0}, "switch:4": {"apower": 44.0}},
+                                method="NotifyFullStatus"))
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(connection.server.status.switches,
+                         {"switch:3": ChannelValues(33.0, None, None, None)})
+        self.assertEqual(self.readings_of(BAD)[-1], {3: ChannelValues(33.0, None, None, None)})
+        self.assert_still_open(client, connection)
+        self.assert_good_served()
+
+    def test_unlogged_switch_of_any_type_ignored(self) -> None:
+        """A channel not logged is never read, so its shape does not matter."""
+        client, _connection = self.connect_bad()
+        client.send_json(notify({"switch:7": [1, 2], "switch:0": {"apower": 70.0}}))
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 70.0)
+        self.assert_good_served()
+
+    def test_64_components_accepted(self) -> None:
+        client, connection = self.connect_bad()
+        params: dict[str, Any] = {f"x:{i}": {} for i in range(63)}
+        params["switch:0"] = {"apower": 64.0}
+        client.send_json(notify(params))
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 64.0)
+        self.assert_still_open(client, connection)
+
+    def test_65_components_dropped(self) -> None:
+        params: dict[str, Any] = {f"x:{i}": {} for i in range(64)}
+        params["switch:0"] = {"apower": 65.0}
+        text = self.assert_dropped(json.dumps(notify(params)), "too_many_components")
+        self.assertIn("65 components, more than 64", text)
+        self.assertNotIn(65.0, [v[0].apower for v in self.readings_of(BAD)])
+
+    def test_full_status_of_many_components_dropped(self) -> None:
+        """
+        The attack's full status of 15,000 empty components: dropped, nothing kept. Its
+        30,000 values trip MAX_VALUES first, before it is even parsed.
+        """
+        params = {f"switch:{i}": {} for i in range(15_000)}
+        text = json.dumps(notify(params, method="NotifyFullStatus"), separators=(",", ":"))
+        self.assertLess(len(text), 256 * 1024)
+        self.assert_dropped(text, "too_many_values", repeat=1)
+        self.assertEqual(self.harness.connections[-1].server.status.switches,
+                         {"switch:0": ChannelValues(43.0, None, None, None)})
+
+    def test_get_status_result_of_many_components_dropped(self) -> None:
+        client, connection = self.connect_bad()
+        server = connection.server
+        request_id = next(i for i, m in server._outstanding.items() if m == "Shelly.GetStatus")
+        result = {f"switch:{i}": {"apower": 5000.0} for i in range(65)}
+        client.send_json({"id": request_id, "src": BAD, "result": result})
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {"too_many_components": 1})
+        self.assertEqual(server.status.switches,
+                         {"switch:0": ChannelValues(EARLY_POWER, None, None, None)})
+        self.assert_still_open(client, connection)
+        self.assert_bad_kept(closed=False)
+        self.assert_good_served()
 
 
 class SrcTests(DroppedFrameCase):
@@ -525,6 +644,55 @@ class MessageSizeTests(HardeningCase):
         self.assert_good_served()
 
 
+class FragmentTests(HardeningCase):
+    """A message in more than 64 frames (fragments): closed with 1009."""
+
+    def fragmented(self, client: RecordingClient, fragments: int, apower: float) -> None:
+        """Send a status whose JSON is split into exactly C{fragments} frames."""
+        client.sendMessage(sized_frame(3 * fragments - 1, apower=apower), fragmentSize=3)
+        self.harness.flush()
+
+    def test_64_fragments_accepted(self) -> None:
+        client, connection = self.connect_bad()
+        self.fragmented(client, 64, 64.0)
+        self.assert_still_open(client, connection)
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 64.0)
+        self.assertEqual(self.factory.rejected, {})
+
+    def test_65_fragments_closed(self) -> None:
+        client, connection = self.connect_bad()
+        self.fragmented(client, 65, 65.0)
+        self.assert_close_code(client, connection, 1009)
+        self.assertNotIn(65.0, [v[0].apower for v in self.readings_of(BAD)])
+        self.assertEqual(self.factory.rejected, {"too_many_fragments": 1})
+        self.assert_logged_once("(too_many_fragments)", connection.server.peer)
+        self.assert_no_traceback()
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+    def test_unfinished_message_of_tiny_fragments(self) -> None:
+        """
+        The attack: a message that never ends, in 2-byte fragments. Closed at the 65th,
+        and what it held is let go at once, not when the close completes.
+        """
+        client, connection = self.connect_bad()
+        server = connection.server
+        held: list[int] = []
+        client.beginMessage()
+        for _ in range(1000):
+            client.beginMessageFrame(2)
+            client.sendMessageFrameData(b"  ")
+            self.harness.flush()
+            held.append(len(server.message_data or []))
+        self.assertEqual(max(held), 64)
+        self.assertEqual(server.state, CLOSED)
+        self.assertEqual(client.closed, (True, 1009, "more than 64 fragments in a message"))
+        self.assertEqual(self.factory.rejected, {"too_many_fragments": 1})
+        self.assert_no_traceback()
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+
 class DefaultMessageSizeTests(HardeningCase):
     """The default limit is 256 KiB."""
 
@@ -606,6 +774,82 @@ class RateTests(HardeningCase):
         self.assert_still_open(client, connection)
         self.assert_logged_once("more than 5 frames a minute", connection.server.peer)
         self.assert_good_served()
+
+
+class ByteRateTests(HardeningCase):
+    """
+    More than max_bytes_rate bytes of messages a minute: dropped; more than twice that:
+    closed with 1008.
+    """
+
+    limits = Limits(max_message=4096, max_bytes_rate=10_000)
+
+    def send_sized(self, client: RecordingClient, *powers: float) -> None:
+        for apower in powers:
+            client.sendMessage(sized_frame(4000, apower=apower))
+        self.harness.flush()
+
+    def powers(self) -> list[float | None]:
+        return [v[0].apower for v in self.readings_of(BAD)]
+
+    def test_default(self) -> None:
+        self.assertEqual(Limits().max_bytes_rate, 1024 * 1024)
+
+    def test_excess_dropped(self) -> None:
+        client, connection = self.connect_bad()  # 84 bytes
+        self.send_sized(client, 1, 2)  # 8,084 bytes
+        self.assertEqual(self.powers(), [EARLY_POWER, 1, 2])
+        self.send_sized(client, 3)  # 12,084: over
+        self.assertEqual(self.powers(), [EARLY_POWER, 1, 2])
+        self.assertEqual(self.factory.rejected, {"byte_rate_limited": 1})
+        self.assertEqual(connection.server.rejected, {"byte_rate_limited": 1})
+        self.assert_still_open(client, connection)
+        self.assert_logged_once("more than 10000 bytes a minute", connection.server.peer)
+        self.assert_good_served()
+        self.assert_bad_kept(closed=False)
+
+    def test_closed_past_twice_the_limit(self) -> None:
+        client, connection = self.connect_bad()
+        self.send_sized(client, 1, 2, 3, 4, 5)  # 20,084 bytes: over twice the limit
+        self.assert_close_code(client, connection, 1008)
+        self.assertEqual(self.powers(), [EARLY_POWER, 1, 2])
+        self.assertEqual(self.factory.rejected, {"byte_rate_limited": 3})
+        peer = connection.server.peer
+        self.assert_logged_once("more than 10000 bytes a minute", peer)
+        self.assert_logged_once("with 1008: too many bytes", peer)
+        self.assert_no_traceback()
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+    def test_at_twice_the_limit_still_open(self) -> None:
+        client, connection = self.connect_bad()
+        early = len(json.dumps(power_frame(EARLY_POWER)))
+        self.send_sized(client, 1, 2, 3, 4)
+        client.sendMessage(sized_frame(20_000 - early - 16_000, apower=5))
+        self.harness.flush()
+        self.assert_still_open(client, connection)
+        self.assertEqual(self.factory.rejected, {"byte_rate_limited": 3})
+
+    def test_new_window_after_a_minute(self) -> None:
+        client, connection = self.connect_bad()
+        self.send_sized(client, 1, 2, 3, 4)
+        self.assertEqual(self.powers(), [EARLY_POWER, 1, 2])
+        self.harness.advance(60)
+        self.send_sized(client, 5, 6)
+        self.assertEqual(self.powers(), [EARLY_POWER, 1, 2, 5, 6])
+        self.assert_still_open(client, connection)
+        self.assert_good_served()
+
+    def test_frame_rate_counts_first(self) -> None:
+        """A frame over both limits is counted once, as rate_limited."""
+        harness = Harness(self, limits=Limits(max_message=4096, max_rate=2,
+                                              max_bytes_rate=4096))
+        client, _connection = harness.connect_ws("/ws")
+        for apower in (1, 2, 3):  # 4,000, 8,000 (over the bytes) and 12,000 (over both)
+            client.sendMessage(sized_frame(4000, apower=apower))
+        harness.flush()
+        self.assertEqual(harness.factory.rejected, {"byte_rate_limited": 1, "rate_limited": 1})
+        self.assertEqual([v[0].apower for _, v in harness.sink.readings_calls], [1])
 
 
 class InvalidUtf8Tests(HardeningCase):

@@ -197,6 +197,56 @@ class MessageEndTests(SynchronousTestCase):
         self.assertEqual(connection.server.failure_code(), 1009)
 
 
+class FragmentLimitTests(SynchronousTestCase):
+    """
+    C{onMessageBegin} and C{onMessageFrameBegin} per message and frame; C{_fail_connection}
+    sets C{failedByMe}, after which Autobahn keeps nothing of the message in
+    C{message_data} and hands none of it on.
+    """
+
+    def setUp(self) -> None:
+        self.harness = Harness(self)
+        self.client, self.connection = self.harness.connect_ws("/ws")
+        server = self.connection.server
+        self.got: list[bytes] = []
+        self.calls: list[int] = []
+        server.onMessage = (  # type: ignore[method-assign]
+            lambda payload, binary: self.got.append(payload)
+        )
+        server.too_many_fragments = (  # type: ignore[method-assign]
+            lambda: self.calls.append(len(server.message_data))
+        )
+
+    def message(self, fragments: int, finished: bool = True) -> bytes:
+        mask = b"\x01\x02\x03\x04"
+        frames = [masked_frame(b"a", mask, opcode=1 if i == 0 else 0,
+                               fin=finished and i == fragments - 1)
+                  for i in range(fragments)]
+        return b"".join(frames)
+
+    def test_limit_is_64(self) -> None:
+        self.assertEqual(internals.MAX_FRAGMENTS, 64)
+
+    def test_at_the_limit_per_message(self) -> None:
+        feed(self.connection, self.message(64) + self.message(64))
+        self.assertEqual(self.got, [b"a" * 64, b"a" * 64])
+        self.assertEqual(self.calls, [])
+        self.assertIsNone(self.connection.server.failure_code())
+
+    def test_over_the_limit(self) -> None:
+        feed(self.connection, self.message(65, finished=False))
+        server = self.connection.server
+        self.assertEqual(self.calls, [0])
+        self.assertEqual(server.failure_code(), 1009)
+        self.assertEqual(server.message_data, [])
+        feed(self.connection, self.message(10, finished=False)[7:] + masked_frame(
+            b"z", b"\x01\x02\x03\x04", opcode=0))
+        self.assertEqual(self.got, [])
+        self.assertEqual(self.calls, [0])
+        self.assertIn(server.message_data, ([], None))
+        self.assertEqual(self.client.closed, (True, 1009, "more than 64 fragments in a message"))
+
+
 class CloseTests(SynchronousTestCase):
     """C{sendCloseFrame}, C{state}, C{STATE_OPEN}, C{failedByMe}, C{localCloseCode}."""
 
@@ -339,7 +389,8 @@ class OneDoorTests(SynchronousTestCase):
     PRIVATE = ("current_frame", "message_data", "message_is_binary", "failedByMe",
                "localCloseCode", "sendCloseFrame", "STATE_OPEN", "onAutoPingTimeout",
                "CONFIG_ATTRS", "_networkProducer", "pformat", "hltype", "Timings",
-               "onFrameData", "onMessageEnd", "_raiseSynchronously")
+               "onFrameData", "onMessageEnd", "_raiseSynchronously", "_fail_connection",
+               "onMessageFrameBegin")
 
     def test_only_the_door(self) -> None:
         folder = os.path.dirname(internals.__file__)

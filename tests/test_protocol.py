@@ -404,7 +404,9 @@ GARBAGE: list[tuple[str, str | bytes, bool]] = [
     ("bad_src", json.dumps({"method": "NotifyStatus", "params": {}}), False),
     ("bad_method", json.dumps({"src": DEVICE, "method": 7}), False),
     ("unknown_shape", json.dumps({"src": DEVICE, "id": 1}), False),
-    ("too_deep", '{"src":"x","method":"M","params":' + "[" * 100000 + "]" * 100000 + "}", False),
+    ("too_deep", '{"src":"x","method":"M","params":' + "[" * 1990 + "]" * 1990 + "}", False),
+    ("too_many_values", '{"src":"x","method":"M","params":' + "[" * 100000 + "]" * 100000 + "}",
+     False),
 ]
 
 

@@ -118,7 +118,10 @@ class DecodeTests(SynchronousTestCase):
             self.assertEqual(self.reason(text), reason, text)
 
     def test_deep_nesting_is_a_frame_error(self) -> None:
-        self.assertEqual(self.reason("[" * 100000 + "]" * 100000), "too_deep")
+        # Deep enough for json's RecursionError, and within MAX_VALUES: deeper still is
+        # refused before parsing, as too_many_values.
+        self.assertEqual(self.reason("[" * 1999 + "]" * 1999), "too_deep")
+        self.assertEqual(self.reason("[" * 100000 + "]" * 100000), "too_many_values")
 
     def test_nesting_limit(self) -> None:
         # The frame and params are levels 1 and 2; 29 objects and a list make 32 levels,
@@ -185,6 +188,87 @@ class DecodeTests(SynchronousTestCase):
         self.assertEqual(frame.params["a"], '":')
         self.assertNotEqual(frame.params["b"], frame.params["b"])  # NaN
         self.assertEqual(frame.params["c"], float("inf"))
+
+
+def walk_values(value: object) -> int:
+    """The values in a parsed JSON value, itself included (keys are not values)."""
+    if isinstance(value, dict):
+        return 1 + sum(walk_values(v) for v in value.values())
+    if isinstance(value, list):
+        return 1 + sum(walk_values(v) for v in value)
+    return 1
+
+
+class ValueLimitTests(SynchronousTestCase):
+    """At most MAX_VALUES (2,000) JSON values in a frame, counted before it is parsed."""
+
+    def frame(self, values: int, separator: str = ",") -> str:
+        """A frame of exactly C{values} values: the frame, src, method, params, a list."""
+        items = separator.join(["{}", "[]", '"a,[{"', "1"] * ((values - 5) // 4)
+                               + ["null"] * ((values - 5) % 4))
+        text = '{"src":"d1","method":"X","params":{"x":[' + items + "]}}"
+        self.assertEqual(walk_values(json.loads(text)), values)
+        return text
+
+    def test_limit(self) -> None:
+        self.assertEqual(rpc.MAX_VALUES, 2000)
+        for separator in [",", ", "]:  # the fast decoder and the exact one
+            frame = decode_frame(self.frame(2000, separator))
+            assert isinstance(frame, Notification)
+            self.assertEqual(len(frame.params["x"]), 1995)
+            with self.assertRaises(FrameError) as cm:
+                decode_frame(self.frame(2001, separator))
+            self.assertEqual(cm.exception.reason, "too_many_values")
+            self.assertEqual(cm.exception.detail, "2001 JSON values, more than 2000")
+
+    def test_densest_text(self) -> None:
+        """The shortest text of n values is 2n - 1 long: the count starts at 4,000."""
+        for values, reason in [(2000, None), (2001, "too_many_values")]:
+            text = "[" + ",".join(["0"] * (values - 1)) + "]"
+            self.assertEqual(len(text), 2 * values - 1)
+            try:
+                rpc._loads(text)
+            except FrameError as e:
+                self.assertEqual(e.reason, reason)
+            else:
+                self.assertIsNone(reason)
+
+    def test_commas_and_brackets_in_strings_do_not_count(self) -> None:
+        text = json.dumps({"src": "d1", "method": "X",
+                           "params": {"s": ",[{" * 5000, "t": '\\",{' * 1000}})
+        frame = decode_frame(text)
+        assert isinstance(frame, Notification)
+        self.assertEqual(frame.params["s"], ",[{" * 5000)
+
+    def test_a_real_full_status_is_far_below(self) -> None:
+        status = load_fixture("pro4pm-fw1.0.3.json")["status"]
+        self.assertEqual(walk_values(status), 123)
+        self.assertEqual(rpc._values(json.dumps(status)), 123)
+
+    def test_count_is_exact(self) -> None:
+        """Random texts (escapes, spacing, empty containers): the count of a parse."""
+        rng = random.Random(12)
+        pieces = ["a", ",", "[", "{", "}", "]", '\\"', "\\\\", " ", ":", "\\n", "é"]
+
+        def string() -> str:
+            return '"' + "".join(rng.choice(pieces) for _ in range(rng.randint(0, 4))) + '"'
+
+        def value(depth: int) -> str:
+            kind = rng.random()
+            space = rng.choice(["", "", " ", "\n "])
+            if depth < 8 and kind < 0.3:
+                # Keys made unique: json.loads would keep one of two equal keys.
+                members = [f'"{i}{string()[1:]}{space}:{space}{value(depth + 1)}'
+                           for i in range(rng.randint(0, 4))]
+                return "{" + space + f"{space},{space}".join(members) + space + "}"
+            if depth < 8 and kind < 0.5:
+                items = [value(depth + 1) for _ in range(rng.randint(0, 4))]
+                return "[" + space + f"{space},{space}".join(items) + space + "]"
+            return rng.choice([string(), "1", "-2.5e3", "null", "true", "false"])
+
+        for _ in range(3000):
+            text = value(0)
+            self.assertEqual(rpc._values(text), walk_values(json.loads(text)), text)
 
 
 class StatusParamsTests(SynchronousTestCase):

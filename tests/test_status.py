@@ -9,7 +9,7 @@ import copy
 from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog.rpc import FrameError
-from shellylog.status import ChannelValues, DeviceStatus, number
+from shellylog.status import MAX_COMPONENTS, ChannelValues, DeviceStatus, number
 from tests.fixtures import load_fixture
 
 
@@ -144,6 +144,32 @@ class MergeTests(SynchronousTestCase):
         """A connection keeps what gives readings, not the rest of the device's status."""
         self.status.merge({"wifi": {"rssi": -61}, "sys": {"uptime": 9}})
         self.assertEqual(sorted(self.status.switches), ["switch:0"])
+
+    def test_only_logged_channels_are_kept(self) -> None:
+        """Switch components of channels not logged are neither kept nor checked."""
+        status = DeviceStatus(keys=frozenset({"switch:1"}))
+        status.replace({"switch:0": {"apower": 1}, "switch:1": {"apower": 2}, "switch:9": 5})
+        status.merge({"switch:1": {"apower": 3}, "switch:2": {"apower": 4}, "switch:0": []})
+        self.assertEqual(status.switches, {"switch:1": ChannelValues(3, None, None, None)})
+        self.assertEqual(status.channel_values([0, 1, 2]), {1: ChannelValues(3, None, None,
+                                                                             None)})
+
+    def test_default_keys_are_the_default_channels(self) -> None:
+        self.status.merge({f"switch:{n}": {"apower": n} for n in range(6)})
+        self.assertEqual(sorted(self.status.switches), [f"switch:{n}" for n in range(4)])
+
+    def test_too_many_components_leave_no_trace(self) -> None:
+        before = copy.deepcopy(self.status.switches)
+        self.assertEqual(MAX_COMPONENTS, 64)
+        many = {f"c:{i}": {} for i in range(64)} | {"switch:0": {"apower": 9}}
+        for change in (self.status.merge, self.status.replace):
+            with self.assertRaises(FrameError) as cm:
+                change(many)
+            self.assertEqual(cm.exception.reason, "too_many_components")
+        self.assertEqual(self.status.switches, before)
+        del many["c:0"]
+        self.status.merge(many)
+        self.assertEqual(self.values().apower, 9)
 
     def test_merge_is_a_merge_of_the_json(self) -> None:
         """Merging into the values reads as merging into the JSON object and reading it."""

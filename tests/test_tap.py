@@ -5,6 +5,7 @@ Tests for L{shellylog.tap}: the C{twistd shellylog} command line and the service
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import resource
 import socket
@@ -31,6 +32,7 @@ from shellylog.csvlog import CsvSink
 from shellylog.minutes import MinuteService
 from shellylog.protocol import Limits
 from shellylog.tap import Options, makeService
+from tests.stack import Stack, notify, switch
 
 
 def parse(*args: str) -> Options:
@@ -418,6 +420,43 @@ class HardeningOptionsTests(TestCase):
 
     def test_max_rate_not_a_number(self) -> None:
         self.assertRejected("--max-rate", "lots")
+
+    def test_max_bytes_rate_default(self) -> None:
+        self.assertEqual(parse()["limits"].max_bytes_rate, 1024 * 1024)
+        # Never below --max-message, or its largest message could not be used.
+        self.assertEqual(parse("--max-message", "2MiB")["limits"].max_bytes_rate,
+                         2 * 1024 * 1024)
+
+    def test_max_bytes_rate(self) -> None:
+        options = parse("--max-bytes-rate", "512KiB")
+        self.assertEqual(options["max-bytes-rate"], 512 * 1024)
+        self.assertEqual(options["limits"], Limits(max_bytes_rate=512 * 1024))
+
+    def test_max_bytes_rate_bad(self) -> None:
+        self.assertRejected("--max-bytes-rate", "lots")
+        self.assertRejected("--max-bytes-rate", "100")
+        message = self.assertRejected("--max-bytes-rate", "128KiB")
+        self.assertEqual(message, "--max-bytes-rate: at least --max-message (262144 bytes), "
+                                  "got 131072")
+
+    def test_max_bytes_rate_in_the_service(self) -> None:
+        """The running service drops a device's frames past the option's bytes a minute."""
+        stack = Stack(self, "--channels", "0", "--max-message", "4KiB",
+                      "--max-bytes-rate", "10KiB")
+        self.assertEqual(stack.get_status()["server"]["options"]["max-bytes-rate"], 10240)
+        client, _connection = stack.connect()
+        frames = [json.dumps(notify({"switch:0": switch(apower), "pad": "x" * 3900}))
+                  for apower in (100, 200, 300, 400, 500, 600)]
+        self.assertEqual({len(frame) for frame in frames}, {4027})
+        stack.send(client, *frames[:3])  # 12,081 bytes: the third is over
+        self.assertEqual(stack.factory.rejected, {"byte_rate_limited": 1})
+        self.assertEqual(stack.status()["devices"][0]["channels"]["0"]["apower_W"], 200)
+        stack.send(client, *frames[3:5])  # 20,135: at most twice the limit
+        self.assertIsNone(client.closed)
+        stack.send(client, frames[5])
+        self.assertEqual(client.closed, (True, 1008, "too many bytes"))
+        self.assertEqual(stack.status()["devices"][0]["channels"]["0"]["apower_W"], 200)
+        self.assertEqual(stack.factory.rejected, {"byte_rate_limited": 4})
 
     def test_max_connections(self) -> None:
         self.assertEqual(parse()["limits"].max_connections, 10000)
