@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 #: Options shown as they are; the token is never shown, only whether one is required.
 SHOWN_OPTIONS = (
     "port", "csv", "channels", "threshold", "tz", "max-carry", "poll", "fsync",
-    "max-pending", "max-message", "max-rate", "max-connections", "allow", "token-file",
+    "max-pending", "max-message", "max-rate", "max-connections", "allow", "allow-origin",
+    "token-file",
 )
 
 
@@ -30,8 +31,9 @@ def public_options(options: Any) -> dict[str, Any]:
     shown = {name: options.get(name) for name in SHOWN_OPTIONS if name in options}
     if "channels" in shown:
         shown["channels"] = list(shown["channels"])
-    if "allow" in shown:
-        shown["allow"] = list(shown["allow"])
+    for name in ("allow", "allow-origin"):
+        if name in shown:
+            shown[name] = list(shown[name])
     shown["token_required"] = bool(options.get("token") or options.get("token-file"))
     return shown
 
