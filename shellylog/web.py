@@ -194,7 +194,9 @@ class DeviceRequest(Request):
         self.setHeader(b"content-type", b"text/plain; charset=utf-8")
         self.setHeader(b"cache-control", b"no-store")
         self.setHeader(b"connection", b"close")
-        self.write(f"{why}\n".encode())
+        body = f"{why}\n".encode()
+        self.setHeader(b"content-length", b"%d" % len(body))
+        self.write(body)
         self.finish()
 
 

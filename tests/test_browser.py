@@ -12,8 +12,8 @@ C{NotifyStatus}, and reports (C{POST /exchanged}) what was negotiated and which 
 got. Chromium sends the page's C{Origin}, so the service is started with C{--allow-origin}
 for it; without the option the same page is refused (403). The service is then stopped (a
 clean stop closes each device's connection with 1001 and writes the minute in progress,
-minute-log rule 6), and the page reports the close (C{POST /closed}). The test checks the CSV rows, the handshake, the requests, the close and
-the server's log.
+minute-log rule 6), and the page reports the close (C{POST /closed}). The test checks the CSV
+rows, the handshake, the requests, the close and the server's log.
 
 A page cannot see the headers of its own handshake, and shellylog logs none of them, so the
 WebSocket goes through a plain TCP proxy of the test's own, which keeps the heads of the
