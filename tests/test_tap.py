@@ -29,6 +29,8 @@ from shellylog.csvlog import CsvSink
 from shellylog.minutes import MinuteService
 from shellylog.protocol import Limits
 from shellylog.tap import Options, makeService
+from tests.stack import Stack
+from tests.test_web import raw_upgrade
 
 
 def parse(*args: str) -> Options:
@@ -486,6 +488,49 @@ class HardeningOptionsTests(TestCase):
 
     def test_allow_empty(self) -> None:
         self.assertRejected("--allow", " ")
+
+    def upgrade_status(self, stack: Stack, origin: bytes | None) -> bytes:
+        """The status line a handshake to C{stack} with C{origin} (none: no header) gets."""
+        data = raw_upgrade(b"/ws")
+        if origin is not None:
+            data = data[:-2] + b"Origin: " + origin + b"\r\n\r\n"
+        raw, _connection = stack.harness.connect_raw(data)
+        return raw.status_line
+
+    def test_allow_origin_default_none(self) -> None:
+        """Without the option, a handshake with any Origin is refused; devices send none."""
+        self.assertEqual(parse()["allow-origin"], [])
+        stack = Stack(self)
+        for origin in [b"https://evil.example", b"null", b"http://127.0.0.1:5000"]:
+            with self.subTest(origin=origin):
+                self.assertEqual(self.upgrade_status(stack, origin), b"HTTP/1.1 403 Forbidden")
+        self.assertEqual(stack.factory.rejected, {"bad_origin": 3})
+        self.assertEqual(self.upgrade_status(stack, None), b"HTTP/1.1 101 Switching Protocols")
+
+    def test_allow_origin_repeatable(self) -> None:
+        stack = Stack(self, "--allow-origin", "HTTP://192.0.2.5:8080", "--allow-origin", "null",
+                      "--allow-origin", "https://shelly.example:443")
+        self.assertEqual(stack.options["allow-origin"],
+                         ["http://192.0.2.5:8080", "null", "https://shelly.example"])
+        for origin in [b"http://192.0.2.5:8080", b"null", b"https://shelly.example"]:
+            with self.subTest(origin=origin):
+                self.assertEqual(self.upgrade_status(stack, origin),
+                                 b"HTTP/1.1 101 Switching Protocols")
+        for origin in [b"http://192.0.2.5:8081", b"https://192.0.2.5:8080",
+                       b"http://shelly.example", b"https://evil.example"]:
+            with self.subTest(origin=origin):
+                self.assertEqual(self.upgrade_status(stack, origin), b"HTTP/1.1 403 Forbidden")
+        self.assertEqual(stack.factory.rejected, {"bad_origin": 4})
+        self.assertEqual(stack.get_status()["server"]["options"]["allow-origin"],
+                         ["http://192.0.2.5:8080", "null", "https://shelly.example"])
+
+    def test_allow_origin_bad(self) -> None:
+        message = self.assertRejected("--allow-origin", "http://*.example")
+        self.assertIn("not a pattern", message)
+        for value in ["", "*", "example.com", "http://x/", "http://x/path", "ftp://x",
+                      "http://", "http://x:abc", "http://x:99999", "http://u@x", "NULL x"]:
+            with self.subTest(value=value):
+                self.assertRejected("--allow-origin", value)
 
     # -- a CSV file that is not ours ---------------------------------------------------
 
