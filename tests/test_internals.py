@@ -20,6 +20,7 @@ from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.compress import PerMessageDeflateOffer
 from autobahn.websocket.protocol import Timings
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
@@ -330,7 +331,8 @@ class HeadersFirstTests(SynchronousTestCase):
         self.spooled: list[object] = []
         self.patch(tempfile, "TemporaryFile", lambda *a, **k: self.spooled.append(a))
         self.page = Page()
-        site = Site(self.page)
+        # Its request timeout on a clock of its own, not on the global reactor.
+        site = Site(self.page, reactor=Clock())
         site.protocol = BodyChannel  # type: ignore[assignment]
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.9", 4321))
         channel = site.buildProtocol(self.transport.getPeer())
