@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import autobahn.websocket.protocol as autobahn_protocol
 from autobahn.websocket.protocol import Timings
+from prometheus_client import CollectorRegistry
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IServiceMaker, MultiService
 from twisted.internet.error import CannotListenError
@@ -26,6 +27,7 @@ from zope.interface import implementer
 from shellylog import tap
 from shellylog.admission import Admission, TokenRule
 from shellylog.csvlog import CsvSink
+from shellylog.metrics import ShellylogCollector
 from shellylog.minutes import MinuteService
 from shellylog.protocol import Limits
 from shellylog.tap import Options, makeService
@@ -38,6 +40,14 @@ def parse(*args: str) -> Options:
     options = Options()
     options.parseOptions(list(args))
     return options
+
+
+def rejected_in_metrics(stack: Stack) -> dict[str, float]:
+    """C{shellylog_frames_rejected_total} of C{stack}, by reason, as /metrics serves it."""
+    registry = CollectorRegistry()
+    registry.register(ShellylogCollector(stack.factory, stack.sink, stack.minutes))
+    return {sample.labels["reason"]: sample.value for family in registry.collect()
+            for sample in family.samples if sample.name == "shellylog_frames_rejected_total"}
 
 
 class OptionsDefaultsTests(TestCase):
@@ -506,6 +516,15 @@ class HardeningOptionsTests(TestCase):
                 self.assertEqual(self.upgrade_status(stack, origin), b"HTTP/1.1 403 Forbidden")
         self.assertEqual(stack.factory.rejected, {"bad_origin": 3})
         self.assertEqual(self.upgrade_status(stack, None), b"HTTP/1.1 101 Switching Protocols")
+        self.assertEqual(rejected_in_metrics(stack), {"bad_origin": 3.0})
+
+    def test_request_body_counted(self) -> None:
+        """A request with a body, refused, is counted where /metrics reads it."""
+        stack = Stack(self)
+        raw, _connection = stack.harness.connect_raw(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n")
+        self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 405 "), raw.status_line)
+        self.assertEqual(rejected_in_metrics(stack), {"request_body": 1.0})
 
     def test_allow_origin_repeatable(self) -> None:
         stack = Stack(self, "--allow-origin", "HTTP://192.0.2.5:8080", "--allow-origin", "null",
