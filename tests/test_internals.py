@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import glob
 import inspect
+import io
 import json
 import os
 import pprint
@@ -329,7 +330,12 @@ class HeadersFirstTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.spooled: list[object] = []
-        self.patch(tempfile, "TemporaryFile", lambda *a, **k: self.spooled.append(a))
+
+        def temporary_file(*args: object, **kwargs: object) -> io.BytesIO:
+            self.spooled.append(args)
+            return io.BytesIO()
+
+        self.patch(tempfile, "TemporaryFile", temporary_file)
         self.page = Page()
         # Its request timeout on a clock of its own, not on the global reactor.
         site = Site(self.page, reactor=Clock())
