@@ -186,6 +186,9 @@ class Reports:
             waiting.callback(report)
         elif name == "closed":
             self.failed(FailTest(f"the WebSocket closed before the exchange: {report}"))
+        elif wanted == "closed":
+            # A refusal was expected; the page got through instead.
+            self.failed(FailTest(f"the page reported {name} before the close: {report}"))
 
     def failed(self, error: FailTest) -> None:
         """Fail the wait for a report, if there is one."""
