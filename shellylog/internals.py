@@ -32,6 +32,12 @@ Autobahn, C{autobahn.websocket.protocol}:
 Twisted:
 
 - C{HTTPChannel._networkProducer}: L{release_http_channel}.
+- C{HTTPChannel.allHeadersReceived}, C{length}, C{requests} and C{persistent}: that
+  C{allHeadersReceived} is called once a request's headers are in, with C{length} the
+  C{Content-Length} (C{None} for chunked) and before any byte of the body is read or
+  C{Request.gotLength} makes its content file; that a C{length} of 0 there has the
+  request rendered at once; that C{persistent} False closes the connection after the
+  answer: L{HeadersFirstChannel}.
 
 The compression policy is stated here too (L{decline_compression}): shellylog never accepts
 C{permessage-deflate}. Devices never offer it, and a compressed message could hide its real
@@ -46,6 +52,7 @@ from typing import Any, cast
 import autobahn.websocket.protocol as _autobahn_protocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.application.service import Service
+from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
 from shellylog.framing import unmask
@@ -64,7 +71,10 @@ def protocol_options(max_message: int) -> dict[str, Any]:
     return {
         # No HTML page for a plain GET /ws: a clear HTTP error instead.
         "webStatus": False,
-        # Autobahn's setProtocolOptions resets this to False unless it is given, each call.
+        # Origins are checked before Autobahn sees the handshake (shellylog.handshake,
+        # --allow-origin); Autobahn's own check must admit every origin, null included.
+        # Its setProtocolOptions resets allowNullOrigin to False unless it is given, each call.
+        "allowedOrigins": ["*"],
         "allowNullOrigin": True,
         # Close codes must reach the peer as close frames, not as a dropped socket.
         "failByDrop": False,
@@ -205,6 +215,34 @@ def release_http_channel(request: Request) -> None:
     a connection to HTTP/2.
     """
     request.channel._networkProducer.unregisterProducer()  # type: ignore[attr-defined]
+
+
+class HeadersFirstChannel(HTTPChannel):
+    """
+    Twisted's HTTP/1.1 channel, where a request that announces a body (C{Content-Length}
+    above 0, or any C{Transfer-Encoding}) is rendered from its headers alone, and the
+    connection closed after the answer: none of shellylog's pages takes a body, and Twisted
+    would read the whole body first, a large one into a temporary file. Its body is never
+    read or stored, no C{100 Continue} invites it, and L{body_announced} is told, so the
+    answer can be a refusal.
+    """
+
+    def allHeadersReceived(self) -> None:
+        request = self.requests[-1]
+        announced = self.length != 0 or request.requestHeaders.hasHeader(b"transfer-encoding")
+        if announced:
+            # Length 0: Twisted makes an empty in-memory content and renders the request
+            # now, without waiting for (or reading) a byte of the body.
+            self.length = 0
+            request.requestHeaders.removeHeader(b"expect")
+        super().allHeadersReceived()
+        if announced:
+            # Whatever of the body follows is never parsed as a next request.
+            self.persistent = False
+            self.body_announced(request)
+
+    def body_announced(self, request: Request) -> None:
+        """C{request} announced a body, which will not be read; it is rendered next."""
 
 
 class _Lazy:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 SHOWN_OPTIONS = (
     "port", "csv", "channels", "threshold", "tz", "max-carry", "poll", "fsync",
     "max-pending", "max-message", "max-rate", "max-bytes-rate", "max-connections", "allow",
-    "token-file", "id-pattern",
+    "allow-origin", "token-file", "id-pattern",
 )
 
 
@@ -31,8 +31,9 @@ def public_options(options: Any) -> dict[str, Any]:
     shown = {name: options.get(name) for name in SHOWN_OPTIONS if name in options}
     if "channels" in shown:
         shown["channels"] = list(shown["channels"])
-    if "allow" in shown:
-        shown["allow"] = list(shown["allow"])
+    for name in ("allow", "allow-origin"):
+        if name in shown:
+            shown[name] = list(shown[name])
     shown["token_required"] = bool(options.get("token") or options.get("token-file"))
     return shown
 

@@ -10,6 +10,7 @@ import re
 import resource
 from collections.abc import Callable
 from typing import Any, cast
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from twisted.application import strports
@@ -98,6 +99,34 @@ def _token_file(path: str) -> tuple[TokenRule, ...]:
         return parse_token_file(text)
     except ValueError as e:
         raise usage.UsageError(f"--token-file: {path}: {e}") from None
+
+
+def _origin(text: str) -> str:
+    """
+    An origin as browsers send it: C{null}, or C{http://} or C{https://}, a host and
+    perhaps a port, nothing more; in lower case.
+    """
+    origin = text.strip().lower()
+    if origin == "null":
+        return origin
+    if "*" in origin:
+        # A glob would admit pages of hosts nobody listed; a page's origin is fixed.
+        raise usage.UsageError(f"--allow-origin: an exact origin, not a pattern: {text!r}; "
+                               "give the option once for each origin")
+    try:
+        parts = urlsplit(origin)
+        parts.port  # noqa: B018  # raises on a port that is not a number
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme not in ("http", "https") or not parts.hostname
+            or origin != f"{parts.scheme}://{parts.netloc}" or "@" in parts.netloc
+            or not origin.isascii()):
+        raise usage.UsageError(f"--allow-origin: an origin such as http://192.0.2.5:8080 "
+                               f"(scheme, host, port; no path) or null, got {text!r}")
+    if parts.port == {"http": 80, "https": 443}[parts.scheme]:
+        # Browsers leave the scheme's own port out of the origin they send.
+        origin = origin.rsplit(":", 1)[0]
+    return origin
 
 
 def _channels(text: str) -> tuple[int, ...]:
@@ -191,12 +220,20 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["allow"] = []
+        self["allow-origin"] = []
 
     def opt_allow(self, glob: str) -> None:
         """Log only devices whose id matches this glob (repeatable)."""
         if not glob.strip():
             raise usage.UsageError("--allow: empty glob")
         self["allow"].append(glob.strip())
+
+    def opt_allow_origin(self, origin: str) -> None:
+        """
+        Let web pages of this origin (http://192.0.2.5:8080, or null) open the WebSocket
+        (repeatable).
+        """
+        self["allow-origin"].append(_origin(origin))
 
     def postOptions(self) -> None:
         self["port"] = _endpoint_description(self["port"])
@@ -354,7 +391,8 @@ def makeService(
         b"status": JsonResource(status),
         b"metrics": metrics_resource(ShellylogCollector(factory, sink, minutes)),
     }
-    site = build_site(factory, health, reactor, pages)
+    site = build_site(factory, health, reactor, pages,
+                      allowed_origins=options.get("allow-origin", ()))
 
     top = MultiService()
     DescriptorLimit(factory.limits.max_connections).setServiceParent(top)

@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
-from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from shellylog.handshake import Refusal, check_handshake
-from shellylog.internals import release_http_channel
+from shellylog.handshake import Refusal, check_handshake, origin_key
+from shellylog.internals import HeadersFirstChannel, release_http_channel
 
 log = Logger(namespace="shellylog.web")
 
@@ -86,20 +85,25 @@ class DeviceSocketResource(WebSocketResource):
     leaf, so without this check C{/ws/anything} would upgrade too.
 
     A request that is not a WebSocket handshake shellylog speaks (L{check_handshake}) is
-    answered at once with a clear HTTP error, counted in C{rejected} as C{bad_handshake}.
+    answered at once with a clear HTTP error, counted in C{rejected} as C{bad_handshake}
+    (C{bad_origin} for a web page whose origin is not in C{allowed_origins}).
     """
 
-    def __init__(self, factory: WebSocketServerFactory, rejected: Counter[str]) -> None:
+    def __init__(self, factory: WebSocketServerFactory, rejected: Counter[str],
+                 allowed_origins: Iterable[str] = ()) -> None:
         super().__init__(factory)
         #: The devices' WebSocket factory.
         self.factory = factory
         self.rejected = rejected
+        #: The origins (C{--allow-origin}) whose pages may open the WebSocket.
+        self.allowed_origins = frozenset(origin_key(o) for o in allowed_origins)
 
     def render(self, request: Request) -> bytes | int:
         if request.postpath not in ([], [b""]):
             return NoResource().render(request)  # type: ignore[no-any-return]
         assert request.method is not None and request.clientproto is not None
-        refusal = check_handshake(request.method, request.clientproto, request.requestHeaders)
+        refusal = check_handshake(request.method, request.clientproto, request.requestHeaders,
+                                  self.allowed_origins)
         if refusal is not None:
             return self._refuse(request, refusal)
         # Compression is declined (shellylog.internals.decline_compression), so Autobahn
@@ -114,9 +118,17 @@ class DeviceSocketResource(WebSocketResource):
         return result  # type: ignore[no-any-return]
 
     def _refuse(self, request: Request, refusal: Refusal) -> bytes:
-        self.rejected["bad_handshake"] += 1
-        log.warn("refused a WebSocket handshake from {peer}: {why}", event="handshake_refused",
-                 peer=_peer(request.getClientAddress()), code=refusal.code, why=refusal.reason)
+        self.rejected[refusal.counted] += 1
+        peer = _peer(request.getClientAddress())
+        if refusal.origin is not None:
+            # The origin as sent, so that a device which does send one is easy to admit.
+            log.warn("refused a WebSocket handshake from {peer} with Origin {origin}: not "
+                     "admitted by --allow-origin", event="origin_refused", peer=peer,
+                     origin=_text(refusal.origin, 100), code=refusal.code)
+        else:
+            log.warn("refused a WebSocket handshake from {peer}: {why}",
+                     event="handshake_refused", peer=peer, code=refusal.code,
+                     why=refusal.reason)
         request.setResponseCode(refusal.code, _PHRASES.get(refusal.code))
         for name, value in refusal.headers:
             request.setHeader(name, value)
@@ -126,7 +138,7 @@ class DeviceSocketResource(WebSocketResource):
 
 
 # Twisted Web lacks this one's phrase (it would say "Unknown Status").
-_PHRASES = {426: b"Upgrade Required"}
+_PHRASES = {413: b"Content Too Large", 426: b"Upgrade Required"}
 
 
 def _text(raw: bytes | None, limit: int = 200) -> str:
@@ -148,12 +160,55 @@ def access_log_line(timestamp: str, request: Request) -> str:
     )
 
 
-class RequestChannel(HTTPChannel):
+class DeviceRequest(Request):
+    """
+    A request of the site. One that announced a body (L{RequestChannel}) is refused without
+    rendering its page: 413, or 405 for a method other than C{GET} and C{HEAD}, which are
+    all that shellylog's pages take. The connection is closed after the answer.
+
+    @ivar body_announced: whether the request's headers announced a body.
+    """
+
+    body_announced = False
+
+    def render(self, resrc: IResource) -> None:
+        if self.body_announced:
+            self._refuse_body(resrc)
+        else:
+            super().render(resrc)
+
+    def _refuse_body(self, resrc: IResource) -> None:
+        site = self.site
+        assert isinstance(site, DeviceSite)
+        site.rejected["request_body"] += 1
+        takes = (b"GET",) if isinstance(resrc, DeviceSocketResource) else (b"GET", b"HEAD")
+        if self.method in takes:
+            code, why = 413, "a request body is not accepted here"
+        else:
+            code, why = 405, f"this path takes {b', '.join(takes).decode()} only, without a body"
+            self.setHeader(b"allow", b", ".join(takes))
+        log.warn("refused a request with a body from {peer}: {method} {path}: {why}",
+                 event="request_body_refused", peer=_peer(self.getClientAddress()),
+                 method=_text(self.method, 20), path=_text(self.path, 100), code=code, why=why)
+        self.setResponseCode(code, _PHRASES.get(code))
+        self.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        self.setHeader(b"cache-control", b"no-store")
+        self.setHeader(b"connection", b"close")
+        body = f"{why}\n".encode()
+        self.setHeader(b"content-length", b"%d" % len(body))
+        self.write(body)
+        self.finish()
+
+
+class RequestChannel(HeadersFirstChannel):
     """
     HTTP/1.1 with a deadline for each whole request: L{REQUEST_TIMEOUT} seconds from the
     connection (or from the end of the previous response) however the bytes trickle in.
     Twisted's own timeout starts over at every byte received, so one byte every few
     seconds would hold a connection for hours.
+
+    A request that announces a body is answered from its headers (L{DeviceRequest}); its
+    body is never read.
     """
 
     site: DeviceSite
@@ -170,6 +225,10 @@ class RequestChannel(HTTPChannel):
     def requestDone(self, request: Request) -> None:
         self._idle = True
         super().requestDone(request)
+
+    def body_announced(self, request: Request) -> None:
+        if isinstance(request, DeviceRequest):
+            request.body_announced = True
 
     def timeoutConnection(self) -> None:
         if not self._idle:
@@ -196,6 +255,7 @@ class DeviceSite(Site):
     """
 
     protocol = RequestChannel  # type: ignore[assignment]
+    requestFactory = DeviceRequest
     rejected: Counter[str]
 
 
@@ -204,18 +264,20 @@ def build_site(
     health: HealthResource,
     clock: object = None,
     pages: Mapping[bytes, IResource] | None = None,
+    allowed_origins: Iterable[str] = (),
 ) -> Site:
     """
     The site: C{/} health, C{/ws} and C{/ws/} devices, C{pages} (such as C{/status} and
     C{/metrics}), everything else 404. C{clock} runs its request timeout (the global
-    reactor when C{None}).
+    reactor when C{None}). Web pages of C{allowed_origins} (such as
+    C{http://192.0.2.5:8080}) may open the WebSocket; others are refused (403).
     """
     root = Resource()
     root.putChild(b"", health)
     rejected = getattr(ws_factory, "rejected", None)
     if not isinstance(rejected, Counter):
         rejected = Counter()
-    root.putChild(b"ws", DeviceSocketResource(ws_factory, rejected))
+    root.putChild(b"ws", DeviceSocketResource(ws_factory, rejected, allowed_origins))
     for name, page in (pages or {}).items():
         root.putChild(name, page)
     site = DeviceSite(root, logFormatter=access_log_line, timeout=REQUEST_TIMEOUT,

@@ -189,6 +189,7 @@ class Harness:
         rows_written: int = 0,
         limits: Limits | None = None,
         admission: Admission | None = None,
+        allowed_origins: tuple[str, ...] = (),
     ) -> None:
         self.clock = Clock()
         # Autobahn's handshake, ping and close timers.
@@ -207,7 +208,8 @@ class Harness:
             devices=lambda: len(self.factory.devices), rows_written=lambda: self.rows_written
         )
         # Twisted Web's own timeouts run on the clock too.
-        self.site: Site = build_site(self.factory, self.health, self.clock)
+        self.site: Site = build_site(self.factory, self.health, self.clock,
+                                     allowed_origins=allowed_origins)
         self._port = 40000
         #: Every connection made, in order.
         self.connections: list[Connection] = []

@@ -9,10 +9,11 @@ page C{tests/browser/device.html}, with the device's plan filled in, and receive
 reports. Chromium opens the page; the page opens C{new WebSocket(url)} (no subprotocol, no
 option), answers the bootstrap requests with a fixture's full status, sends one
 C{NotifyStatus}, and reports (C{POST /exchanged}) what was negotiated and which requests it
-got. The service is then stopped (a clean stop closes each device's connection with 1001
-and writes the minute in progress, minute-log rule 6), and the page reports the close
-(C{POST /closed}). The test checks the CSV rows, the handshake, the requests, the close and
-the server's log.
+got. Chromium sends the page's C{Origin}, so the service is started with C{--allow-origin}
+for it; without the option the same page is refused (403). The service is then stopped (a
+clean stop closes each device's connection with 1001 and writes the minute in progress,
+minute-log rule 6), and the page reports the close (C{POST /closed}). The test checks the CSV
+rows, the handshake, the requests, the close and the server's log.
 
 A page cannot see the headers of its own handshake, and shellylog logs none of them, so the
 WebSocket goes through a plain TCP proxy of the test's own, which keeps the heads of the
@@ -185,6 +186,9 @@ class Reports:
             waiting.callback(report)
         elif name == "closed":
             self.failed(FailTest(f"the WebSocket closed before the exchange: {report}"))
+        elif wanted == "closed":
+            # A refusal was expected; the page got through instead.
+            self.failed(FailTest(f"the page reported {name} before the close: {report}"))
 
     def failed(self, error: FailTest) -> None:
         """Fail the wait for a report, if there is one."""
@@ -250,9 +254,11 @@ class PageSite(Site):
 
     protocol = TrackedChannel  # type: ignore[assignment]
 
-    def __init__(self, page: bytes, reports: Reports) -> None:
+    def __init__(self, reports: Reports, page: bytes = b"") -> None:
         root = Resource()
-        root.putChild(b"", PageResource(page))
+        #: The device page (its plan names the proxy's port, known after this site's).
+        self.page = PageResource(page)
+        root.putChild(b"", self.page)
         for name in ("exchanged", "closed", "problem"):
             root.putChild(name.encode("ascii"), ReportResource(reports, name))
         super().__init__(root)
@@ -446,24 +452,39 @@ class BrowserTests(RealReactorTestCase):
         """
         return ensureDeferred(self.browser_device())
 
-    async def browser_device(self) -> None:
-        """Run the page through the whole exchange and the stop, and check it all."""
-        chromium = tool("chromium")
-        service, port = await start_service(
-            self, ["--port", "tcp:0:interface=127.0.0.1", "--csv", self.csv, "--poll", "0"]
-        )
-        factory = device_factory(service)
-        watch = UpdateWatch(factory.sink, DEVICE, UPDATE_APOWER)
-        self.patch(factory, "sink", watch)
+    def test_chromium_refused_without_allow_origin(self) -> Deferred[None]:
+        """
+        The same page, without C{--allow-origin} for it: Chromium sends its page's
+        C{Origin}, the handshake is answered 403 (the page sees only a failed WebSocket,
+        1006), counted as C{bad_origin}, logged with the origin, and nothing of the page
+        reaches the tracker.
+        """
+        return ensureDeferred(self.browser_refused())
 
+    async def open_page(self, admitted: bool) -> tuple[Any, HandshakeProxy, Reports, Browser,
+                                                       str]:
+        """
+        Start the service (with C{--allow-origin} for the page's origin if C{admitted}), a
+        proxy and the page's web server; open the page in Chromium, once the current
+        minute has room for the exchange. Returns the service, the proxy, the reports,
+        Chromium and the page's origin.
+        """
+        chromium = tool("chromium")
+        reports = Reports()
+        site = PageSite(reports)
+        web_port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(close_listener, web_port, site.connections)
+        # What Chromium sends as the WebSocket's Origin: the page's scheme, host and port.
+        origin = f"http://127.0.0.1:{web_port.getHost().port}"
+        service, port = await start_service(
+            self, ["--port", "tcp:0:interface=127.0.0.1", "--csv", self.csv, "--poll", "0",
+                   *(["--allow-origin", origin] if admitted else [])]
+        )
         proxy = HandshakeProxy("127.0.0.1", port)
         proxy_port = reactor.listenTCP(0, proxy, interface="127.0.0.1")
         self.addCleanup(close_listener, proxy_port, proxy.connections)
         plan = {**device_plan(), "url": f"ws://127.0.0.1:{proxy_port.getHost().port}/ws"}
-        reports = Reports()
-        site = PageSite(page_with(plan), reports)
-        web_port = reactor.listenTCP(0, site, interface="127.0.0.1")
-        self.addCleanup(close_listener, web_port, site.connections)
+        site.page.page = page_with(plan)
 
         # Chromium's profile and home: its own, so it reads and writes nothing of the user's.
         profile = os.path.join(self.folder, "chromium")
@@ -473,13 +494,41 @@ class BrowserTests(RealReactorTestCase):
                "XDG_CACHE_HOME": os.path.join(home, ".cache")}
         env.pop("CHROMIUM_FLAGS", None)  # Debian's launcher would add them
         argv = [chromium, *CHROMIUM_SWITCHES, f"--user-data-dir={os.path.join(profile, 'data')}",
-                f"http://127.0.0.1:{web_port.getHost().port}/"]
+                f"{origin}/"]
 
         await room_in_minute(EXCHANGE_ROOM)
-        first = minute_now()
         browser = Browser(reports, profile)
         reactor.spawnProcess(browser, chromium, argv, env=env, path=self.folder)
         self.addCleanup(browser.stop)
+        return service, proxy, reports, browser, origin
+
+    async def browser_refused(self) -> None:
+        """Open the page without its origin admitted, and check the refusal."""
+        service, proxy, reports, _browser, origin = await self.open_page(admitted=False)
+        factory = device_factory(service)
+        closed = await reports.next("closed")
+        self.assertEqual((closed["opened"], closed["code"]), (False, 1006), closed)
+        request_line, request_headers = parse_head(bytes(proxy.request_head))
+        self.assertEqual(request_line, "GET /ws HTTP/1.1")
+        self.assertEqual(request_headers["origin"], [origin])
+        status_line, response_headers = parse_head(bytes(proxy.response_head))
+        self.assertEqual(status_line, "HTTP/1.1 403 Forbidden")
+        self.assertNotIn("sec-websocket-accept", response_headers)
+        self.assertEqual(factory.rejected, {"bad_origin": 1})
+        self.assertEqual(factory.devices, {})
+        (refused,) = [e for e in self.events if e.get("event") == "origin_refused"]
+        self.assertEqual(refused["origin"], origin)
+        await service.stopService()
+        with open(self.csv, encoding="utf-8", newline="") as f:
+            self.assertEqual(f.read().splitlines(), [HEADER])
+
+    async def browser_device(self) -> None:
+        """Run the page through the whole exchange and the stop, and check it all."""
+        service, proxy, reports, _browser, origin = await self.open_page(admitted=True)
+        first = minute_now()
+        factory = device_factory(service)
+        watch = UpdateWatch(factory.sink, DEVICE, UPDATE_APOWER)
+        self.patch(factory, "sink", watch)
 
         exchanged = await reports.next("exchanged")
         await watch.seen
@@ -515,6 +564,8 @@ class BrowserTests(RealReactorTestCase):
         self.assertEqual(proxy.accepted, 1)
         request_line, request_headers = parse_head(bytes(proxy.request_head))
         self.assertEqual(request_line, "GET /ws HTTP/1.1")
+        # Admitted by --allow-origin.
+        self.assertEqual(request_headers["origin"], [origin])
         (offer,) = request_headers.get("sec-websocket-extensions", [""])
         self.assertTrue(offer.startswith(DEFLATE), request_headers)
         status_line, response_headers = parse_head(bytes(proxy.response_head))

@@ -11,10 +11,11 @@ import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.http_headers import Headers
 
-from shellylog.handshake import Refusal, check_handshake
+from shellylog.handshake import Refusal, check_handshake, origin_key
 from shellylog.web import REQUEST_TIMEOUT
 from tests.helpers import DEVICE, Harness, RawClient, capture_log, unclean
 
@@ -46,12 +47,19 @@ def headers_of(pairs: list[tuple[bytes, bytes]]) -> Headers:
     return headers
 
 
+#: The origin the site admits in these tests (C{--allow-origin}), as a page would send it.
+ADMITTED = "http://192.0.2.5:8080"
+#: What a page whose origin is not admitted gets.
+BAD_ORIGIN = "this Origin is not allowed (see --allow-origin)"
+
+
 class CheckTests(SynchronousTestCase):
     """L{check_handshake}, the pure rules."""
 
     def check(self, pairs: list[tuple[bytes, bytes]], method: bytes = b"GET",
-              version: bytes = b"HTTP/1.1") -> Refusal | None:
-        return check_handshake(method, version, headers_of(pairs))
+              version: bytes = b"HTTP/1.1", allowed: frozenset[bytes] = frozenset()
+              ) -> Refusal | None:
+        return check_handshake(method, version, headers_of(pairs), allowed)
 
     def test_device_handshake(self) -> None:
         self.assertIsNone(self.check(GOOD))
@@ -86,6 +94,38 @@ class CheckTests(SynchronousTestCase):
                 refusal = self.check(replaced(b"Sec-WebSocket-Key", *values))
                 self.assertEqual(refusal and refusal.code, 400)
 
+    def test_origin_refused_unless_admitted(self) -> None:
+        """Any Origin (a web page's) is refused with 403, counted apart, unless admitted."""
+        for origin in [b"https://evil.example", b"null", b"http://192.0.2.5:8080", b"",
+                       b"\x1b[2J"]:
+            with self.subTest(origin=origin):
+                self.assertEqual(self.check([*GOOD, (b"Origin", origin)]),
+                                 Refusal(403, BAD_ORIGIN, counted="bad_origin", origin=origin))
+
+    def test_origin_admitted(self) -> None:
+        allowed = frozenset({origin_key(ADMITTED), origin_key("null")})
+        for origin in [b"http://192.0.2.5:8080", b"HTTP://192.0.2.5:8080", b"null"]:
+            with self.subTest(origin=origin):
+                self.assertIsNone(self.check([*GOOD, (b"Origin", origin)], allowed=allowed))
+
+    def test_origin_not_admitted(self) -> None:
+        """Exact origins: another port, scheme, host or a path is another origin."""
+        allowed = frozenset({origin_key(ADMITTED)})
+        for origins in [(b"null",), (b"http://192.0.2.5",), (b"https://192.0.2.5:8080",),
+                        (b"http://192.0.2.50:8080",), (b"http://192.0.2.5:8080/",),
+                        (b"http://192.0.2.5:8080", b"http://192.0.2.5:8080"),
+                        (b"http://192.0.2.5:8080, https://evil.example",)]:
+            with self.subTest(origins=origins):
+                refusal = self.check([*GOOD, *((b"Origin", o) for o in origins)],
+                                     allowed=allowed)
+                self.assertEqual((refusal and refusal.code, refusal and refusal.counted),
+                                 (403, "bad_origin"))
+
+    def test_broken_handshake_named_before_its_origin(self) -> None:
+        refusal = self.check([*replaced(b"Sec-WebSocket-Version", b"8"),
+                              (b"Origin", b"https://evil.example")])
+        self.assertEqual(refusal and (refusal.code, refusal.counted), (426, "bad_handshake"))
+
     def test_missing(self) -> None:
         for name in [b"Host", b"Upgrade", b"Connection"]:
             with self.subTest(name=name):
@@ -96,9 +136,12 @@ class CheckTests(SynchronousTestCase):
 
 
 class SiteCase(SynchronousTestCase):
+    #: C{--allow-origin}.
+    allowed_origins: tuple[str, ...] = (ADMITTED,)
+
     def setUp(self) -> None:
         self.events = capture_log(self)
-        self.harness = Harness(self)
+        self.harness = Harness(self, allowed_origins=self.allowed_origins)
 
     def send(self, data: bytes) -> RawClient:
         raw, _connection = self.harness.connect_raw(data)
@@ -150,6 +193,10 @@ class OddButLegalTests(SiteCase):
         self.assert_upgraded(request([*GOOD, (b"Sec-WebSocket-Protocol", b"chat"),
                                       (b"Sec-WebSocket-Protocol", b"json-rpc")]), b"json-rpc")
         self.assert_upgraded(request([*GOOD, (b"Sec-WebSocket-Protocol", b"chat, mqtt")]))
+
+    def test_admitted_origin(self) -> None:
+        self.assert_upgraded(request([*GOOD, (b"Origin", ADMITTED.encode())]))
+        self.assert_upgraded(request([*GOOD, (b"origin", ADMITTED.upper().encode())]))
 
     def test_header_names_in_any_case(self) -> None:
         self.assert_upgraded(request([(n.lower(), v) for n, v in GOOD]))
@@ -213,6 +260,59 @@ class BrokenTests(SiteCase):
         self.assertEqual(raw.headers[b"allow"], b"GET")
 
 
+class OriginTests(SiteCase):
+    """
+    A handshake with an Origin not admitted: 403 at once, before Autobahn sees it; counted
+    as C{bad_origin}; logged once, with the origin escaped and cut short; devices (which
+    send no Origin) served after.
+    """
+
+    def assert_origin_refused(self, *origins: bytes) -> RawClient:
+        raw = self.send(request([*GOOD, *((b"Origin", o) for o in origins)]))
+        self.assertEqual(raw.status_line, b"HTTP/1.1 403 Forbidden")
+        self.assertNotIn(b"sec-websocket-accept", raw.headers)
+        self.assertEqual(raw.body, BAD_ORIGIN.encode() + b"\n")
+        self.assertFalse(self.harness.connections[-1].upgraded)
+        self.assertEqual(self.harness.factory.rejected, {"bad_origin": 1})
+        self.assertEqual(self.harness.factory.getConnectionCount(), 0)
+        (refused,) = [e for e in self.events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual((refused["event"], refused["code"]), ("origin_refused", 403))
+        self.assertEqual(refused["peer"], "192.0.2.7:40001")
+        self.assertEqual(unclean(self.events, warnings=False), [])
+        self.assert_device_served()
+        return raw
+
+    def test_evil_page(self) -> None:
+        self.assert_origin_refused(b"https://evil.example")
+        (refused,) = [e for e in self.events if e.get("event") == "origin_refused"]
+        self.assertEqual(refused["origin"], "https://evil.example")
+        self.assertIn("https://evil.example", formatEvent(refused))
+
+    def test_null_not_admitted_unless_given(self) -> None:
+        self.assert_origin_refused(b"null")
+
+    def test_escaped_and_cut_short(self) -> None:
+        self.assert_origin_refused(b"http://\x1b[2J\"" + b"x" * 500)
+        (refused,) = [e for e in self.events if e.get("event") == "origin_refused"]
+        self.assertEqual(refused["origin"], "http://\\x1b[2J\\x22" + "x" * 88)  # 100 bytes
+        self.assertNotIn("\x1b", formatEvent(refused))
+
+    def test_twice(self) -> None:
+        self.assert_origin_refused(ADMITTED.encode(), ADMITTED.encode())
+
+
+class NullOriginTests(SiteCase):
+    """C{--allow-origin null} admits C{Origin: null}: Autobahn's own check does not veto."""
+
+    allowed_origins = ("null",)
+
+    def test_null_admitted(self) -> None:
+        raw = self.send(request([*GOOD, (b"Origin", b"null")]))
+        self.assertEqual(raw.status_line, b"HTTP/1.1 101 Switching Protocols")
+        self.assertTrue(self.harness.connections[-1].upgraded)
+        self.assertEqual(self.harness.factory.rejected, {})
+
+
 # -- generated handshakes ----------------------------------------------------------------
 
 #: Offers a server may decline (extensions) or choose from (subprotocols): all legal.
@@ -230,7 +330,8 @@ VALUES: dict[bytes, list[bytes]] = {
     b"Sec-WebSocket-Version": [b"13", b"8", b"0", b"13, 8", b"99999999999999999999"],
     b"Sec-WebSocket-Extensions": EXTENSIONS,
     b"Sec-WebSocket-Protocol": [b"json-rpc", b"chat, json-rpc", b"a, a", b""],
-    b"Origin": [b"null", b"http://192.0.2.1", b"::::", b"https://evil.example"],
+    b"Origin": [b"null", b"http://192.0.2.1", b"::::", b"https://evil.example",
+                ADMITTED.encode()],
     b"Content-Length": [b"0", b"5", b"-1", b"x"],
     b"Transfer-Encoding": [b"chunked", b"gzip"],
     b"X-Junk": [b""],
@@ -249,9 +350,13 @@ def any_case(name: bytes) -> st.SearchStrategy[bytes]:
 def legal(draw: st.DrawFn) -> tuple[list[tuple[bytes, bytes]], bool]:
     """
     A device's handshake with offers added (extensions, subprotocols, each header perhaps
-    twice), header names in any case, in any order; and whether C{json-rpc} is offered.
+    twice), perhaps with an admitted Origin (its letters in any case), header names in any
+    case, in any order; and whether C{json-rpc} is offered.
     """
     pairs = [(draw(any_case(n)), v) for n, v in GOOD]
+    # A web page's, admitted by --allow-origin (devices and libraries send none).
+    if draw(st.booleans()):
+        pairs.append((draw(any_case(b"Origin")), draw(any_case(ADMITTED.encode()))))
     # Extensions in one header or two (and perhaps twice). Subprotocols must be unique
     # (RFC 6455, section 4.1), in one header or split over two.
     for values in draw(st.lists(st.lists(st.sampled_from(EXTENSIONS), min_size=1, max_size=3),

@@ -9,9 +9,11 @@ from __future__ import annotations
 import gc
 import glob
 import inspect
+import io
 import json
 import os
 import pprint
+import tempfile
 import weakref
 
 import autobahn.websocket.protocol as autobahn_protocol
@@ -19,9 +21,12 @@ from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.compress import PerMessageDeflateOffer
 from autobahn.websocket.protocol import Timings
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
 
 from shellylog import internals
 from shellylog.internals import (
@@ -312,6 +317,116 @@ class HttpChannelTests(SynchronousTestCase):
         self.assertIsNone(gone())
 
 
+class OriginNeutralTests(SynchronousTestCase):
+    """
+    C{allowedOrigins} and C{allowNullOrigin}: with L{protocol_options}, Autobahn's own
+    origin check admits every origin, so that C{--allow-origin} (checked before Autobahn
+    sees the handshake) alone decides.
+    """
+
+    def test_any_origin_upgraded_by_autobahn(self) -> None:
+        harness = Harness(self)
+        for origin in [b"null", b"https://evil.example", b"http://192.0.2.5:8080"]:
+            with self.subTest(origin=origin):
+                transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.9", 4321))
+                protocol = harness.factory.buildProtocol(transport.getPeer())
+                assert protocol is not None
+                protocol.makeConnection(transport)
+                protocol.dataReceived(UPGRADE + b"Origin: " + origin + b"\r\n\r\n")
+                self.assertTrue(transport.value().startswith(b"HTTP/1.1 101 "),
+                                transport.value())
+
+
+class BodyChannel(internals.HeadersFirstChannel):
+    """Records what Twisted tells L{internals.HeadersFirstChannel}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lengths: list[int | None] = []
+        self.announced: list[Request] = []
+
+    def allHeadersReceived(self) -> None:
+        self.lengths.append(self.length)
+        super().allHeadersReceived()
+
+    def body_announced(self, request: Request) -> None:
+        self.announced.append(request)
+
+
+class Page(Resource):
+    """Answers C{ok}, and keeps the content each request had when it was rendered."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contents: list[bytes] = []
+
+    def render_GET(self, request: Request) -> bytes:
+        assert request.content is not None
+        self.contents.append(request.content.read())
+        return b"ok"
+
+    render_POST = render_GET
+
+
+class HeadersFirstTests(SynchronousTestCase):
+    """
+    C{HTTPChannel.allHeadersReceived}, C{length}, C{requests} and C{persistent}, with a
+    plain Twisted site: a request that announces a body is rendered from its headers, no
+    content file is made for its body and none of it is read, and the connection is
+    closed after the answer.
+    """
+
+    def setUp(self) -> None:
+        self.spooled: list[object] = []
+
+        def temporary_file(*args: object, **kwargs: object) -> io.BytesIO:
+            self.spooled.append(args)
+            return io.BytesIO()
+
+        self.patch(tempfile, "TemporaryFile", temporary_file)
+        self.page = Page()
+        # Its request timeout on a clock of its own, not on the global reactor.
+        site = Site(self.page, reactor=Clock())
+        site.protocol = BodyChannel  # type: ignore[assignment]
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.9", 4321))
+        channel = site.buildProtocol(self.transport.getPeer())
+        assert isinstance(channel, BodyChannel)
+        self.channel = channel
+        channel.makeConnection(self.transport)
+
+    def send(self, head: bytes, body: bytes = b"") -> None:
+        self.channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n" + body)
+
+    def assert_rendered_at_once(self) -> None:
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 200 OK"),
+                        self.transport.value())
+        self.assertTrue(self.transport.value().endswith(b"ok"), self.transport.value())
+        self.assertNotIn(b"100 Continue", self.transport.value())
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(len(self.channel.announced), 1)
+        self.assertEqual(self.page.contents, [b""])
+        self.assertEqual(self.spooled, [])
+
+    def test_content_length(self) -> None:
+        self.send(b"Content-Length: 100000000000\r\nExpect: 100-continue\r\n", b"x" * 1000)
+        self.assertEqual(self.channel.lengths, [100000000000])
+        self.assert_rendered_at_once()
+
+    def test_chunked(self) -> None:
+        self.send(b"Transfer-Encoding: chunked\r\n", b"3\r\nabc\r\n")
+        self.assertEqual(self.channel.lengths, [None])
+        self.assert_rendered_at_once()
+
+    def test_no_body(self) -> None:
+        self.send(b"Content-Length: 0\r\n")
+        self.assertEqual(self.channel.lengths, [0])
+        self.assertEqual(self.channel.announced, [])
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 200 OK"))
+        self.assertFalse(self.transport.disconnecting)
+
+
 class ProcessPatchesTests(SynchronousTestCase):
     """The module-level C{pformat} and C{hltype}, and C{Timings.__str__}."""
 
@@ -390,7 +505,7 @@ class OneDoorTests(SynchronousTestCase):
                "localCloseCode", "sendCloseFrame", "STATE_OPEN", "onAutoPingTimeout",
                "CONFIG_ATTRS", "_networkProducer", "pformat", "hltype", "Timings",
                "onFrameData", "onMessageEnd", "_raiseSynchronously", "_fail_connection",
-               "onMessageFrameBegin")
+               "onMessageFrameBegin", "allHeadersReceived", "allowNullOrigin", "allowedOrigins")
 
     def test_only_the_door(self) -> None:
         folder = os.path.dirname(internals.__file__)

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import autobahn.websocket.protocol as autobahn_protocol
 from autobahn.websocket.protocol import Timings
+from prometheus_client import CollectorRegistry
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IServiceMaker, MultiService
 from twisted.internet.error import CannotListenError
@@ -29,10 +30,12 @@ from zope.interface import implementer
 from shellylog import tap
 from shellylog.admission import Admission, TokenRule
 from shellylog.csvlog import CsvSink
+from shellylog.metrics import ShellylogCollector
 from shellylog.minutes import MinuteService
 from shellylog.protocol import Limits
 from shellylog.tap import Options, makeService
 from tests.stack import Stack, notify, switch
+from tests.test_web import raw_upgrade
 
 
 def parse(*args: str) -> Options:
@@ -40,6 +43,14 @@ def parse(*args: str) -> Options:
     options = Options()
     options.parseOptions(list(args))
     return options
+
+
+def rejected_in_metrics(stack: Stack) -> dict[str, float]:
+    """C{shellylog_frames_rejected_total} of C{stack}, by reason, as /metrics serves it."""
+    registry = CollectorRegistry()
+    registry.register(ShellylogCollector(stack.factory, stack.sink, stack.minutes))
+    return {sample.labels["reason"]: sample.value for family in registry.collect()
+            for sample in family.samples if sample.name == "shellylog_frames_rejected_total"}
 
 
 class OptionsDefaultsTests(TestCase):
@@ -547,6 +558,58 @@ class HardeningOptionsTests(TestCase):
 
     def test_allow_empty(self) -> None:
         self.assertRejected("--allow", " ")
+
+    def upgrade_status(self, stack: Stack, origin: bytes | None) -> bytes:
+        """The status line a handshake to C{stack} with C{origin} (none: no header) gets."""
+        data = raw_upgrade(b"/ws")
+        if origin is not None:
+            data = data[:-2] + b"Origin: " + origin + b"\r\n\r\n"
+        raw, _connection = stack.harness.connect_raw(data)
+        return raw.status_line
+
+    def test_allow_origin_default_none(self) -> None:
+        """Without the option, a handshake with any Origin is refused; devices send none."""
+        self.assertEqual(parse()["allow-origin"], [])
+        stack = Stack(self)
+        for origin in [b"https://evil.example", b"null", b"http://127.0.0.1:5000"]:
+            with self.subTest(origin=origin):
+                self.assertEqual(self.upgrade_status(stack, origin), b"HTTP/1.1 403 Forbidden")
+        self.assertEqual(stack.factory.rejected, {"bad_origin": 3})
+        self.assertEqual(self.upgrade_status(stack, None), b"HTTP/1.1 101 Switching Protocols")
+        self.assertEqual(rejected_in_metrics(stack), {"bad_origin": 3.0})
+
+    def test_request_body_counted(self) -> None:
+        """A request with a body, refused, is counted where /metrics reads it."""
+        stack = Stack(self)
+        raw, _connection = stack.harness.connect_raw(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000000\r\n\r\n")
+        self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 405 "), raw.status_line)
+        self.assertEqual(rejected_in_metrics(stack), {"request_body": 1.0})
+
+    def test_allow_origin_repeatable(self) -> None:
+        stack = Stack(self, "--allow-origin", "HTTP://192.0.2.5:8080", "--allow-origin", "null",
+                      "--allow-origin", "https://shelly.example:443")
+        self.assertEqual(stack.options["allow-origin"],
+                         ["http://192.0.2.5:8080", "null", "https://shelly.example"])
+        for origin in [b"http://192.0.2.5:8080", b"null", b"https://shelly.example"]:
+            with self.subTest(origin=origin):
+                self.assertEqual(self.upgrade_status(stack, origin),
+                                 b"HTTP/1.1 101 Switching Protocols")
+        for origin in [b"http://192.0.2.5:8081", b"https://192.0.2.5:8080",
+                       b"http://shelly.example", b"https://evil.example"]:
+            with self.subTest(origin=origin):
+                self.assertEqual(self.upgrade_status(stack, origin), b"HTTP/1.1 403 Forbidden")
+        self.assertEqual(stack.factory.rejected, {"bad_origin": 4})
+        self.assertEqual(stack.get_status()["server"]["options"]["allow-origin"],
+                         ["http://192.0.2.5:8080", "null", "https://shelly.example"])
+
+    def test_allow_origin_bad(self) -> None:
+        message = self.assertRejected("--allow-origin", "http://*.example")
+        self.assertIn("not a pattern", message)
+        for value in ["", "*", "example.com", "http://x/", "http://x/path", "ftp://x",
+                      "http://", "http://x:abc", "http://x:99999", "http://u@x", "NULL x"]:
+            with self.subTest(value=value):
+                self.assertRejected("--allow-origin", value)
 
     # -- a CSV file that is not ours ---------------------------------------------------
 
