@@ -691,6 +691,28 @@ class PingTimeoutTests(HardeningCase):
         # The good device answered every ping meanwhile.
         self.assert_good_served()
 
+    def test_chatty_peer_that_never_answers_dropped(self) -> None:
+        """Frames (a fragment every 25 s) do not stand in for the answer to a ping."""
+        client, connection = self.connect_bad()
+        # From now on the device hears nothing, so it answers no ping, but it sends.
+        client.dataReceived = lambda data: None  # type: ignore[method-assign]
+        start = self.harness.clock.seconds()
+        sent = start
+        client.beginMessage()
+        while BAD in self.factory.devices:
+            self.assertLess(self.harness.clock.seconds() - start, 120, "never dropped")
+            if self.harness.clock.seconds() - sent >= 25:
+                client.beginMessageFrame(1)
+                client.sendMessageFrameData(b" ")
+                sent = self.harness.clock.seconds()
+            self.harness.advance(0.5, step=0.5)
+        lost_after = self.harness.clock.seconds() - start
+        self.assertGreaterEqual(lost_after, 55)
+        self.assertLessEqual(lost_after, 65)
+        self.assertEqual(self.factory.rejected, {"ping_timeout": 1})
+        self.assert_bad_kept()
+        self.assert_good_served()
+
     def test_answering_peer_kept(self) -> None:
         client, connection = self.connect_bad()
         self.harness.advance(600, step=5)
