@@ -16,7 +16,7 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -46,6 +46,9 @@ MAX_OUTSTANDING = 64
 # Binary frames tolerated on one connection before it is closed: devices never send any.
 MAX_BINARY = 10
 RATE_WINDOW = 60.0
+#: Seconds a connection has, from its open, to name its device (a frame with a valid src);
+#: a nameless one would hold a connection slot for nothing.
+NAME_TIMEOUT = 30.0
 
 # WebSocket close codes (RFC 6455, section 7.4.1).
 CLOSE_NORMAL = 1000
@@ -89,11 +92,14 @@ class Limits:
     @ivar max_rate: frames per minute per connection (beyond: dropped; beyond twice
         that: closed with 1008).
     @ivar max_connections: open WebSocket connections (beyond: HTTP 503 at the handshake).
+    @ivar max_per_address: open WebSocket connections from one IP address (beyond: HTTP
+        503 at the handshake), so that one host cannot take every slot.
     """
 
     max_message: int = 256 * 1024
     max_rate: int = 600
     max_connections: int = 10000
+    max_per_address: int = 200
 
 
 class ReadingSink(Protocol):
@@ -129,6 +135,9 @@ class ShellyServerProtocol(ServerProtocol):
         self._window_frames = 0
         self._record: DeviceRecord | None = None
         self._opened = False
+        # The peer's IP address, once it is counted in factory.per_address.
+        self._address: str | None = None
+        self._name_timer: IDelayedCall | None = None
 
     # -- handshake and life cycle ------------------------------------------------------
 
@@ -141,6 +150,17 @@ class ShellyServerProtocol(ServerProtocol):
                      event="connection_refused", peer=self.peer,
                      limit=limit)
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
+        address = self.factory.address_of(self)
+        per_address = self.factory.per_address
+        per_limit = self.factory.limits.max_per_address
+        if per_address[address] >= per_limit:
+            self.factory.rejected["too_many_from_address"] += 1
+            log.warn("refused {peer}: more than {limit} connections from its address",
+                     event="connection_refused", peer=self.peer, limit=per_limit)
+            raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE,
+                                 "too many connections from this address")
+        per_address[address] += 1
+        self._address = address
         tokens = request.params.get("token") or [None]
         admitted = self.factory.admission.admit(tokens[0])
         if admitted is None:
@@ -158,6 +178,7 @@ class ShellyServerProtocol(ServerProtocol):
         self._opened = True
         self.factory.connections_opened += 1
         self.factory.open_connections.add(self)
+        self._name_timer = self.factory.clock.callLater(NAME_TIMEOUT, self._nameless)
         self.send_request(ENABLE_NOTIFY, {"enable": True})
         self.send_request(GET_STATUS)
         interval = self.factory.poll_interval
@@ -166,7 +187,19 @@ class ShellyServerProtocol(ServerProtocol):
             self._poller.clock = self.factory.clock
             self._poller.start(interval, now=False)
 
+    def _nameless(self) -> None:
+        self._name_timer = None
+        if self.device_id is None:
+            self.factory.rejected["no_device"] += 1
+            self._close(CLOSE_POLICY_VIOLATION, "no device id")
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._name_timer is not None and self._name_timer.active():
+            self._name_timer.cancel()
+        self._name_timer = None
+        if self._address is not None:
+            self.factory.address_closed(self._address)
+            self._address = None
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
@@ -312,6 +345,9 @@ class ShellyServerProtocol(ServerProtocol):
                 self._close(CLOSE_POLICY_VIOLATION, "device not allowed")
                 raise FrameError("not_allowed", f"device {src} is not allowed here")
             self.device_id = src
+            if self._name_timer is not None and self._name_timer.active():
+                self._name_timer.cancel()
+            self._name_timer = None
             self._record = self.factory.bind(self)
             self._record.frames += 1
             self._record.last_frame_at = self.factory.clock.seconds()
@@ -400,6 +436,8 @@ class ShellyServerFactory(ServerFactory):
         self.connections_closed = 0
         #: Every connection whose WebSocket opened and has not closed yet.
         self.open_connections: set[ShellyServerProtocol] = set()
+        #: Open WebSocket connections (past onConnect) by the peer's IP address.
+        self.per_address: Counter[str] = Counter()
         self._all_closed: list[Deferred[None]] = []
         # max_connections is checked in onConnect, to count and log the refusal.
         self.setProtocolOptions(**protocol_options(limits.max_message))
@@ -428,6 +466,20 @@ class ShellyServerFactory(ServerFactory):
                      event="device_replaced", device=device_id)
             old.sendClose(code=1000, reason="replaced by a newer connection")
         return record
+
+    @staticmethod
+    def address_of(connection: ShellyServerProtocol) -> str:
+        """The IP address (or, for other transports, the address) of C{connection}'s peer."""
+        assert connection.transport is not None
+        peer = connection.transport.getPeer()
+        return str(getattr(peer, "host", peer))
+
+    def address_closed(self, address: str) -> None:
+        """A connection counted under C{address} has closed."""
+        self.per_address[address] -= 1
+        if self.per_address[address] <= 0:
+            # Not kept at zero: one entry per address ever seen would grow for good.
+            del self.per_address[address]
 
     def connection_ended(self, connection: ShellyServerProtocol) -> None:
         """C{connection}'s WebSocket, which had opened, has closed."""

@@ -209,6 +209,8 @@ class Harness:
         # Twisted Web's own timeouts run on the clock too.
         self.site: Site = build_site(self.factory, self.health, self.clock)
         self._port = 40000
+        #: The address the next clients connect from.
+        self.client_host = "192.0.2.7"
         #: Every connection made, in order.
         self.connections: list[Connection] = []
 
@@ -224,7 +226,7 @@ class Harness:
     def _connect(self, client: Protocol, client_transport_protocol: Protocol) -> Connection:
         self._port += 1
         server_addr = IPv4Address("TCP", "127.0.0.1", 5000)
-        client_addr = IPv4Address("TCP", "192.0.2.7", self._port)
+        client_addr = IPv4Address("TCP", self.client_host, self._port)
         server = self.site.buildProtocol(client_addr)
         assert server is not None
         server_transport = FakeTransport(

@@ -657,16 +657,16 @@ class HttpTimeoutTests(HardeningCase):
     def test_raw_websocket_after_handshake(self) -> None:
         """
         A peer that finished its handshake and then says nothing is not cut at the HTTP
-        deadline: it is the ping timeout that ends it.
+        deadline: it is the deadline for naming its device (30 s) that ends it.
         """
         raw, connection = self.harness.connect_raw(raw_upgrade(b"/ws"))
         self.assertEqual(raw.status_line, b"HTTP/1.1 101 Switching Protocols")
-        self.harness.advance(30)
+        self.harness.advance(29)
         self.assertFalse(raw.lost)
         self.assertEqual(connection.server.state, OPEN)
-        self.harness.advance(40)
+        self.harness.advance(41)
         self.assertTrue(raw.lost)
-        self.assertEqual(self.factory.rejected, {"ping_timeout": 1})
+        self.assertEqual(self.factory.rejected, {"no_device": 1})
         self.assert_good_served()
 
 
@@ -693,7 +693,7 @@ class PingTimeoutTests(HardeningCase):
 
     def test_chatty_peer_that_never_answers_dropped(self) -> None:
         """Frames (a fragment every 25 s) do not stand in for the answer to a ping."""
-        client, connection = self.connect_bad()
+        client, _ = self.connect_bad()
         # From now on the device hears nothing, so it answers no ping, but it sends.
         client.dataReceived = lambda data: None  # type: ignore[method-assign]
         start = self.harness.clock.seconds()
@@ -751,6 +751,73 @@ class ConnectionLimitTests(HardeningCase):
         fourth, _ = self.harness.connect_ws("/ws")
         self.assertTrue(fourth.opened)
         self.assert_good_served()
+
+
+class NoDeviceTests(HardeningCase):
+    """A connection must name its device (a frame with a valid src) within 30 s."""
+
+    def test_nameless_closed_after_30_s(self) -> None:
+        client, connection = self.connect_bad(device=None)
+        peer = connection.server.peer
+        # Frames without a usable src do not name a device.
+        client.send_json({"method": "NotifyStatus", "params": {}})
+        self.harness.advance(29)
+        self.assert_still_open(client, connection)
+        self.harness.advance(2)
+        self.assert_close_code(client, connection, 1008)
+        assert client.closed is not None
+        self.assertEqual(client.closed[2], "no device id")
+        self.assertEqual(self.factory.rejected["no_device"], 1)
+        self.assert_logged_once("no device id", peer)
+        self.assertEqual(self.factory.records.keys(), {self.good_id})
+        self.assert_good_served()
+
+    def test_named_device_kept(self) -> None:
+        client, connection = self.connect_bad()
+        self.harness.advance(120, step=5)
+        self.assert_still_open(client, connection)
+        self.assertNotIn("no_device", self.factory.rejected)
+        self.assert_good_served()
+
+
+class PerAddressLimitTests(HardeningCase):
+    """More than max_per_address WebSockets from one host: HTTP 503 at the handshake."""
+
+    # The good device and every client of the harness share the address 192.0.2.7.
+    limits = Limits(max_per_address=2)
+
+    def test_third_from_one_address_refused(self) -> None:
+        client, connection = self.connect_bad()
+        third, third_connection = self.harness.connect_ws("/ws")
+        self.assertFalse(third.opened)
+        assert third.closed is not None
+        self.assertIn("503", third.closed[2] or "")
+        raw, _ = self.harness.connect_raw(raw_upgrade(b"/ws"))
+        self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 503"), raw.status_line)
+        self.assertEqual(self.factory.rejected, {"too_many_from_address": 2})
+        warnings = [formatEvent(e) for e in warn_events(self.events)]
+        self.assertEqual(len(warnings), 2)
+        self.assertIn(third_connection.server.peer, warnings[0])
+        self.assertIn("more than 2 connections from its address", warnings[0])
+        self.assert_good_served()
+        self.assert_still_open(client, connection)
+        # Once one leaves, that address may connect again.
+        client.sendClose(code=1000)
+        self.harness.flush()
+        self.assert_bad_kept()
+        fourth, _ = self.harness.connect_ws("/ws")
+        self.assertTrue(fourth.opened)
+        self.assert_good_served()
+
+    def test_other_address_let_in(self) -> None:
+        self.connect_bad()
+        self.harness.connect_ws("/ws")
+        self.assertEqual(self.factory.rejected, {"too_many_from_address": 1})
+        # The same limit, a different host.
+        self.harness.client_host = "198.51.100.9"
+        other, _ = self.harness.connect_ws("/ws")
+        self.assertTrue(other.opened)
+        self.assertEqual(self.factory.rejected, {"too_many_from_address": 1})
 
 
 class PathAndMethodTests(HardeningCase):

@@ -233,6 +233,9 @@ class PingTimeoutTests(SynchronousTestCase):
         connection.server.ping_timed_out = (  # type: ignore[method-assign]
             lambda: calls.append(harness.clock.seconds())
         )
+        # Named, so that the 30 s deadline for a device id does not end it first.
+        client.send_json({"src": DEVICE, "method": "NotifyEvent", "params": {}})
+        connection.flush()
         client.dataReceived = lambda data: None  # type: ignore[method-assign]
         harness.advance(120)
         self.assertEqual(calls, [60.0])
