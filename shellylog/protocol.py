@@ -49,6 +49,9 @@ RATE_WINDOW = 60.0
 #: Seconds a connection has, from its open, to name its device (a frame with a valid src);
 #: a nameless one would hold a connection slot for nothing.
 NAME_TIMEOUT = 30.0
+#: Seconds a peer may leave more than the transport's buffer (Twisted's C{bufferSize},
+#: 64 KiB) of what we sent unread before it is dropped.
+BACKPRESSURE_TIMEOUT = 30.0
 
 # WebSocket close codes (RFC 6455, section 7.4.1).
 CLOSE_NORMAL = 1000
@@ -138,6 +141,7 @@ class ShellyServerProtocol(ServerProtocol):
         # The peer's IP address, once it is counted in factory.per_address.
         self._address: str | None = None
         self._name_timer: IDelayedCall | None = None
+        self._stalled_timer: IDelayedCall | None = None
 
     # -- handshake and life cycle ------------------------------------------------------
 
@@ -187,6 +191,49 @@ class ShellyServerProtocol(ServerProtocol):
             self._poller.clock = self.factory.clock
             self._poller.start(interval, now=False)
 
+    # -- backpressure: this connection is its transport's producer -----------------------
+
+    def watch_output(self) -> None:
+        """
+        Become the transport's (streaming) producer, once the connection is the
+        WebSocket's alone: the transport then pauses us while more than its buffer of our
+        output waits for the peer to read it.
+        """
+        assert self.transport is not None
+        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+
+    def pauseProducing(self) -> None:
+        """The peer does not read what we send: stop reading what it sends."""
+        # Whatever it sends may make us write (a pong for each ping, an answer for each
+        # request): unread, it costs nothing but the kernel's socket buffer.
+        assert self.transport is not None
+        self.transport.pauseProducing()  # type: ignore[attr-defined]
+        if self._stalled_timer is None:
+            self._stalled_timer = self.factory.clock.callLater(
+                BACKPRESSURE_TIMEOUT, self._stalled)
+
+    def resumeProducing(self) -> None:
+        """The peer read everything we sent: read it again."""
+        self._cancel_stalled()
+        assert self.transport is not None
+        self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def stopProducing(self) -> None:
+        """The transport is gone."""
+        self._cancel_stalled()
+
+    def _cancel_stalled(self) -> None:
+        if self._stalled_timer is not None and self._stalled_timer.active():
+            self._stalled_timer.cancel()
+        self._stalled_timer = None
+
+    def _stalled(self) -> None:
+        self._stalled_timer = None
+        self._lost("backpressure",
+                   f"did not read what it was sent for {BACKPRESSURE_TIMEOUT:g} s")
+        # A close frame would wait behind what it does not read: drop at once.
+        self.dropConnection(abort=True)
+
     def _nameless(self) -> None:
         self._name_timer = None
         if self.device_id is None:
@@ -194,6 +241,7 @@ class ShellyServerProtocol(ServerProtocol):
             self._close(CLOSE_POLICY_VIOLATION, "no device id")
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self._cancel_stalled()
         if self._name_timer is not None and self._name_timer.active():
             self._name_timer.cancel()
         self._name_timer = None

@@ -25,6 +25,7 @@ from shellylog.status import ChannelValues
 from shellylog.web import REQUEST_TIMEOUT, access_log_line
 from tests.helpers import (
     DEVICE,
+    BufferedTransport,
     Connection,
     Harness,
     RawClient,
@@ -718,6 +719,67 @@ class PingTimeoutTests(HardeningCase):
         self.harness.advance(600, step=5)
         self.assert_still_open(client, connection)
         self.assert_bad_kept(closed=False)
+        self.assert_good_served()
+
+
+class BackpressureTests(HardeningCase):
+    """
+    A peer that does not read what it is sent: once more than the transport's buffer
+    waits for it, it is no longer read (so it cannot make the server write more), and
+    if it stays so for 30 s it is dropped.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.harness.server_transport_class = BufferedTransport
+
+    def stop_reading(self) -> tuple[RecordingClient, Connection, BufferedTransport]:
+        """Connect the bad device; from now on it reads nothing it is sent."""
+        client, connection = self.connect_bad()
+        transport = connection.server_transport
+        assert isinstance(transport, BufferedTransport)
+        transport.peer_reads = False
+        return client, connection, transport
+
+    def test_pinger_bounded_then_dropped(self) -> None:
+        client, connection, transport = self.stop_reading()
+        peer = connection.server.peer
+        # Each ping asks for a pong of the same size: 20,000 of them would be 2.5 MB.
+        for _ in range(20000):
+            client.sendPing(b"x" * 125)
+            self.harness.flush()
+        self.assertFalse(transport.reading)
+        self.assertLessEqual(transport.buffered, transport.bufferSize + 127)
+        paused_at = self.harness.clock.seconds()
+        self.harness.advance(29)
+        self.assertIn(BAD, self.factory.devices)
+        self.harness.advance(2)
+        self.assertNotIn(BAD, self.factory.devices)
+        self.assertLessEqual(self.harness.clock.seconds() - paused_at, 31)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.factory.rejected, {"backpressure": 1})
+        self.assert_logged_once("did not read", peer)
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+    def test_reader_that_catches_up_kept(self) -> None:
+        client, connection, transport = self.stop_reading()
+        for _ in range(1000):
+            client.sendPing(b"x" * 125)
+            self.harness.flush()
+        self.assertFalse(transport.reading)
+        self.harness.advance(20)
+        # It reads again: everything it sent is read, and it stays.
+        transport.peer_reads = True
+        self.harness.flush()
+        self.assertTrue(transport.reading)
+        self.assertEqual(transport.unread, [])
+        self.harness.advance(60)
+        self.assert_still_open(client, connection)
+        self.assertEqual(self.factory.rejected, {})
+        client.send_json(power_frame(7.0))
+        self.harness.flush()
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 7.0)
         self.assert_good_served()
 
 

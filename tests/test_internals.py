@@ -258,7 +258,9 @@ class HttpChannelTests(SynchronousTestCase):
         channel.dataReceived(UPGRADE + b"\r\n")
         self.assertIn(b"101 Switching Protocols", transport.value())
         self.assertIsInstance(transport.protocol, ShellyServerProtocol)
-        self.assertIsNone(transport.producer)
+        # The WebSocket took the channel's place as the transport's producer (backpressure).
+        self.assertIs(transport.producer, transport.protocol)
+        self.assertTrue(transport.streaming)
         gone = weakref.ref(channel)
         del channel
         gc.collect()
