@@ -52,6 +52,11 @@ NAME_TIMEOUT = 30.0
 #: Seconds a peer may leave more than the transport's buffer (Twisted's C{bufferSize},
 #: 64 KiB) of what we sent unread before it is dropped.
 BACKPRESSURE_TIMEOUT = 30.0
+#: Seconds after which a device that left is forgotten (its record and tracker state),
+#: even while fewer than --max-devices are kept: a week.
+FORGET_AFTER = 7 * 24 * 3600.0
+#: Devices the tracker cannot forget yet that one look for devices to forget skips.
+MAX_FORGET_MISSES = 4
 
 # WebSocket close codes (RFC 6455, section 7.4.1).
 CLOSE_NORMAL = 1000
@@ -97,12 +102,15 @@ class Limits:
     @ivar max_connections: open WebSocket connections (beyond: HTTP 503 at the handshake).
     @ivar max_per_address: open WebSocket connections from one IP address (beyond: HTTP
         503 at the handshake), so that one host cannot take every slot.
+    @ivar max_devices: device records kept (for C{/status}, with the tracker's state);
+        beyond it, those of devices that left longest ago are forgotten first.
     """
 
     max_message: int = 256 * 1024
     max_rate: int = 600
     max_connections: int = 10000
     max_per_address: int = 200
+    max_devices: int = 20000
 
 
 class ReadingSink(Protocol):
@@ -111,6 +119,8 @@ class ReadingSink(Protocol):
     def readings(self, device_id: str, values: dict[int, ChannelValues]) -> None: ...
 
     def disconnected(self, device_id: str) -> None: ...
+
+    def forget(self, device_id: str) -> bool: ...
 
 
 def printable(value: object, limit: int = 80) -> str:
@@ -486,6 +496,10 @@ class ShellyServerFactory(ServerFactory):
         self.open_connections: set[ShellyServerProtocol] = set()
         #: Open WebSocket connections (past onConnect) by the peer's IP address.
         self.per_address: Counter[str] = Counter()
+        # Devices that left, by when, oldest first: the ones that may be forgotten.
+        self._gone: dict[str, float] = {}
+        #: Device records forgotten (with the tracker's state) since start.
+        self.devices_forgotten = 0
         self._all_closed: list[Deferred[None]] = []
         # max_connections is checked in onConnect, to count and log the refusal.
         self.setProtocolOptions(**protocol_options(limits.max_message))
@@ -499,9 +513,11 @@ class ShellyServerFactory(ServerFactory):
         assert device_id is not None
         old = self.devices.get(device_id)
         self.devices[device_id] = connection
+        self._gone.pop(device_id, None)
         record = self.records.get(device_id)
         if record is None:
             record = self.records[device_id] = DeviceRecord(device_id)
+            self.forget_gone()
         record.connected = True
         record.peer = connection.peer or ""
         record.connected_since = self.clock.seconds()
@@ -558,6 +574,32 @@ class ShellyServerFactory(ServerFactory):
             del self.devices[device_id]
             self.records[device_id].connected = False
             self.sink.disconnected(device_id)
+            self._gone[device_id] = self.clock.seconds()
+            self.forget_gone()
+
+    def forget_gone(self) -> None:
+        """
+        Forget the devices that left longest ago while more than C{max_devices} records
+        are kept, and those gone for L{FORGET_AFTER}; a device the tracker cannot forget
+        yet (its row for the open minute is not written) goes to the back of the line.
+        """
+        gone = self._gone
+        now = self.clock.seconds()
+        limit = self.limits.max_devices
+        misses = 0
+        # A few misses at most per call: however many devices wait for their row, a new
+        # device costs a bounded amount of work.
+        while gone and misses < MAX_FORGET_MISSES:
+            device_id, since = next(iter(gone.items()))
+            if len(self.records) <= limit and now - since < FORGET_AFTER:
+                return
+            del gone[device_id]
+            if not self.sink.forget(device_id):
+                gone[device_id] = since
+                misses += 1
+                continue
+            del self.records[device_id]
+            self.devices_forgotten += 1
 
 
 #: The close code and reason devices get when the server stops (RFC 6455: going away).

@@ -156,6 +156,8 @@ class Options(usage.Options):
         ["max-connections", None, "10000", "Open device connections (beyond: HTTP 503)."],
         ["max-per-address", None, "200",
          "Open device connections from one IP address (beyond: HTTP 503)."],
+        ["max-devices", None, "20000",
+         "Device records kept; those that left longest ago are forgotten first."],
         ["token", None, None, "A secret devices must give as /ws?token=SECRET."],
         ["token-file", None, None, "A file of 'token device-id-glob' lines (instead of --token)."],
     ]
@@ -187,6 +189,7 @@ class Options(usage.Options):
         self["max-rate"] = _whole("max-rate", self["max-rate"], minimum=1)
         self["max-connections"] = _whole("max-connections", self["max-connections"], minimum=1)
         self["max-per-address"] = _whole("max-per-address", self["max-per-address"], minimum=1)
+        self["max-devices"] = _whole("max-devices", self["max-devices"], minimum=1)
         if self["token"] is not None and self["token-file"] is not None:
             raise usage.UsageError("--token and --token-file: give one or the other")
         if self["token"] is not None:
@@ -204,6 +207,7 @@ class Options(usage.Options):
             max_rate=self["max-rate"],
             max_connections=self["max-connections"],
             max_per_address=self["max-per-address"],
+            max_devices=self["max-devices"],
         )
 
 

@@ -75,6 +75,10 @@ class FakeSink:
     def disconnected(self, device_id: str) -> None:
         self.calls.append(("disconnected", device_id, None))
 
+    def forget(self, device_id: str) -> bool:
+        self.calls.append(("forget", device_id, None))
+        return True
+
     @property
     def readings_calls(self) -> list[tuple[str, dict[int, ChannelValues]]]:
         return [(d, v) for kind, d, v in self.calls if kind == "readings" and v is not None]
