@@ -260,7 +260,8 @@ def makeService(
         problem=lambda: sink.problem if sink.pending else None,
         rows_pending=lambda: sink.pending,
     )
-    minutes = MinuteService(tracker, sink, reactor)
+    # Devices that left with a row to come may be forgotten once the tick wrote it.
+    minutes = MinuteService(tracker, sink, reactor, after_tick=factory.forget_gone)
     started_at = reactor.seconds()
     shown = public_options(options)
 

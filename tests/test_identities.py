@@ -116,6 +116,15 @@ class MaxDevicesTests(SynchronousTestCase):
         self.assertEqual(len(minutes), len(set(minutes)), minutes)
         self.assertEqual([d for _, d in minutes], [device(1)] * 3)
 
+    def test_forgotten_at_the_tick_that_wrote_its_row(self) -> None:
+        stack = Stack(self, "--max-devices", "1")
+        self.visit(stack, 1, apower=100.0)
+        self.visit(stack, 2, apower=100.0)
+        self.assertEqual(self.listed(stack), [device(1), device(2)])
+        stack.advance_to(T0 + 61)
+        self.assertEqual(self.listed(stack), [device(2)])
+        self.assertEqual([row[1] for row in self.rows(stack)], [device(1), device(2)])
+
     def test_gone_for_a_week_forgotten(self) -> None:
         stack = Stack(self)
         self.visit(stack, 1)
