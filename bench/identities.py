@@ -91,6 +91,8 @@ def main() -> None:
     parser.add_argument("--ids", type=int, default=20000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--tree", default=os.path.dirname(HERE))
+    parser.add_argument("--settle", type=float, default=2.0,
+                        help="seconds to wait before measuring (62: past a minute tick)")
     parser.add_argument("server_args", nargs="*", help="more shellylog options (after --)")
     args = parser.parse_args()
     port = free_port()
@@ -117,7 +119,7 @@ def main() -> None:
         for n in range(args.ids):
             visit(port, f"shellyplus1pm-{n:012x}")
         took = time.monotonic() - t0
-        time.sleep(2)
+        time.sleep(args.settle)
         rss1 = rss_kib(server.pid)
         body, seconds = get(port, "/status")
         document = json.loads(body.split(b"\r\n\r\n", 1)[1])
