@@ -91,6 +91,8 @@ def main() -> None:
     parser.add_argument("--ids", type=int, default=20000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--tree", default=os.path.dirname(HERE))
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="batches of --ids new ids, each followed by --settle")
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds to wait before measuring (62: past a minute tick)")
     parser.add_argument("server_args", nargs="*", help="more shellylog options (after --)")
@@ -115,20 +117,24 @@ def main() -> None:
             visit(port, f"shellywarmup-{n:012x}")
         time.sleep(1)
         rss0 = rss_kib(server.pid)
+        rounds = []
         t0 = time.monotonic()
-        for n in range(args.ids):
-            visit(port, f"shellyplus1pm-{n:012x}")
+        for r in range(args.rounds):
+            for n in range(args.ids):
+                visit(port, f"shellyplus1pm-{r * args.ids + n:012x}")
+            time.sleep(args.settle)
+            rounds.append(rss_kib(server.pid) - rss0)
         took = time.monotonic() - t0
-        time.sleep(args.settle)
         rss1 = rss_kib(server.pid)
         body, seconds = get(port, "/status")
         document = json.loads(body.split(b"\r\n\r\n", 1)[1])
         print(json.dumps({
             "tree": args.tree,
-            "ids": args.ids,
-            "connect_seconds": round(took, 1),
+            "ids": args.ids * args.rounds,
+            "seconds": round(took, 1),
             "rss_growth_kib": rss1 - rss0,
-            "bytes_per_id": round((rss1 - rss0) * 1024 / args.ids),
+            "rss_growth_kib_by_round": rounds,
+            "bytes_per_id": round((rss1 - rss0) * 1024 / (args.ids * args.rounds)),
             "status_bytes": len(body),
             "status_seconds": round(seconds, 3),
             "status_devices": len(document["devices"]),
