@@ -17,8 +17,9 @@ Each server runs as a real process pinned to one core (taskset) and the load gen
     its rows (bench/tick.py, in-process, on a fake clock; no bare counterpart).
 
 shellylog runs as deployed (``twistd -n shellylog``) except for the limits that would
-otherwise cut the load short: --max-rate (frames per minute per device) and
---max-connections are raised, since the benchmark measures capacity, not the limits.
+otherwise cut the load short: --max-rate (frames per minute per device), --max-connections
+and --max-per-address (every device dials from 127.0.0.1) are raised, since the benchmark
+measures capacity, not the limits.
 """
 
 from __future__ import annotations
@@ -178,6 +179,8 @@ class Bench:
             "--csv", os.path.join(self.workdir, f"shellylog-{port}.csv"),
             "--max-rate", "1000000000",
             "--max-connections", str(extra + 1000),
+            # Every simulated device dials from 127.0.0.1.
+            "--max-per-address", str(extra + 1000),
         ]
 
     def scenario(self, name: str, kind: str, loadgen_args: list[str], devices: int) -> None:

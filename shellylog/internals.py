@@ -83,6 +83,10 @@ def protocol_options(max_message: int) -> dict[str, Any]:
         # dropped.
         "autoPingInterval": 30,
         "autoPingTimeout": 30,
+        # Autobahn's default (True) takes any data frame as the answer to a ping, so a peer
+        # that sends a fragment every 25 s but never reads would be kept for ever: only
+        # the pong counts.
+        "autoPingRestartOnAnyTraffic": False,
         "perMessageCompressionAccept": decline_compression,
         # Both done by ServerProtocol, more cheaply (see onFrameData, and the protocol's
         # onMessage, which decodes with Python's strict codec).

@@ -50,6 +50,11 @@ class ShellylogCollector:
             "shellylog_connections_closed", "WebSocket connections closed.",
             value=factory.connections_closed,
         )
+        yield CounterMetricFamily(
+            "shellylog_devices_forgotten",
+            "Devices forgotten (--max-devices, or gone for a week).",
+            value=factory.devices_forgotten,
+        )
         frames = CounterMetricFamily(
             "shellylog_frames_received", "Frames received from devices, by method.",
             labels=["method"],

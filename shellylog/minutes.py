@@ -6,6 +6,7 @@ tracker's closed minutes and writes them to the CSV sink.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from twisted.application.service import Service
@@ -37,8 +38,11 @@ class MinuteService(Service):
     every minute the tracker closed since the last tick, in order (rule 3).
     """
 
-    def __init__(self, tracker: ChannelTracker, sink: RowSink, clock: IReactorTime) -> None:
+    def __init__(self, tracker: ChannelTracker, sink: RowSink, clock: IReactorTime,
+                 after_tick: Callable[[], None] | None = None) -> None:
         self.tracker = tracker
+        #: Called after each tick: what the tick closed may now be forgotten.
+        self.after_tick = after_tick
         self.sink = sink
         self.clock = clock
         self._first: IDelayedCall | None = None
@@ -71,6 +75,8 @@ class MinuteService(Service):
         try:
             rows = self.tracker.close_completed()
             self.sink.write(rows)
+            if self.after_tick is not None:
+                self.after_tick()
         except Exception:
             # The loop must survive whatever went wrong this minute.
             log.failure("minute tick failed", event="tick_failed")

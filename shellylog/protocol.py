@@ -17,7 +17,7 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -48,6 +48,17 @@ MAX_OUTSTANDING = 64
 # Binary frames tolerated on one connection before it is closed: devices never send any.
 MAX_BINARY = 10
 RATE_WINDOW = 60.0
+#: Seconds a connection has, from its open, to name its device (a frame with a valid src);
+#: a nameless one would hold a connection slot for nothing.
+NAME_TIMEOUT = 30.0
+#: Seconds a peer may leave more than the transport's buffer (Twisted's C{bufferSize},
+#: 64 KiB) of what we sent unread before it is dropped.
+BACKPRESSURE_TIMEOUT = 30.0
+#: Seconds after which a device that left is forgotten (its record and tracker state),
+#: even while fewer than --max-devices are kept: a week.
+FORGET_AFTER = 7 * 24 * 3600.0
+#: Devices the tracker cannot forget yet that one look for devices to forget skips.
+MAX_FORGET_MISSES = 4
 
 # WebSocket close codes (RFC 6455, section 7.4.1).
 CLOSE_NORMAL = 1000
@@ -94,12 +105,18 @@ class Limits:
     @ivar max_bytes_rate: bytes of messages per minute per connection (beyond: dropped;
         beyond twice that: closed with 1008). A device sends its full status (about
         4 KiB) once a minute and deltas of a few hundred bytes: far less than 1 MiB.
+    @ivar max_per_address: open WebSocket connections from one IP address (beyond: HTTP
+        503 at the handshake), so that one host cannot take every slot.
+    @ivar max_devices: device records kept (for C{/status}, with the tracker's state);
+        beyond it, those of devices that left longest ago are forgotten first.
     """
 
     max_message: int = 256 * 1024
     max_rate: int = 600
     max_connections: int = 10000
     max_bytes_rate: int = 1024 * 1024
+    max_per_address: int = 200
+    max_devices: int = 20000
 
 
 class ReadingSink(Protocol):
@@ -108,6 +125,8 @@ class ReadingSink(Protocol):
     def readings(self, device_id: str, values: dict[int, ChannelValues]) -> None: ...
 
     def disconnected(self, device_id: str) -> None: ...
+
+    def forget(self, device_id: str) -> bool: ...
 
 
 def printable(value: object, limit: int = 80) -> str:
@@ -140,6 +159,10 @@ class ShellyServerProtocol(ServerProtocol):
         self._window_bytes = 0
         self._record: DeviceRecord | None = None
         self._opened = False
+        # The peer's IP address, once it is counted in factory.per_address.
+        self._address: str | None = None
+        self._name_timer: IDelayedCall | None = None
+        self._stalled_timer: IDelayedCall | None = None
 
     # -- handshake and life cycle ------------------------------------------------------
 
@@ -152,6 +175,17 @@ class ShellyServerProtocol(ServerProtocol):
                      event="connection_refused", peer=self.peer,
                      limit=limit)
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
+        address = self.factory.address_of(self)
+        per_address = self.factory.per_address
+        per_limit = self.factory.limits.max_per_address
+        if per_address[address] >= per_limit:
+            self.factory.rejected["too_many_from_address"] += 1
+            log.warn("refused {peer}: more than {limit} connections from its address",
+                     event="connection_refused", peer=self.peer, limit=per_limit)
+            raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE,
+                                 "too many connections from this address")
+        per_address[address] += 1
+        self._address = address
         tokens = request.params.get("token") or [None]
         admitted = self.factory.admission.admit(tokens[0])
         if admitted is None:
@@ -170,6 +204,7 @@ class ShellyServerProtocol(ServerProtocol):
         self.status = DeviceStatus(keys=self.factory.component_keys)
         self.factory.connections_opened += 1
         self.factory.open_connections.add(self)
+        self._name_timer = self.factory.clock.callLater(NAME_TIMEOUT, self._nameless)
         self.send_request(ENABLE_NOTIFY, {"enable": True})
         self.send_request(GET_STATUS)
         interval = self.factory.poll_interval
@@ -178,7 +213,63 @@ class ShellyServerProtocol(ServerProtocol):
             self._poller.clock = self.factory.clock
             self._poller.start(interval, now=False)
 
+    # -- backpressure: this connection is its transport's producer -----------------------
+
+    def watch_output(self) -> None:
+        """
+        Become the transport's (streaming) producer, once the connection is the
+        WebSocket's alone: the transport then pauses us while more than its buffer of our
+        output waits for the peer to read it.
+        """
+        assert self.transport is not None
+        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+
+    def pauseProducing(self) -> None:
+        """The peer does not read what we send: stop reading what it sends."""
+        # Whatever it sends may make us write (a pong for each ping, an answer for each
+        # request): unread, it costs nothing but the kernel's socket buffer.
+        assert self.transport is not None
+        self.transport.pauseProducing()  # type: ignore[attr-defined]
+        if self._stalled_timer is None:
+            self._stalled_timer = self.factory.clock.callLater(
+                BACKPRESSURE_TIMEOUT, self._stalled)
+
+    def resumeProducing(self) -> None:
+        """The peer read everything we sent: read it again."""
+        self._cancel_stalled()
+        assert self.transport is not None
+        self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def stopProducing(self) -> None:
+        """The transport is gone."""
+        self._cancel_stalled()
+
+    def _cancel_stalled(self) -> None:
+        if self._stalled_timer is not None and self._stalled_timer.active():
+            self._stalled_timer.cancel()
+        self._stalled_timer = None
+
+    def _stalled(self) -> None:
+        self._stalled_timer = None
+        self._lost("backpressure",
+                   f"did not read what it was sent for {BACKPRESSURE_TIMEOUT:g} s")
+        # A close frame would wait behind what it does not read: drop at once.
+        self.dropConnection(abort=True)
+
+    def _nameless(self) -> None:
+        self._name_timer = None
+        if self.device_id is None:
+            self.factory.rejected["no_device"] += 1
+            self._close(CLOSE_POLICY_VIOLATION, "no device id")
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self._cancel_stalled()
+        if self._name_timer is not None and self._name_timer.active():
+            self._name_timer.cancel()
+        self._name_timer = None
+        if self._address is not None:
+            self.factory.address_closed(self._address)
+            self._address = None
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
@@ -342,6 +433,9 @@ class ShellyServerProtocol(ServerProtocol):
                 self._close(CLOSE_POLICY_VIOLATION, "device not allowed")
                 raise FrameError("not_allowed", f"device {src} is not allowed here")
             self.device_id = src
+            if self._name_timer is not None and self._name_timer.active():
+                self._name_timer.cancel()
+            self._name_timer = None
             self._record = self.factory.bind(self)
             self._record.frames += 1
             self._record.last_frame_at = self.factory.clock.seconds()
@@ -436,6 +530,12 @@ class ShellyServerFactory(ServerFactory):
         self.connections_closed = 0
         #: Every connection whose WebSocket opened and has not closed yet.
         self.open_connections: set[ShellyServerProtocol] = set()
+        #: Open WebSocket connections (past onConnect) by the peer's IP address.
+        self.per_address: Counter[str] = Counter()
+        # Devices that left, by when, oldest first: the ones that may be forgotten.
+        self._gone: dict[str, float] = {}
+        #: Device records forgotten (with the tracker's state) since start.
+        self.devices_forgotten = 0
         self._all_closed: list[Deferred[None]] = []
         # max_connections is checked in onConnect, to count and log the refusal.
         self.setProtocolOptions(**protocol_options(limits.max_message))
@@ -449,9 +549,11 @@ class ShellyServerFactory(ServerFactory):
         assert device_id is not None
         old = self.devices.get(device_id)
         self.devices[device_id] = connection
+        self._gone.pop(device_id, None)
         record = self.records.get(device_id)
         if record is None:
             record = self.records[device_id] = DeviceRecord(device_id)
+            self.forget_gone()
         record.connected = True
         record.peer = connection.peer or ""
         record.connected_since = self.clock.seconds()
@@ -464,6 +566,20 @@ class ShellyServerFactory(ServerFactory):
                      event="device_replaced", device=device_id)
             old.sendClose(code=1000, reason="replaced by a newer connection")
         return record
+
+    @staticmethod
+    def address_of(connection: ShellyServerProtocol) -> str:
+        """The IP address (or, for other transports, the address) of C{connection}'s peer."""
+        assert connection.transport is not None
+        peer = connection.transport.getPeer()
+        return str(getattr(peer, "host", peer))
+
+    def address_closed(self, address: str) -> None:
+        """A connection counted under C{address} has closed."""
+        self.per_address[address] -= 1
+        if self.per_address[address] <= 0:
+            # Not kept at zero: one entry per address ever seen would grow for good.
+            del self.per_address[address]
 
     def connection_ended(self, connection: ShellyServerProtocol) -> None:
         """C{connection}'s WebSocket, which had opened, has closed."""
@@ -494,6 +610,32 @@ class ShellyServerFactory(ServerFactory):
             del self.devices[device_id]
             self.records[device_id].connected = False
             self.sink.disconnected(device_id)
+            self._gone[device_id] = self.clock.seconds()
+            self.forget_gone()
+
+    def forget_gone(self) -> None:
+        """
+        Forget the devices that left longest ago while more than C{max_devices} records
+        are kept, and those gone for L{FORGET_AFTER}; a device the tracker cannot forget
+        yet (its row for the open minute is not written) goes to the back of the line.
+        """
+        gone = self._gone
+        now = self.clock.seconds()
+        limit = self.limits.max_devices
+        misses = 0
+        # A few misses at most per call: however many devices wait for their row, a new
+        # device costs a bounded amount of work.
+        while gone and misses < MAX_FORGET_MISSES:
+            device_id, since = next(iter(gone.items()))
+            if len(self.records) <= limit and now - since < FORGET_AFTER:
+                return
+            del gone[device_id]
+            if not self.sink.forget(device_id):
+                gone[device_id] = since
+                misses += 1
+                continue
+            del self.records[device_id]
+            self.devices_forgotten += 1
 
 
 #: The close code and reason devices get when the server stops (RFC 6455: going away).

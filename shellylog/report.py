@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 #: Options shown as they are; the token is never shown, only whether one is required.
 SHOWN_OPTIONS = (
     "port", "csv", "channels", "threshold", "tz", "max-carry", "poll", "fsync",
-    "max-pending", "max-message", "max-rate", "max-bytes-rate", "max-connections", "allow",
-    "allow-origin", "token-file", "id-pattern",
+    "max-pending", "max-message", "max-rate", "max-bytes-rate", "max-connections",
+    "max-per-address", "max-devices", "allow", "allow-origin", "token-file", "id-pattern",
 )
 
 

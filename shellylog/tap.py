@@ -211,6 +211,10 @@ class Options(usage.Options):
          "Bytes of messages per minute accepted from one connection "
          "[default: 1MiB, or --max-message if larger]."],
         ["max-connections", None, "10000", "Open device connections (beyond: HTTP 503)."],
+        ["max-per-address", None, "200",
+         "Open device connections from one IP address (beyond: HTTP 503)."],
+        ["max-devices", None, "20000",
+         "Device records kept; those that left longest ago are forgotten first."],
         ["token", None, None, "A secret devices must give as /ws?token=SECRET."],
         ["token-file", None, None, "A file of 'token device-id-glob' lines (instead of --token)."],
         ["id-pattern", None, DEVICE_ID_PATTERN,
@@ -260,6 +264,8 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--max-bytes-rate: at least --max-message ({self['max-message']} bytes), "
                 f"got {self['max-bytes-rate']}")
+        self["max-per-address"] = _whole("max-per-address", self["max-per-address"], minimum=1)
+        self["max-devices"] = _whole("max-devices", self["max-devices"], minimum=1)
         if self["token"] is not None and self["token-file"] is not None:
             raise usage.UsageError("--token and --token-file: give one or the other")
         if self["token"] is not None:
@@ -277,6 +283,8 @@ class Options(usage.Options):
             max_rate=self["max-rate"],
             max_connections=self["max-connections"],
             max_bytes_rate=self["max-bytes-rate"],
+            max_per_address=self["max-per-address"],
+            max_devices=self["max-devices"],
         )
 
 
@@ -377,7 +385,8 @@ def makeService(
         problem=lambda: sink.problem if sink.pending else None,
         rows_pending=lambda: sink.pending,
     )
-    minutes = MinuteService(tracker, sink, reactor)
+    # Devices that left with a row to come may be forgotten once the tick wrote it.
+    minutes = MinuteService(tracker, sink, reactor, after_tick=factory.forget_gone)
     started_at = reactor.seconds()
     shown = public_options(options)
 

@@ -319,6 +319,29 @@ class ChannelTracker:
         if state.last_written is None or minute > state.last_written:
             state.last_written = minute
 
+    def forget(self, device_id: str) -> bool:
+        """
+        Drop all that is kept of C{device_id}, if that cannot change a row: its connection
+        is closed (nothing received is still carried), none of its channels may give a
+        row when the open minute closes, and none has a minute written that is not
+        before the open minute (one resumed from the CSV file after the clock was set
+        back): a row for a minute already written is then impossible after it returns,
+        since rows are only made for the open minute and later (rule 4). Returns whether
+        it was dropped.
+        """
+        device = self._devices.get(device_id)
+        if device is None:
+            return True
+        open_minute = self.open_minute
+        for channel, state in device.channels.items():
+            if state.last is not None or (device_id, channel) in self._live:
+                return False
+            written = state.last_written
+            if written is not None and (open_minute is None or written >= open_minute):
+                return False
+        del self._devices[device_id]
+        return True
+
     def _take(self) -> list[Row]:
         rows, self._pending = self._pending, []
         return rows

@@ -111,10 +111,16 @@ class DeviceSocketResource(WebSocketResource):
         # it does not know, where RFC 7692 says to decline the offer.
         request.requestHeaders.removeHeader(b"sec-websocket-extensions")
         channel = request.channel
+        transport = channel.transport
         result = super().render(request)
         if channel.transport is None and result == NOT_DONE_YET:
             # The WebSocket took the connection over.
             release_http_channel(request)
+            # Only now may the WebSocket be the transport's producer: the release above
+            # unregisters whatever producer the transport has.
+            watch_output = getattr(getattr(transport, "protocol", None), "watch_output", None)
+            if watch_output is not None:
+                watch_output()
         return result  # type: ignore[no-any-return]
 
     def _refuse(self, request: Request, refusal: Refusal) -> bytes:

@@ -75,6 +75,10 @@ class FakeSink:
     def disconnected(self, device_id: str) -> None:
         self.calls.append(("disconnected", device_id, None))
 
+    def forget(self, device_id: str) -> bool:
+        self.calls.append(("forget", device_id, None))
+        return True
+
     @property
     def readings_calls(self) -> list[tuple[str, dict[int, ChannelValues]]]:
         return [(d, v) for kind, d, v in self.calls if kind == "readings" and v is not None]
@@ -177,6 +181,63 @@ class Connection:
         step_clock(self.clock, seconds, step, self.flush)
 
 
+class BufferedTransport(FakeTransport):
+    """
+    The server's side of a connection as a real TCP transport (Twisted's
+    C{abstract.FileDescriptor}) treats a streaming producer: what the peer has not read
+    waits in a buffer, and once it holds more than C{bufferSize} bytes the producer is
+    paused, and resumed when the buffer is empty again. While the transport is paused
+    (C{pauseProducing}), what the peer sends waits, unread.
+
+    @ivar peer_reads: whether the peer reads what is sent to it.
+    """
+
+    bufferSize = 2**16
+    peer_reads = True
+    reading = True
+    producer_paused = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unread: list[bytes] = []
+
+    @property
+    def buffered(self) -> int:
+        """Bytes sent that the peer has not read."""
+        return sum(len(chunk) for chunk in self.stream)
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if (self.producer is not None and self.streamingProducer
+                and not self.producer_paused and self.buffered > self.bufferSize):
+            self.producer_paused = True
+            self.producer.pauseProducing()
+
+    def getOutBuffer(self) -> bytes | None:
+        if not self.peer_reads:
+            return None
+        data: bytes | None = super().getOutBuffer()
+        if self.producer_paused and self.producer is not None:
+            self.producer_paused = False
+            self.producer.resumeProducing()
+        return data
+
+    def bufferReceived(self, buf: Any) -> None:
+        if not self.reading:
+            self.unread.append(buf)
+        else:
+            super().bufferReceived(buf)
+
+    def pauseProducing(self) -> None:
+        self.reading = False
+
+    def resumeProducing(self) -> None:
+        self.reading = True
+        unread, self.unread = self.unread, []
+        for buf in unread:
+            self.bufferReceived(buf)
+
+
 class Harness:
     """The real site with a L{ShellyServerFactory}, all on one L{Clock}."""
 
@@ -211,6 +272,10 @@ class Harness:
         self.site: Site = build_site(self.factory, self.health, self.clock,
                                      allowed_origins=allowed_origins)
         self._port = 40000
+        #: The address the next clients connect from.
+        self.client_host = "192.0.2.7"
+        #: The class of the server's side of the next connections.
+        self.server_transport_class: type[FakeTransport] = FakeTransport
         #: Every connection made, in order.
         self.connections: list[Connection] = []
 
@@ -226,10 +291,10 @@ class Harness:
     def _connect(self, client: Protocol, client_transport_protocol: Protocol) -> Connection:
         self._port += 1
         server_addr = IPv4Address("TCP", "127.0.0.1", 5000)
-        client_addr = IPv4Address("TCP", "192.0.2.7", self._port)
+        client_addr = IPv4Address("TCP", self.client_host, self._port)
         server = self.site.buildProtocol(client_addr)
         assert server is not None
-        server_transport = FakeTransport(
+        server_transport = self.server_transport_class(
             server, isServer=True, hostAddress=server_addr, peerAddress=client_addr
         )
         client_transport = FakeTransport(

@@ -28,6 +28,7 @@ from shellylog.status import ChannelValues
 from shellylog.web import REQUEST_TIMEOUT, access_log_line
 from tests.helpers import (
     DEVICE,
+    BufferedTransport,
     Connection,
     Harness,
     RawClient,
@@ -961,16 +962,16 @@ class HttpTimeoutTests(HardeningCase):
     def test_raw_websocket_after_handshake(self) -> None:
         """
         A peer that finished its handshake and then says nothing is not cut at the HTTP
-        deadline: it is the ping timeout that ends it.
+        deadline: it is the deadline for naming its device (30 s) that ends it.
         """
         raw, connection = self.harness.connect_raw(raw_upgrade(b"/ws"))
         self.assertEqual(raw.status_line, b"HTTP/1.1 101 Switching Protocols")
-        self.harness.advance(30)
+        self.harness.advance(29)
         self.assertFalse(raw.lost)
         self.assertEqual(connection.server.state, OPEN)
-        self.harness.advance(40)
+        self.harness.advance(41)
         self.assertTrue(raw.lost)
-        self.assertEqual(self.factory.rejected, {"ping_timeout": 1})
+        self.assertEqual(self.factory.rejected, {"no_device": 1})
         self.assert_good_served()
 
 
@@ -1116,11 +1117,94 @@ class PingTimeoutTests(HardeningCase):
         # The good device answered every ping meanwhile.
         self.assert_good_served()
 
+    def test_chatty_peer_that_never_answers_dropped(self) -> None:
+        """Frames (a fragment every 25 s) do not stand in for the answer to a ping."""
+        client, _ = self.connect_bad()
+        # From now on the device hears nothing, so it answers no ping, but it sends.
+        client.dataReceived = lambda data: None  # type: ignore[method-assign]
+        start = self.harness.clock.seconds()
+        sent = start
+        client.beginMessage()
+        while BAD in self.factory.devices:
+            self.assertLess(self.harness.clock.seconds() - start, 120, "never dropped")
+            if self.harness.clock.seconds() - sent >= 25:
+                client.beginMessageFrame(1)
+                client.sendMessageFrameData(b" ")
+                sent = self.harness.clock.seconds()
+            self.harness.advance(0.5, step=0.5)
+        lost_after = self.harness.clock.seconds() - start
+        self.assertGreaterEqual(lost_after, 55)
+        self.assertLessEqual(lost_after, 65)
+        self.assertEqual(self.factory.rejected, {"ping_timeout": 1})
+        self.assert_bad_kept()
+        self.assert_good_served()
+
     def test_answering_peer_kept(self) -> None:
         client, connection = self.connect_bad()
         self.harness.advance(600, step=5)
         self.assert_still_open(client, connection)
         self.assert_bad_kept(closed=False)
+        self.assert_good_served()
+
+
+class BackpressureTests(HardeningCase):
+    """
+    A peer that does not read what it is sent: once more than the transport's buffer
+    waits for it, it is no longer read (so it cannot make the server write more), and
+    if it stays so for 30 s it is dropped.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.harness.server_transport_class = BufferedTransport
+
+    def stop_reading(self) -> tuple[RecordingClient, Connection, BufferedTransport]:
+        """Connect the bad device; from now on it reads nothing it is sent."""
+        client, connection = self.connect_bad()
+        transport = connection.server_transport
+        assert isinstance(transport, BufferedTransport)
+        transport.peer_reads = False
+        return client, connection, transport
+
+    def test_pinger_bounded_then_dropped(self) -> None:
+        client, connection, transport = self.stop_reading()
+        peer = connection.server.peer
+        # Each ping asks for a pong of the same size: 20,000 of them would be 2.5 MB.
+        for _ in range(20000):
+            client.sendPing(b"x" * 125)
+            self.harness.flush()
+        self.assertFalse(transport.reading)
+        self.assertLessEqual(transport.buffered, transport.bufferSize + 127)
+        paused_at = self.harness.clock.seconds()
+        self.harness.advance(29)
+        self.assertIn(BAD, self.factory.devices)
+        self.harness.advance(2)
+        self.assertNotIn(BAD, self.factory.devices)
+        self.assertLessEqual(self.harness.clock.seconds() - paused_at, 31)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.factory.rejected, {"backpressure": 1})
+        self.assert_logged_once("did not read", peer)
+        self.assert_bad_kept()
+        self.assert_good_served()
+
+    def test_reader_that_catches_up_kept(self) -> None:
+        client, connection, transport = self.stop_reading()
+        for _ in range(1000):
+            client.sendPing(b"x" * 125)
+            self.harness.flush()
+        self.assertFalse(transport.reading)
+        self.harness.advance(20)
+        # It reads again: everything it sent is read, and it stays.
+        transport.peer_reads = True
+        self.harness.flush()
+        self.assertTrue(transport.reading)
+        self.assertEqual(transport.unread, [])
+        self.harness.advance(60)
+        self.assert_still_open(client, connection)
+        self.assertEqual(self.factory.rejected, {})
+        client.send_json(power_frame(7.0))
+        self.harness.flush()
+        self.assertEqual(self.readings_of(BAD)[-1][0].apower, 7.0)
         self.assert_good_served()
 
 
@@ -1154,6 +1238,73 @@ class ConnectionLimitTests(HardeningCase):
         fourth, _ = self.harness.connect_ws("/ws")
         self.assertTrue(fourth.opened)
         self.assert_good_served()
+
+
+class NoDeviceTests(HardeningCase):
+    """A connection must name its device (a frame with a valid src) within 30 s."""
+
+    def test_nameless_closed_after_30_s(self) -> None:
+        client, connection = self.connect_bad(device=None)
+        peer = connection.server.peer
+        # Frames without a usable src do not name a device.
+        client.send_json({"method": "NotifyStatus", "params": {}})
+        self.harness.advance(29)
+        self.assert_still_open(client, connection)
+        self.harness.advance(2)
+        self.assert_close_code(client, connection, 1008)
+        assert client.closed is not None
+        self.assertEqual(client.closed[2], "no device id")
+        self.assertEqual(self.factory.rejected["no_device"], 1)
+        self.assert_logged_once("no device id", peer)
+        self.assertEqual(self.factory.records.keys(), {self.good_id})
+        self.assert_good_served()
+
+    def test_named_device_kept(self) -> None:
+        client, connection = self.connect_bad()
+        self.harness.advance(120, step=5)
+        self.assert_still_open(client, connection)
+        self.assertNotIn("no_device", self.factory.rejected)
+        self.assert_good_served()
+
+
+class PerAddressLimitTests(HardeningCase):
+    """More than max_per_address WebSockets from one host: HTTP 503 at the handshake."""
+
+    # The good device and every client of the harness share the address 192.0.2.7.
+    limits = Limits(max_per_address=2)
+
+    def test_third_from_one_address_refused(self) -> None:
+        client, connection = self.connect_bad()
+        third, third_connection = self.harness.connect_ws("/ws")
+        self.assertFalse(third.opened)
+        assert third.closed is not None
+        self.assertIn("503", third.closed[2] or "")
+        raw, _ = self.harness.connect_raw(raw_upgrade(b"/ws"))
+        self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 503"), raw.status_line)
+        self.assertEqual(self.factory.rejected, {"too_many_from_address": 2})
+        warnings = [formatEvent(e) for e in warn_events(self.events)]
+        self.assertEqual(len(warnings), 2)
+        self.assertIn(third_connection.server.peer, warnings[0])
+        self.assertIn("more than 2 connections from its address", warnings[0])
+        self.assert_good_served()
+        self.assert_still_open(client, connection)
+        # Once one leaves, that address may connect again.
+        client.sendClose(code=1000)
+        self.harness.flush()
+        self.assert_bad_kept()
+        fourth, _ = self.harness.connect_ws("/ws")
+        self.assertTrue(fourth.opened)
+        self.assert_good_served()
+
+    def test_other_address_let_in(self) -> None:
+        self.connect_bad()
+        self.harness.connect_ws("/ws")
+        self.assertEqual(self.factory.rejected, {"too_many_from_address": 1})
+        # The same limit, a different host.
+        self.harness.client_host = "198.51.100.9"
+        other, _ = self.harness.connect_ws("/ws")
+        self.assertTrue(other.opened)
+        self.assertEqual(self.factory.rejected, {"too_many_from_address": 1})
 
 
 class PathAndMethodTests(HardeningCase):

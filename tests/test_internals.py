@@ -288,6 +288,9 @@ class PingTimeoutTests(SynchronousTestCase):
         connection.server.ping_timed_out = (  # type: ignore[method-assign]
             lambda: calls.append(harness.clock.seconds())
         )
+        # Named, so that the 30 s deadline for a device id does not end it first.
+        client.send_json({"src": DEVICE, "method": "NotifyEvent", "params": {}})
+        connection.flush()
         client.dataReceived = lambda data: None  # type: ignore[method-assign]
         harness.advance(120)
         self.assertEqual(calls, [60.0])
@@ -310,7 +313,9 @@ class HttpChannelTests(SynchronousTestCase):
         channel.dataReceived(UPGRADE + b"\r\n")
         self.assertIn(b"101 Switching Protocols", transport.value())
         self.assertIsInstance(transport.protocol, ShellyServerProtocol)
-        self.assertIsNone(transport.producer)
+        # The WebSocket took the channel's place as the transport's producer (backpressure).
+        self.assertIs(transport.producer, transport.protocol)
+        self.assertTrue(transport.streaming)
         gone = weakref.ref(channel)
         del channel
         gc.collect()

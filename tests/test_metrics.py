@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import Agent, readBody
 
 from shellylog.metrics import ShellylogCollector
+from shellylog.protocol import Limits
 from tests import test_end_to_end as e2e
 from tests.helpers import DEVICE
 from tests.processes import RealReactorTestCase, start_service
@@ -33,6 +34,7 @@ FAMILIES = {
     "shellylog_connected_devices": "gauge",
     "shellylog_connections_opened": "counter",
     "shellylog_connections_closed": "counter",
+    "shellylog_devices_forgotten": "counter",
     "shellylog_frames_received": "counter",
     "shellylog_frames_rejected": "counter",
     "shellylog_rows_written": "counter",
@@ -94,6 +96,16 @@ class ConnectionMetricsTests(CollectorCase):
         self.assertEqual(self.value("shellylog_connections_opened_total"), 2)
         self.assertEqual(self.value("shellylog_connections_closed_total"), 1)
         self.assertEqual(self.value("shellylog_connected_devices"), 1)
+
+    def test_devices_forgotten(self) -> None:
+        self.assertEqual(self.value("shellylog_devices_forgotten_total"), 0)
+        self.stack.factory.limits = Limits(max_devices=1)
+        for device_id in (DEVICE, OTHER):
+            client, _ = self.stack.connect()
+            self.stack.send(client, notify({"switch:0": {"apower": 1}}, src=device_id))
+            client.sendClose(code=1000)
+            self.stack.harness.flush()
+        self.assertEqual(self.value("shellylog_devices_forgotten_total"), 1)
 
     def test_open_connection_without_a_device_is_not_a_device(self) -> None:
         """A WebSocket that never said which device it is: opened, not connected."""

@@ -97,6 +97,10 @@ class DeviceCase(SynchronousTestCase):
         self.assertEqual(device_id, DEVICE)
         return values
 
+    def name_device(self) -> None:
+        """The device's first frame, which names it (a nameless connection is closed)."""
+        self.send({"src": DEVICE, "dst": "ws", "method": "NotifyEvent", "params": {}})
+
     def assert_still_open(self, connection: Connection | None = None) -> None:
         connection = connection or self.connection
         self.assertIsNone(connection.client.closed)
@@ -136,6 +140,7 @@ class BootstrapTests(DeviceCase):
         self.assertEqual(self.factory.devices, {})
 
     def test_polls_every_interval(self) -> None:
+        self.name_device()
         self.connection.advance(59)
         self.assertEqual(len(requests_by_method(self.client, "Shelly.GetStatus")), 1)
         self.connection.advance(1)
@@ -191,6 +196,7 @@ class NoPollingTests(DeviceCase):
     poll_interval = 0.0
 
     def test_no_polling(self) -> None:
+        self.name_device()
         self.connection.advance(600, step=5)
         self.assertEqual(
             [m["method"] for m in self.client.json_messages()],
