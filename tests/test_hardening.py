@@ -1539,7 +1539,9 @@ class CsvCellTests(SynchronousTestCase):
             f"{minute},{DEVICE},2,1000000000000000,-1000000000000000.0,-1000000000000000,"
             "999999999999999.9",
         ])
-        self.assertEqual(self.stack.factory.rejected, {"bad_src": len(self.WORDS)})
+        # Naming no usable device, each connection is closed after 30 s (no_device).
+        self.assertEqual(self.stack.factory.rejected,
+                         {"bad_src": len(self.WORDS), "no_device": len(self.WORDS)})
         self.assertEqual(sorted(self.stack.factory.devices), [DEVICE])
 
     def test_read_with_csv_module(self) -> None:
@@ -1589,7 +1591,8 @@ class IdPatternTests(SynchronousTestCase):
         stack = Stack(self, "--id-pattern", r"meter[0-9]{1,3}")
         written, clients = self.rows_of(stack, "meter7", DEVICE, "meter1234", "NaN")
         self.assertEqual(written, ["meter7"])
-        self.assertEqual(stack.factory.rejected, {"bad_src": 3})
+        # Naming no usable device, each connection is closed after 30 s (no_device).
+        self.assertEqual(stack.factory.rejected, {"bad_src": 3, "no_device": 3})
         self.assertEqual(stack.status()["server"]["options"]["id-pattern"], r"meter[0-9]{1,3}")
         for client in clients.values():
             self.assertIsNone(client.closed)
@@ -1603,13 +1606,16 @@ class IdPatternTests(SynchronousTestCase):
         unsafe = ("a,b", 'a"b', "a\nb", "a b", "=1+1", "-1", "@x", "x" * 65, "")
         written, _ = self.rows_of(stack, "NaN", *unsafe)
         self.assertEqual(written, ["NaN"])
-        self.assertEqual(stack.factory.rejected, {"bad_src": len(unsafe)})
+        # Naming no usable device, each connection is closed after 30 s (no_device).
+        self.assertEqual(stack.factory.rejected,
+                         {"bad_src": len(unsafe), "no_device": len(unsafe)})
 
     def test_default(self) -> None:
         stack = Stack(self)
         written, _ = self.rows_of(stack, "NaN", DEVICE, "shellyplus1pm-08b61fcd0b1c")
         self.assertEqual(written, ["shellyplus1pm-08b61fcd0b1c", DEVICE])  # sorted by id
-        self.assertEqual(stack.factory.rejected, {"bad_src": 1})
+        # Naming no usable device, the connection is closed after 30 s (no_device).
+        self.assertEqual(stack.factory.rejected, {"bad_src": 1, "no_device": 1})
 
     def test_resume_with_other_shape(self) -> None:
         """
