@@ -1594,8 +1594,9 @@ class IdPatternTests(SynchronousTestCase):
         # Naming no usable device, each connection is closed after 30 s (no_device).
         self.assertEqual(stack.factory.rejected, {"bad_src": 3, "no_device": 3})
         self.assertEqual(stack.status()["server"]["options"]["id-pattern"], r"meter[0-9]{1,3}")
-        for client in clients.values():
-            self.assertIsNone(client.closed)
+        self.assertIsNone(clients["meter7"].closed)
+        for device in (DEVICE, "meter1234", "NaN"):
+            self.assertEqual(clients[device].closed, (True, 1008, "no device id"))
 
     def test_wide_pattern_keeps_the_safety_check(self) -> None:
         """
