@@ -12,7 +12,9 @@ from typing import Any
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -158,6 +160,11 @@ class RequestChannel(HTTPChannel):
 
     site: DeviceSite
     _idle = False
+    # The peer's socket takes no more (the transport paused us as its producer).
+    _send_blocked = False
+    _lost = False
+    # A finished request whose successor waits for the next reactor turn.
+    _done: Request | None = None
 
     def resetTimeout(self) -> None:
         # Bytes received do not move the deadline.
@@ -168,8 +175,48 @@ class RequestChannel(HTTPChannel):
         super().dataReceived(data)
 
     def requestDone(self, request: Request) -> None:
+        """
+        Pipelined requests one per reactor turn: Twisted's channel replays the requests
+        buffered behind this one (from C{requestDone}) in the same call, so a packet of
+        2,000 C{GET /status} would hold the reactor until all were answered. Until the
+        replay, the channel still counts as busy with this request, so whatever arrives
+        meanwhile is buffered behind the rest, in order (and read no further past 16 KiB).
+        And the next request waits while the peer does not read its answers, so that
+        they do not pile up in memory.
+        """
         self._idle = True
+        if not self.persistent:
+            super().requestDone(request)
+            return
+        self._done = request
+        # The deadline runs again, from the end of this answer: a peer that reads no
+        # answers is not held forever.
+        self.setTimeout(self.site.timeOut)
+        if not self._send_blocked:
+            self.callLater(0, self._next_request)
+
+    def _next_request(self) -> None:
+        if self._send_blocked:
+            # resumeProducing calls again.
+            return
+        request, self._done = self._done, None
+        if request is None or self._lost or not self.requests or self.requests[0] is not request:
+            return
         super().requestDone(request)
+
+    def pauseProducing(self) -> None:
+        self._send_blocked = True
+        super().pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._send_blocked = False
+        super().resumeProducing()
+        if self._done is not None:
+            self.callLater(0, self._next_request)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lost = True
+        super().connectionLost(reason)
 
     def timeoutConnection(self) -> None:
         if not self._idle:

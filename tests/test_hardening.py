@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 from autobahn.websocket.protocol import WebSocketProtocol
@@ -921,3 +922,120 @@ class AllowTests(HardeningCase):
         self.assertEqual(self.readings_of(other)[-1][0].apower, 300.0)
         self.assert_still_open(client, connection)
         self.assertEqual(self.factory.rejected, {})
+
+
+def keep_alive_get(path: bytes) -> bytes:
+    """A GET that leaves the connection open for the next request."""
+    return b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1:5000\r\n\r\n"
+
+
+class PipelineTests(HardeningCase):
+    """
+    Pipelined requests (many in one packet) are answered one per reactor turn, so the
+    devices and the other pages are served in between; and no further while the peer
+    reads no answers.
+
+    A reactor turn here (L{turn}): the calls due, then the bytes waiting on every
+    connection, moved without running the clock (the harness's own flush runs the calls
+    due at each step, which would merge the turns).
+    """
+
+    def move_bytes(self) -> None:
+        for connection in self.harness.connections:
+            connection.pump.flush(advanceClock=False)
+
+    def turn(self) -> None:
+        """
+        One turn of the reactor: the calls due now, then I/O. Unlike C{Clock.advance}, a
+        call scheduled by one of them (C{callLater(0, ...)}) waits for the next turn, as
+        in the real reactor.
+        """
+        clock = self.harness.clock
+        for call in [c for c in clock.calls if c.getTime() <= clock.seconds()]:
+            if call in clock.calls:  # not cancelled by an earlier one
+                clock.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)
+        self.move_bytes()
+
+    def pipeline(self, count: int) -> tuple[RawClient, Connection, list[bytes]]:
+        """C{count} pipelined requests in one packet, the last closing; the answers due."""
+        paths = [b"/" if i % 2 == 0 else b"/missing-%d" % i for i in range(count - 1)]
+        packet = b"".join(keep_alive_get(path) for path in paths) + raw_get(b"/")
+        expected = [b"HTTP/1.1 200 OK" if path == b"/" else b"HTTP/1.1 404 Not Found"
+                    for path in paths] + [b"HTTP/1.1 200 OK"]
+        raw, connection = self.harness.connect_raw(b"")
+        connection.client_transport.write(packet)
+        self.move_bytes()
+        return raw, connection, expected
+
+    def good_frame_taken(self) -> None:
+        """A frame of the good device, sent now, is taken within this turn's I/O."""
+        self.good_power += 1.0
+        self.good.send_json(power_frame(self.good_power, self.good_id))
+        self.move_bytes()
+        device_id, values = self.sink.readings_calls[-1]
+        self.assertEqual((device_id, values[0].apower), (self.good_id, self.good_power))
+
+    @staticmethod
+    def status_lines(raw: RawClient) -> list[bytes]:
+        return re.findall(rb"HTTP/1\.1 \d{3} [A-Za-z ]+", raw.received)
+
+    def test_one_answer_per_reactor_turn(self) -> None:
+        count = 40
+        # Health checks, one per turn, on connections made beforehand (making one runs
+        # the clock).
+        checks = [self.harness.connect_raw(b"") for _ in range(count)]
+        raw, _, expected = self.pipeline(count)
+        for answered, (health, connection) in enumerate(checks, 1):
+            # Exactly one more answer each turn, in order ...
+            self.assertEqual(self.status_lines(raw), expected[:answered])
+            # ... and between two answers, a device's frame on another connection is
+            # taken, and a health check on a third is answered.
+            self.good_frame_taken()
+            connection.client_transport.write(raw_get(b"/"))
+            self.move_bytes()
+            self.assertEqual(health.status_line, b"HTTP/1.1 200 OK")
+            self.turn()
+        self.assertEqual(self.status_lines(raw), expected)
+        self.assertTrue(raw.lost)
+        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(warn_events(self.events), [])
+        self.assert_good_served()
+
+    def test_no_next_answer_while_the_peer_reads_none(self) -> None:
+        raw, connection, expected = self.pipeline(4)
+        self.assertEqual(self.status_lines(raw), expected[:1])
+        channel = connection.server_transport.protocol
+        # The peer's socket is full: the transport pauses the channel, its producer.
+        channel.pauseProducing()
+        for _ in range(3):
+            self.turn()
+            self.good_frame_taken()
+        self.assertEqual(self.status_lines(raw), expected[:1])
+        # The peer reads again: the rest follow, one a turn.
+        channel.resumeProducing()
+        for answered in range(2, 5):
+            self.turn()
+            self.assertEqual(self.status_lines(raw), expected[:answered])
+        self.assertTrue(raw.lost)
+        self.assert_good_served()
+
+    def test_peer_that_reads_no_answers_is_timed_out(self) -> None:
+        raw, connection, expected = self.pipeline(4)
+        connection.server_transport.protocol.pauseProducing()
+        self.harness.advance(REQUEST_TIMEOUT + 1, step=0.5)
+        self.assertTrue(raw.lost)
+        self.assertEqual(self.status_lines(raw), expected[:1])
+        self.assertEqual(self.factory.rejected, {})
+        self.assert_good_served()
+
+    def test_disconnect_while_the_next_waits(self) -> None:
+        raw, connection, expected = self.pipeline(4)
+        connection.client_transport.loseConnection()
+        self.move_bytes()
+        self.turn()
+        self.harness.flush()
+        self.assertEqual(self.status_lines(raw), expected[:1])
+        self.assert_no_traceback()
+        self.assert_good_served()
