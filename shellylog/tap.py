@@ -28,7 +28,7 @@ from shellylog.minutes import MinuteService
 from shellylog.protocol import CloseOnStop, Limits, ShellyServerFactory
 from shellylog.report import public_options, status_report
 from shellylog.tracker import ChannelTracker
-from shellylog.web import HealthResource, JsonResource, build_site
+from shellylog.web import HealthResource, StatusResource, build_site
 
 
 def _number(option: str, text: str) -> float:
@@ -263,7 +263,7 @@ def makeService(
         )
 
     pages: dict[bytes, IResource] = {
-        b"status": JsonResource(status),
+        b"status": StatusResource(status, reactor),
         b"metrics": metrics_resource(ShellylogCollector(factory, sink, minutes)),
     }
     site = build_site(factory, health, reactor, pages)

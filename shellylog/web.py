@@ -11,7 +11,7 @@ from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -21,6 +21,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from shellylog.handshake import Refusal, check_handshake
 from shellylog.internals import release_http_channel
+from shellylog.report import PAGE_SIZE, status_page
 
 log = Logger(namespace="shellylog.web")
 
@@ -67,19 +68,70 @@ class HealthResource(Resource):
         return body.encode("utf-8")
 
 
-class JsonResource(Resource):
-    """C{GET}: the document C{snapshot} returns, as JSON."""
+#: Seconds one C{/status} document is served for: however many ask, it is built at most
+#: once in that time.
+STATUS_MAX_AGE = 1.0
+# Pages of one document kept encoded; a peer asking for ever other pages gets them built.
+_PAGES_KEPT = 8
+
+
+class StatusResource(Resource):
+    """
+    C{GET /status?offset=N&limit=M}: a page of the document C{report} returns (see
+    L{status_page}), as JSON. The document is built at most once in L{STATUS_MAX_AGE}
+    seconds on C{clock}, so that many requests in a row cost the building of one.
+    """
 
     isLeaf = True
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, report: Callable[[], dict[str, Any]], clock: IReactorTime,
+                 max_age: float = STATUS_MAX_AGE) -> None:
         super().__init__()
-        self._snapshot = snapshot
+        self._report = report
+        self._clock = clock
+        self._max_age = max_age
+        self._document: dict[str, Any] | None = None
+        self._built_at = 0.0
+        self._pages: dict[tuple[int, int], bytes] = {}
 
     def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
-        return (json.dumps(self._snapshot(), indent=2) + "\n").encode("utf-8")
+        try:
+            offset = _whole_arg(request, b"offset", 0, 0, None)
+            limit = _whole_arg(request, b"limit", PAGE_SIZE, 1, PAGE_SIZE)
+        except ValueError as e:
+            request.setResponseCode(400)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return f"{e}\n".encode()
+        request.setHeader(b"content-type", b"application/json")
+        now = self._clock.seconds()
+        if self._document is None or not 0 <= now - self._built_at < self._max_age:
+            self._document, self._built_at = self._report(), now
+            self._pages.clear()
+        body = self._pages.get((offset, limit))
+        if body is None:
+            page = status_page(self._document, offset, limit)
+            body = (json.dumps(page, indent=2) + "\n").encode("utf-8")
+            if len(self._pages) >= _PAGES_KEPT:
+                self._pages.clear()
+            self._pages[offset, limit] = body
+        return body
+
+
+def _whole_arg(request: Request, name: bytes, default: int, minimum: int,
+               maximum: int | None) -> int:
+    """The query argument C{name}, a whole number in range; ValueError says what is wrong."""
+    values = (request.args or {}).get(name)
+    if not values:
+        return default
+    text = values[0].decode("latin-1")
+    top = "" if maximum is None else f" to {maximum}"
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not (
+        minimum <= int(text) and (maximum is None or int(text) <= maximum)
+    ):
+        raise ValueError(f"{name.decode()}: a whole number from {minimum}{top}, "
+                         f"got {ascii(text[:20])}")
+    return int(text)
 
 
 class DeviceSocketResource(WebSocketResource):
