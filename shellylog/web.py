@@ -130,7 +130,7 @@ def _whole_arg(request: Request, name: bytes, default: int, minimum: int,
         minimum <= int(text) and (maximum is None or int(text) <= maximum)
     ):
         raise ValueError(f"{name.decode()}: a whole number from {minimum}{top}, "
-                         f"got {ascii(text[:20])}")
+                         f"got {text[:20]!a}")
     return int(text)
 
 
