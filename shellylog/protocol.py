@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from shellylog.admission import Admission
 from shellylog.internals import ServerFactory, ServerProtocol, protocol_options
+from shellylog.logbudget import PER_MINUTE, LogBudget
 from shellylog.rpc import (
     ErrorResponse,
     Frame,
@@ -45,6 +46,8 @@ ENABLE_NOTIFY = "NotifyStatus"
 MAX_OUTSTANDING = 64
 # Binary frames tolerated on one connection before it is closed: devices never send any.
 MAX_BINARY = 10
+# Error answers of a device logged per connection; the rest are only counted.
+MAX_ERRORS_LOGGED = 3
 RATE_WINDOW = 60.0
 
 # WebSocket close codes (RFC 6455, section 7.4.1).
@@ -89,11 +92,14 @@ class Limits:
     @ivar max_rate: frames per minute per connection (beyond: dropped; beyond twice
         that: closed with 1008).
     @ivar max_connections: open WebSocket connections (beyond: HTTP 503 at the handshake).
+    @ivar max_warnings: warnings peers may cause per minute, all connections together
+        (beyond: counted, and summarized once a minute; see L{LogBudget}).
     """
 
     max_message: int = 256 * 1024
     max_rate: int = 600
     max_connections: int = 10000
+    max_warnings: int = PER_MINUTE
 
 
 class ReadingSink(Protocol):
@@ -129,6 +135,7 @@ class ShellyServerProtocol(ServerProtocol):
         self._window_frames = 0
         self._record: DeviceRecord | None = None
         self._opened = False
+        self._errors = 0
 
     # -- handshake and life cycle ------------------------------------------------------
 
@@ -137,16 +144,16 @@ class ShellyServerProtocol(ServerProtocol):
         limit = self.factory.limits.max_connections
         if self.factory.getConnectionCount() > limit:
             self.factory.rejected["too_many_connections"] += 1
-            log.warn("refused {peer}: more than {limit} connections",
-                     event="connection_refused", peer=self.peer,
-                     limit=limit)
+            self.factory.log_budget.warn(log, "refused {peer}: more than {limit} connections",
+                                         event="connection_refused", peer=self.peer,
+                                         limit=limit)
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
         tokens = request.params.get("token") or [None]
         admitted = self.factory.admission.admit(tokens[0])
         if admitted is None:
             self.factory.rejected["bad_token"] += 1
-            log.warn("refused {peer}: missing or wrong token", event="connection_refused",
-                     peer=self.peer)
+            self.factory.log_budget.warn(log, "refused {peer}: missing or wrong token",
+                                         event="connection_refused", peer=self.peer)
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "missing or wrong token")
         self._admitted = admitted
         if SUBPROTOCOL in request.protocols:
@@ -179,7 +186,8 @@ class ShellyServerProtocol(ServerProtocol):
             self._lost(failure, f"closed with {self.failure_code()} ({failure})")
         total = sum(self.rejected.values())
         if total:
-            log.warn(
+            self.factory.log_budget.warn(
+                log,
                 "{total} frames from {peer} ({device}) were rejected: {reasons}",
                 event="frames_rejected_summary",
                 total=total,
@@ -206,9 +214,9 @@ class ShellyServerProtocol(ServerProtocol):
     def _lost(self, reason: str, detail: str) -> None:
         """Count and log a connection that ends because its peer misbehaved."""
         self.factory.rejected[reason] += 1
-        log.warn("lost {peer} ({device}): {detail}", event="connection_lost",
-                 peer=self.peer, device=self.device_id,
-                 reason=reason, detail=detail)
+        self.factory.log_budget.warn(log, "lost {peer} ({device}): {detail}",
+                                     event="connection_lost", peer=self.peer,
+                                     device=self.device_id, reason=reason, detail=detail)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -249,7 +257,7 @@ class ShellyServerProtocol(ServerProtocol):
             self._reject(e.reason, e.detail)
         except Exception:
             self._reject("internal", "unexpected error")
-            if self.rejected["internal"] == 1:
+            if self.rejected["internal"] == 1 and self.factory.log_budget.allow("frame_failed"):
                 log.failure("unexpected error on a frame from {peer}", event="frame_failed",
                             peer=self.peer, device=self.device_id)
 
@@ -268,16 +276,17 @@ class ShellyServerProtocol(ServerProtocol):
 
     def _close(self, code: int, reason: str) -> None:
         if self.close_with(code, reason):
-            log.warn("closing {peer} ({device}) with {code}: {why}", event="connection_closed",
-                     peer=self.peer,
-                     device=self.device_id, code=code, why=reason)
+            self.factory.log_budget.warn(log, "closing {peer} ({device}) with {code}: {why}",
+                                         event="connection_closed", peer=self.peer,
+                                         device=self.device_id, code=code, why=reason)
 
     def _reject(self, reason: str, detail: str) -> None:
         self.factory.rejected[reason] += 1
         self.rejected[reason] += 1
         # One warning per reason and connection: a flood must not flood the log.
         if self.rejected[reason] == 1:
-            log.warn(
+            self.factory.log_budget.warn(
+                log,
                 "dropped a frame from {peer} ({device}): {detail}",
                 event="frame_rejected",
                 peer=self.peer,
@@ -343,10 +352,18 @@ class ShellyServerProtocol(ServerProtocol):
         if method == ENABLE_NOTIFY:
             # Real firmware has no such method; the original collector sent it anyway.
             return
+        # A few per connection: a peer may send error answers without end (each one is
+        # counted in factory.received all the same).
+        self._errors += 1
+        if self._errors > MAX_ERRORS_LOGGED:
+            return
+        last = " (further errors on this connection are not logged)" * (
+            self._errors == MAX_ERRORS_LOGGED)
         # Not "message": that key belongs to legacy (twisted.python.log) events, and a
         # legacy observer blanks it for every observer after it.
-        log.warn(
-            "{device} answered {method} with error {code}: {error_message}",
+        self.factory.log_budget.warn(
+            log,
+            "{device} answered {method} with error {code}: {error_message}" + last,
             event="device_error",
             device=self.device_id,
             method=method,
@@ -392,6 +409,8 @@ class ShellyServerFactory(ServerFactory):
         self.poll_interval = poll_interval
         self.limits = limits = limits or Limits()
         self.admission = admission or Admission()
+        #: How many warnings peers may cause (the site's share it).
+        self.log_budget = LogBudget(clock, limits.max_warnings)
         self.devices: dict[str, ShellyServerProtocol] = {}
         self.records: dict[str, DeviceRecord] = {}
         self.rejected: Counter[str] = Counter()
@@ -489,4 +508,8 @@ class CloseOnStop(Service):
                      event="close_timeout", count=len(self.factory.open_connections),
                      timeout=self.timeout)
 
-        return closing.addErrback(late)
+        def summarize(_: None) -> None:
+            # What the budget held back until now, before the process ends.
+            self.factory.log_budget.flush()
+
+        return closing.addErrback(late).addCallback(summarize)

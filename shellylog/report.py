@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 #: Options shown as they are; the token is never shown, only whether one is required.
 SHOWN_OPTIONS = (
     "port", "csv", "channels", "threshold", "tz", "max-carry", "poll", "fsync",
-    "max-pending", "max-message", "max-rate", "max-connections", "allow", "token-file",
+    "max-pending", "max-message", "max-rate", "max-connections", "max-warnings", "allow",
+    "token-file",
 )
 
 

@@ -154,6 +154,8 @@ class Options(usage.Options):
         ["max-message", None, "256KiB", "Largest WebSocket message accepted (closed with 1009)."],
         ["max-rate", None, "600", "Frames per minute accepted from one connection."],
         ["max-connections", None, "10000", "Open device connections (beyond: HTTP 503)."],
+        ["max-warnings", None, "60", "Warnings peers may cause per minute, all together; "
+         "the rest are summarized once a minute."],
         ["token", None, None, "A secret devices must give as /ws?token=SECRET."],
         ["token-file", None, None, "A file of 'token device-id-glob' lines (instead of --token)."],
     ]
@@ -184,6 +186,7 @@ class Options(usage.Options):
         self["max-message"] = _size("max-message", self["max-message"])
         self["max-rate"] = _whole("max-rate", self["max-rate"], minimum=1)
         self["max-connections"] = _whole("max-connections", self["max-connections"], minimum=1)
+        self["max-warnings"] = _whole("max-warnings", self["max-warnings"])
         if self["token"] is not None and self["token-file"] is not None:
             raise usage.UsageError("--token and --token-file: give one or the other")
         if self["token"] is not None:
@@ -200,6 +203,7 @@ class Options(usage.Options):
             max_message=self["max-message"],
             max_rate=self["max-rate"],
             max_connections=self["max-connections"],
+            max_warnings=self["max-warnings"],
         )
 
 

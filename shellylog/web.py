@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
@@ -21,6 +21,7 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from shellylog.handshake import Refusal, check_handshake
 from shellylog.internals import release_http_channel
+from shellylog.logbudget import LogBudget
 from shellylog.report import PAGE_SIZE, status_page
 
 log = Logger(namespace="shellylog.web")
@@ -140,14 +141,17 @@ class DeviceSocketResource(WebSocketResource):
     leaf, so without this check C{/ws/anything} would upgrade too.
 
     A request that is not a WebSocket handshake shellylog speaks (L{check_handshake}) is
-    answered at once with a clear HTTP error, counted in C{rejected} as C{bad_handshake}.
+    answered at once with a clear HTTP error, counted in C{rejected} as C{bad_handshake},
+    and logged once per connection (within C{log_budget}).
     """
 
-    def __init__(self, factory: WebSocketServerFactory, rejected: Counter[str]) -> None:
+    def __init__(self, factory: WebSocketServerFactory, rejected: Counter[str],
+                 log_budget: LogBudget) -> None:
         super().__init__(factory)
         #: The devices' WebSocket factory.
         self.factory = factory
         self.rejected = rejected
+        self.log_budget = log_budget
 
     def render(self, request: Request) -> bytes | int:
         if request.postpath not in ([], [b""]):
@@ -169,8 +173,15 @@ class DeviceSocketResource(WebSocketResource):
 
     def _refuse(self, request: Request, refusal: Refusal) -> bytes:
         self.rejected["bad_handshake"] += 1
-        log.warn("refused a WebSocket handshake from {peer}: {why}", event="handshake_refused",
-                 peer=_peer(request.getClientAddress()), code=refusal.code, why=refusal.reason)
+        channel = request.channel
+        # Once per connection: one keep-alive connection may send any number of them.
+        if not isinstance(channel, RequestChannel) or not channel.refusal_logged:
+            if isinstance(channel, RequestChannel):
+                channel.refusal_logged = True
+            self.log_budget.warn(log, "refused a WebSocket handshake from {peer}: {why}",
+                                 event="handshake_refused",
+                                 peer=_peer(request.getClientAddress()), code=refusal.code,
+                                 why=refusal.reason)
         request.setResponseCode(refusal.code, _PHRASES.get(refusal.code))
         for name, value in refusal.headers:
             request.setHeader(name, value)
@@ -212,6 +223,8 @@ class RequestChannel(HTTPChannel):
 
     site: DeviceSite
     _idle = False
+    #: A refused WebSocket handshake of this connection has been logged.
+    refusal_logged = False
     # The peer's socket takes no more (the transport paused us as its producer).
     _send_blocked = False
     _lost = False
@@ -275,9 +288,10 @@ class RequestChannel(HTTPChannel):
             # Not a keep-alive connection idle after an answer: a request that never came.
             assert self.transport is not None
             self.site.rejected["request_timeout"] += 1
-            log.warn("closing {peer}: no complete request within {timeout} s",
-                     event="request_timeout",
-                     peer=_peer(self.transport.getPeer()), timeout=self.timeOut)
+            self.site.log_budget.warn(log, "closing {peer}: no complete request within "
+                                      "{timeout} s", event="request_timeout",
+                                      peer=_peer(self.transport.getPeer()),
+                                      timeout=self.timeOut)
         super().timeoutConnection()
 
 
@@ -292,10 +306,13 @@ class DeviceSite(Site):
 
     @ivar rejected: where requests that missed their deadline are counted (the
         WebSocket factory's counter, when it has one).
+    @ivar log_budget: the warnings peers may cause (the WebSocket factory's, when it has
+        one).
     """
 
     protocol = RequestChannel  # type: ignore[assignment]
     rejected: Counter[str]
+    log_budget: LogBudget
 
 
 def build_site(
@@ -314,12 +331,18 @@ def build_site(
     rejected = getattr(ws_factory, "rejected", None)
     if not isinstance(rejected, Counter):
         rejected = Counter()
-    root.putChild(b"ws", DeviceSocketResource(ws_factory, rejected))
+    budget = getattr(ws_factory, "log_budget", None)
+    if not isinstance(budget, LogBudget):
+        if clock is None:
+            from twisted.internet import reactor as clock
+        budget = LogBudget(cast(IReactorTime, clock))
+    root.putChild(b"ws", DeviceSocketResource(ws_factory, rejected, budget))
     for name, page in (pages or {}).items():
         root.putChild(name, page)
     site = DeviceSite(root, logFormatter=access_log_line, timeout=REQUEST_TIMEOUT,
                       reactor=clock)
     site.rejected = rejected
+    site.log_budget = budget
     site.displayTracebacks = False
     return site
 

@@ -21,7 +21,7 @@ from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyChannel
 
 from shellylog.admission import Admission, TokenRule
-from shellylog.protocol import Limits
+from shellylog.protocol import CloseOnStop, Limits
 from shellylog.status import ChannelValues
 from shellylog.web import REQUEST_TIMEOUT, access_log_line
 from tests.helpers import (
@@ -33,6 +33,7 @@ from tests.helpers import (
     capture_log,
     fixture_device_id,
 )
+from tests.stack import Stack
 from tests.test_web import raw_get, raw_upgrade
 
 #: The well-behaved device of every test (unless a test needs another one).
@@ -1039,3 +1040,139 @@ class PipelineTests(HardeningCase):
         self.assertEqual(self.status_lines(raw), expected[:1])
         self.assert_no_traceback()
         self.assert_good_served()
+
+
+def error_answer(request_id: int, src: str = BAD) -> dict[str, Any]:
+    """An error answer, as a device sends one, to a request of that id."""
+    return {"id": request_id, "src": src, "dst": "shellylog",
+            "error": {"code": -103, "message": "Resource unavailable"}}
+
+
+class QuietLogTests(HardeningCase):
+    """
+    Whatever peers do, they cause a few warnings per connection, and at most the budget
+    (60) a minute in all, then one summary line a minute; the counters count everything.
+    """
+
+    # Frames are not rate-limited here: the error answers all reach the protocol.
+    limits = Limits(max_rate=100_000)
+
+    def events_named(self, name: str) -> list[LogEvent]:
+        return [e for e in self.events if e.get("event") == name]
+
+    def test_unsolicited_error_answers(self) -> None:
+        client, connection = self.connect_bad()
+        for n in range(12_000):
+            client.send_json(error_answer(1_000_000 + n))
+            if n % 500 == 0:
+                self.harness.flush()
+        self.harness.flush()
+        self.assertEqual(self.factory.received["error"], 12_000)
+        lines = [formatEvent(e) for e in warn_events(self.events)]
+        self.assertEqual(len(lines), 3, lines)
+        self.assertEqual(
+            lines[2], f"{BAD} answered None with error '-103': 'Resource unavailable' "
+            "(further errors on this connection are not logged)")
+        self.assertEqual(len(self.events_named("device_error")), 3)
+        self.harness.advance(61)
+        self.assertEqual(self.events_named("log_suppressed"), [])
+        self.assert_still_open(client, connection)
+        self.assert_bad_kept(closed=False)
+        self.assert_good_served()
+
+    def test_error_answers_counted_per_connection(self) -> None:
+        """A new connection may log its own few: the cap is per connection."""
+        for _ in range(2):
+            client, _ = self.connect_bad()
+            for n in range(5):
+                client.send_json(error_answer(1_000_000 + n))
+            self.harness.flush()
+        self.assertEqual(len(self.events_named("device_error")), 6)
+        self.assertEqual(self.factory.received["error"], 10)
+
+    def test_a_thousand_peers_one_warning_each(self) -> None:
+        """Each of 1,000 peers sends a GET /ws that is no handshake, in three minutes."""
+        start = self.harness.clock.seconds()
+        for minute in range(3):
+            for n in range(400 if minute < 2 else 200):
+                raw, _ = self.harness.connect_raw(raw_get(b"/ws"))
+                self.assertEqual(raw.status_line, b"HTTP/1.1 400 Bad Request")
+                if n % 100 == 99:
+                    self.harness.advance(10, step=10)
+            self.harness.advance(start + 60 * (minute + 1) - self.harness.clock.seconds(),
+                                 step=10)
+        self.harness.advance(60, step=10)
+        self.assertEqual(self.factory.rejected, {"bad_handshake": 1000})
+        self.assertEqual(len(self.events_named("handshake_refused")), 60 * 3)
+        summaries = self.events_named("log_suppressed")
+        self.assertEqual([(e["count"], e["reasons"]) for e in summaries],
+                         [(340, {"handshake_refused": 340}),
+                          (340, {"handshake_refused": 340}),
+                          (140, {"handshake_refused": 140})])
+        self.assertEqual(len(warn_events(self.events)), 60 * 3 + 3)
+        self.assert_good_served()
+
+    def test_mixed_warnings_share_the_budget(self) -> None:
+        """Refused handshakes, bad frames, refused tokens: one budget for them all."""
+        for _ in range(50):
+            self.harness.connect_raw(raw_get(b"/ws"))
+        for _ in range(20):
+            client, _ = self.connect_bad(device=None)
+            client.send_text("not json")
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {"bad_handshake": 50, "not_json": 20})
+        self.assertEqual(len(warn_events(self.events)), 60)
+        self.harness.advance(60)
+        (summary,) = self.events_named("log_suppressed")
+        self.assertEqual(summary["reasons"], {"frame_rejected": 10})
+        self.assert_good_served()
+
+    def test_pipelined_refused_handshakes_logged_once(self) -> None:
+        raw, connection = self.harness.connect_raw(b"")
+        connection.client_transport.write(keep_alive_get(b"/ws") * 30 + raw_get(b"/ws"))
+        self.harness.flush()
+        self.assertEqual(raw.received.count(b"HTTP/1.1 400 Bad Request"), 31)
+        self.assertEqual(self.factory.rejected, {"bad_handshake": 31})
+        self.assertEqual(len(self.events_named("handshake_refused")), 1)
+        self.assert_good_served()
+
+
+class MaxWarningsOptionTests(SynchronousTestCase):
+    """C{--max-warnings}, through the service makeService builds."""
+
+    def refuse(self, stack: Stack, count: int) -> None:
+        for _ in range(count):
+            raw = stack.get(b"/ws")
+            self.assertEqual(raw.status_line, b"HTTP/1.1 400 Bad Request")
+
+    def test_max_warnings(self) -> None:
+        events = capture_log(self)
+        stack = Stack(self, "--max-warnings", "2")
+        self.refuse(stack, 5)
+        self.assertEqual(len([e for e in events if e.get("event") == "handshake_refused"]), 2)
+        stack.advance(60)
+        (summary,) = [e for e in events if e.get("event") == "log_suppressed"]
+        self.assertEqual((summary["count"], summary["reasons"]), (3, {"handshake_refused": 3}))
+        self.assertEqual(stack.factory.rejected, {"bad_handshake": 5})
+        self.assertEqual(stack.status()["server"]["options"]["max-warnings"], 2)
+
+    def test_default_sixty(self) -> None:
+        events = capture_log(self)
+        stack = Stack(self)
+        self.refuse(stack, 61)
+        self.assertEqual(len([e for e in events if e.get("event") == "handshake_refused"]), 60)
+        stack.advance(60)
+        self.assertEqual([e["count"] for e in events if e.get("event") == "log_suppressed"],
+                         [1])
+
+    def test_summary_at_stop(self) -> None:
+        """The summary of the minute in progress is logged when the service stops."""
+        events = capture_log(self)
+        stack = Stack(self, "--max-warnings", "1")
+        self.refuse(stack, 3)
+        stopped = CloseOnStop(stack.factory, stack.clock).stopService()
+        self.successResultOf(stopped)
+        self.assertEqual([e["count"] for e in events if e.get("event") == "log_suppressed"],
+                         [2])
+        stack.clock.advance(60)
+        self.assertEqual(len([e for e in events if e.get("event") == "log_suppressed"]), 1)
