@@ -218,7 +218,8 @@ class RequestChannel(HTTPChannel):
     HTTP/1.1 with a deadline for each whole request: L{REQUEST_TIMEOUT} seconds from the
     connection (or from the end of the previous response) however the bytes trickle in.
     Twisted's own timeout starts over at every byte received, so one byte every few
-    seconds would hold a connection for hours.
+    seconds would hold a connection for hours. Pipelined requests are answered one per
+    reactor turn (L{requestDone}).
     """
 
     site: DeviceSite
