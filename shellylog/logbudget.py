@@ -8,6 +8,7 @@ at once must not push the lines that matter out of the journal (journald drops a
 lines past its rate limit, 10,000 in 30 s by default). The warnings past the budget are
 counted by event, and summarized in one line (C{log_suppressed}) when their minute ends.
 The counters of what happened (C{/metrics}) are not affected: they count everything.
+The site's access log has a budget of its own (L{ACCESS_LINES_PER_MINUTE}).
 
 No reactor of its own: the clock is given, and is only asked for the time and to call the
 summary when the minute ends.
@@ -25,6 +26,9 @@ log = Logger(namespace="shellylog.logbudget")
 
 #: Peer-caused warnings logged per minute, by default.
 PER_MINUTE = 60
+#: Lines of the HTTP access log per minute, all connections together: a tenth of what
+#: journald lets a service write by default (10,000 in 30 s).
+ACCESS_LINES_PER_MINUTE = 600
 WINDOW = 60.0
 
 
@@ -36,9 +40,12 @@ class LogBudget:
     @ivar suppressed_total: warnings not logged since start, by event.
     """
 
-    def __init__(self, clock: IReactorTime, per_minute: int = PER_MINUTE) -> None:
+    def __init__(self, clock: IReactorTime, per_minute: int = PER_MINUTE,
+                 what: str = "warnings caused by peers") -> None:
         self.clock = clock
         self.per_minute = per_minute
+        #: What the summary says was not logged.
+        self.what = what
         self.suppressed_total: Counter[str] = Counter()
         self._window_start: float | None = None
         self._used = 0
@@ -60,11 +67,20 @@ class LogBudget:
         if self._used < self.per_minute:
             self._used += 1
             return True
+        self.suppress(event)
+        return False
+
+    def suppress(self, event: str) -> None:
+        """Count a line of C{event} that is not logged (a caller's own limit, say)."""
+        now = self.clock.seconds()
+        if self._window_start is None or not 0 <= now - self._window_start < WINDOW:
+            self.flush()
+            self._window_start, self._used = now, 0
         if self._summary is None:
-            self._summary = self.clock.callLater(start + WINDOW - now, self._summarize)
+            self._summary = self.clock.callLater(self._window_start + WINDOW - now,
+                                                 self._summarize)
         self._suppressed[event] += 1
         self.suppressed_total[event] += 1
-        return False
 
     def warn(self, logger: Logger, text: str, *, event: str, **fields: Any) -> None:
         """C{logger.warn(text, event=event, **fields)} if the budget allows it."""
@@ -81,6 +97,6 @@ class LogBudget:
         self._summary = None
         suppressed, self._suppressed = self._suppressed, Counter()
         if suppressed:
-            log.warn("{count} more warnings caused by peers were not logged: {reasons}",
-                     event="log_suppressed", count=sum(suppressed.values()),
+            log.warn("{count} more {what} were not logged: {reasons}",
+                     event="log_suppressed", count=sum(suppressed.values()), what=self.what,
                      reasons=dict(sorted(suppressed.items())))

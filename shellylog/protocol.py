@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 
 from shellylog.admission import Admission
 from shellylog.internals import ServerFactory, ServerProtocol, protocol_options
-from shellylog.logbudget import PER_MINUTE, LogBudget
+from shellylog.logbudget import ACCESS_LINES_PER_MINUTE, PER_MINUTE, LogBudget
 from shellylog.rpc import (
     ErrorResponse,
     Frame,
@@ -411,6 +411,8 @@ class ShellyServerFactory(ServerFactory):
         self.admission = admission or Admission()
         #: How many warnings peers may cause (the site's share it).
         self.log_budget = LogBudget(clock, limits.max_warnings)
+        #: How many lines of the site's access log they may cause.
+        self.access_budget = LogBudget(clock, ACCESS_LINES_PER_MINUTE, "access log lines")
         self.devices: dict[str, ShellyServerProtocol] = {}
         self.records: dict[str, DeviceRecord] = {}
         self.rejected: Counter[str] = Counter()
@@ -509,7 +511,8 @@ class CloseOnStop(Service):
                      timeout=self.timeout)
 
         def summarize(_: None) -> None:
-            # What the budget held back until now, before the process ends.
+            # What the budgets held back until now, before the process ends.
             self.factory.log_budget.flush()
+            self.factory.access_budget.flush()
 
         return closing.addErrback(late).addCallback(summarize)

@@ -15,19 +15,22 @@ from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from shellylog.handshake import Refusal, check_handshake
 from shellylog.internals import release_http_channel
-from shellylog.logbudget import LogBudget
+from shellylog.logbudget import ACCESS_LINES_PER_MINUTE, LogBudget
 from shellylog.report import PAGE_SIZE, status_page
 
 log = Logger(namespace="shellylog.web")
 
 #: Seconds a peer has to send a complete HTTP request (the WebSocket handshake included).
 REQUEST_TIMEOUT = 5
+#: Requests of one connection written to the access log.
+ACCESS_LINES_PER_CONNECTION = 3
 
 
 def _no_problem() -> str | None:
@@ -226,6 +229,8 @@ class RequestChannel(HTTPChannel):
     _idle = False
     #: A refused WebSocket handshake of this connection has been logged.
     refusal_logged = False
+    #: Requests of this connection in the access log.
+    access_lines = 0
     # The peer's socket takes no more (the transport paused us as its producer).
     _send_blocked = False
     _lost = False
@@ -314,6 +319,22 @@ class DeviceSite(Site):
     protocol = RequestChannel  # type: ignore[assignment]
     rejected: Counter[str]
     log_budget: LogBudget
+    access_budget: LogBudget
+
+    def log(self, request: http.Request) -> None:
+        """
+        The access log line of C{request}: the first L{ACCESS_LINES_PER_CONNECTION} of a
+        connection, within C{access_budget}; the rest are counted for its summary. One
+        packet of pipelined requests would otherwise write a line for each.
+        """
+        channel = request.channel
+        if isinstance(channel, RequestChannel):
+            channel.access_lines += 1
+            if channel.access_lines > ACCESS_LINES_PER_CONNECTION:
+                self.access_budget.suppress("access")
+                return
+        if self.access_budget.allow("access"):
+            super().log(request)
 
 
 def build_site(
@@ -332,11 +353,15 @@ def build_site(
     rejected = getattr(ws_factory, "rejected", None)
     if not isinstance(rejected, Counter):
         rejected = Counter()
+    if clock is None:
+        from twisted.internet import reactor as clock
     budget = getattr(ws_factory, "log_budget", None)
     if not isinstance(budget, LogBudget):
-        if clock is None:
-            from twisted.internet import reactor as clock
         budget = LogBudget(cast(IReactorTime, clock))
+    access_budget = getattr(ws_factory, "access_budget", None)
+    if not isinstance(access_budget, LogBudget):
+        access_budget = LogBudget(cast(IReactorTime, clock), ACCESS_LINES_PER_MINUTE,
+                                  "access log lines")
     root.putChild(b"ws", DeviceSocketResource(ws_factory, rejected, budget))
     for name, page in (pages or {}).items():
         root.putChild(name, page)
@@ -344,6 +369,7 @@ def build_site(
                       reactor=clock)
     site.rejected = rejected
     site.log_budget = budget
+    site.access_budget = access_budget
     site.displayTracebacks = False
     return site
 

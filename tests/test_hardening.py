@@ -1127,6 +1127,39 @@ class QuietLogTests(HardeningCase):
         self.assertEqual(summary["reasons"], {"frame_rejected": 10})
         self.assert_good_served()
 
+    def test_pipelined_requests_three_access_lines(self) -> None:
+        access = io.StringIO()
+        self.harness.site.logFile = access
+        raw, connection = self.harness.connect_raw(b"")
+        connection.client_transport.write(keep_alive_get(b"/") * 49 + raw_get(b"/"))
+        self.harness.flush()
+        self.assertEqual(raw.received.count(b"HTTP/1.1 200 OK"), 50)
+        lines = access.getvalue().splitlines()
+        self.assertEqual(len(lines), 3)
+        self.assertIn('"GET / HTTP/1.1" 200', lines[0])
+        self.assertEqual(self.events_named("log_suppressed"), [])
+        self.harness.advance(60)
+        (summary,) = self.events_named("log_suppressed")
+        self.assertEqual(formatEvent(summary),
+                         "47 more access log lines were not logged: {'access': 47}")
+        self.assert_good_served()
+
+    def test_access_log_budget(self) -> None:
+        """700 requests on as many connections in a minute: 600 lines and a summary."""
+        access = io.StringIO()
+        self.harness.site.logFile = access
+        for _ in range(700):
+            raw, _ = self.harness.connect_raw(raw_get(b"/"))
+            self.assertEqual(raw.status_line, b"HTTP/1.1 200 OK")
+        self.assertEqual(len(access.getvalue().splitlines()), 600)
+        self.harness.advance(60, step=10)
+        (summary,) = self.events_named("log_suppressed")
+        self.assertEqual((summary["count"], summary["reasons"]), (100, {"access": 100}))
+        # The next minute has its lines again.
+        self.harness.connect_raw(raw_get(b"/"))
+        self.assertEqual(len(access.getvalue().splitlines()), 601)
+        self.assert_good_served()
+
     def test_pipelined_refused_handshakes_logged_once(self) -> None:
         raw, connection = self.harness.connect_raw(b"")
         connection.client_transport.write(keep_alive_get(b"/ws") * 30 + raw_get(b"/ws"))
