@@ -211,6 +211,10 @@ class ShellyServerProtocol(ServerProtocol):
     def ping_timed_out(self) -> None:
         self._lost("ping_timeout", "no answer to a ping")
 
+    def may_log(self) -> bool:
+        # Autobahn's own lines about a peer come out of the peers' warnings budget.
+        return self.factory.log_budget.allow("autobahn")
+
     def _lost(self, reason: str, detail: str) -> None:
         """Count and log a connection that ends because its peer misbehaved."""
         self.factory.rejected[reason] += 1

@@ -21,7 +21,7 @@ from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from shellylog.handshake import Refusal, check_handshake
-from shellylog.internals import release_http_channel
+from shellylog.internals import quiet_http_channel, release_http_channel
 from shellylog.logbudget import ACCESS_LINES_PER_MINUTE, LogBudget
 from shellylog.report import PAGE_SIZE, status_page
 
@@ -236,6 +236,15 @@ class RequestChannel(HTTPChannel):
     _lost = False
     # A finished request whose successor waits for the next reactor turn.
     _done: Request | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # Twisted's own line about a timed-out client comes out of the peers' budget.
+        quiet_http_channel(self)
+
+    def may_log(self) -> bool:
+        """Whether Twisted may log an info line or a warning about this connection now."""
+        return self.site.log_budget.allow("twisted.web")
 
     def resetTimeout(self) -> None:
         # Bytes received do not move the deadline.
