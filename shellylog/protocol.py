@@ -213,7 +213,8 @@ class ShellyServerProtocol(ServerProtocol):
 
     def may_log(self) -> bool:
         # Autobahn's own lines about a peer come out of the peers' warnings budget.
-        return self.factory.log_budget.allow("autobahn")
+        factory = getattr(self, "factory", None)
+        return factory is None or factory.log_budget.allow("autobahn")
 
     def _lost(self, reason: str, detail: str) -> None:
         """Count and log a connection that ends because its peer misbehaved."""
@@ -361,8 +362,9 @@ class ShellyServerProtocol(ServerProtocol):
         self._errors += 1
         if self._errors > MAX_ERRORS_LOGGED:
             return
-        last = " (further errors on this connection are not logged)" * (
-            self._errors == MAX_ERRORS_LOGGED)
+        last = ""
+        if self._errors == MAX_ERRORS_LOGGED:
+            last = " (further errors on this connection are not logged)"
         # Not "message": that key belongs to legacy (twisted.python.log) events, and a
         # legacy observer blanks it for every observer after it.
         self.factory.log_budget.warn(
