@@ -28,6 +28,9 @@ Autobahn, C{autobahn.websocket.protocol}:
 - C{onAutoPingTimeout}: L{ServerProtocol.ping_timed_out} is called from it.
 - The module-level C{pformat} and C{hltype}, used for debug lines, and C{Timings.__str__},
   which calls C{pformat}: L{install_process_patches}.
+- C{log}, the class's logger, which Autobahn's code calls as C{self.log}: each
+  L{ServerProtocol} has its own (L{QuietLogger}), whose info lines and warnings pass
+  L{ServerProtocol.may_log} first.
 
 Twisted:
 
@@ -38,6 +41,8 @@ Twisted:
   C{Request.gotLength} makes its content file; that a C{length} of 0 there has the
   request rendered at once; that C{persistent} False closes the connection after the
   answer: L{HeadersFirstChannel}.
+- C{HTTPChannel._log}, the logger of its timeouts (C{Timing out client}):
+  L{quiet_http_channel}.
 
 The compression policy is stated here too (L{decline_compression}): shellylog never accepts
 C{permessage-deflate}. Devices never offer it, and a compressed message could hide its real
@@ -46,12 +51,14 @@ size from C{--max-message}; a client that offers it gets its C{101} without the 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
 import autobahn.websocket.protocol as _autobahn_protocol
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.application.service import Service
+from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
@@ -112,11 +119,68 @@ CLOSE_TOO_MANY_FRAGMENTS = 1009
 TAKEN_OVER = {"applyMask": True, "utf8validateIncoming": True}
 
 
+class QuietLogger:
+    """
+    Another library's logger for one connection, C{owner}, whose info lines and warnings
+    are logged only when C{owner.may_log()} says so: what a peer can make Autobahn or
+    Twisted log, once per connection, must not flood the log when a thousand peers do it.
+    Everything else (debug, errors, failures) passes as it is. The owner is held weakly,
+    so that the connection, which holds its logger, is freed without the cycle collector.
+    """
+
+    __slots__ = ("_inner", "_owner")
+
+    def __init__(self, inner: Any, owner: Any) -> None:
+        self._inner = inner
+        self._owner = weakref.ref(owner)
+
+    def _logger(self) -> Any:
+        inner, owner = self._inner, self._owner()
+        if isinstance(inner, Logger) and owner is not None:
+            # As read from the connection: the namespace its class gives, and the
+            # connection as the source of the event, as without us.
+            return inner.__get__(owner, type(owner))
+        return inner
+
+    def _allowed(self) -> bool:
+        owner = self._owner()
+        return owner is None or bool(owner.may_log())
+
+    def info(self, *args: Any, **kwargs: Any) -> None:
+        if self._allowed():
+            self._logger().info(*args, **kwargs)
+
+    def warn(self, *args: Any, **kwargs: Any) -> None:
+        if self._allowed():
+            self._logger().warn(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger(), name)
+
+
+def quiet_http_channel(channel: HTTPChannel) -> None:
+    """
+    Twisted's lines about C{channel} (its timeouts) are logged only when its C{may_log()}
+    says so.
+    """
+    channel._log = QuietLogger(HTTPChannel._log, channel)  # type: ignore[assignment]
+
+
 class ServerProtocol(WebSocketServerProtocol):
     """
     Autobahn's server protocol with shellylog's uses of its internals, each behind a
     method of its own. Subclasses use only these and Autobahn's public API.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Autobahn's own lines about this connection (a refused handshake, a failed
+        # connection) pass may_log.
+        self.log = QuietLogger(WebSocketServerProtocol.log, self)
+
+    def may_log(self) -> bool:
+        """Whether Autobahn may log an info line or a warning about this connection now."""
+        return True
 
     def onFrameData(self, payload: bytes) -> bool | None:
         # The factory turns Autobahn's unmasking off (applyMask=False): it builds a masker

@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 
 from shellylog.admission import Admission
 from shellylog.internals import ServerFactory, ServerProtocol, protocol_options
+from shellylog.logbudget import ACCESS_LINES_PER_MINUTE, PER_MINUTE, LogBudget
 from shellylog.rpc import (
     DEVICE_ID,
     ErrorResponse,
@@ -47,6 +48,8 @@ ENABLE_NOTIFY = "NotifyStatus"
 MAX_OUTSTANDING = 64
 # Binary frames tolerated on one connection before it is closed: devices never send any.
 MAX_BINARY = 10
+# Error answers of a device logged per connection; the rest are only counted.
+MAX_ERRORS_LOGGED = 3
 RATE_WINDOW = 60.0
 #: Seconds a connection has, from its open, to name its device (a frame with a valid src);
 #: a nameless one would hold a connection slot for nothing.
@@ -109,6 +112,8 @@ class Limits:
         503 at the handshake), so that one host cannot take every slot.
     @ivar max_devices: device records kept (for C{/status}, with the tracker's state);
         beyond it, those of devices that left longest ago are forgotten first.
+    @ivar max_warnings: warnings peers may cause per minute, all connections together
+        (beyond: counted, and summarized once a minute; see L{LogBudget}).
     """
 
     max_message: int = 256 * 1024
@@ -117,6 +122,7 @@ class Limits:
     max_bytes_rate: int = 1024 * 1024
     max_per_address: int = 200
     max_devices: int = 20000
+    max_warnings: int = PER_MINUTE
 
 
 class ReadingSink(Protocol):
@@ -163,6 +169,7 @@ class ShellyServerProtocol(ServerProtocol):
         self._address: str | None = None
         self._name_timer: IDelayedCall | None = None
         self._stalled_timer: IDelayedCall | None = None
+        self._errors = 0
 
     # -- handshake and life cycle ------------------------------------------------------
 
@@ -171,9 +178,9 @@ class ShellyServerProtocol(ServerProtocol):
         limit = self.factory.limits.max_connections
         if self.factory.getConnectionCount() > limit:
             self.factory.rejected["too_many_connections"] += 1
-            log.warn("refused {peer}: more than {limit} connections",
-                     event="connection_refused", peer=self.peer,
-                     limit=limit)
+            self.factory.log_budget.warn(log, "refused {peer}: more than {limit} connections",
+                                         event="connection_refused", peer=self.peer,
+                                         limit=limit)
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
         address = self.factory.address_of(self)
         per_address = self.factory.per_address
@@ -190,8 +197,8 @@ class ShellyServerProtocol(ServerProtocol):
         admitted = self.factory.admission.admit(tokens[0])
         if admitted is None:
             self.factory.rejected["bad_token"] += 1
-            log.warn("refused {peer}: missing or wrong token", event="connection_refused",
-                     peer=self.peer)
+            self.factory.log_budget.warn(log, "refused {peer}: missing or wrong token",
+                                         event="connection_refused", peer=self.peer)
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "missing or wrong token")
         self._admitted = admitted
         if SUBPROTOCOL in request.protocols:
@@ -284,7 +291,8 @@ class ShellyServerProtocol(ServerProtocol):
             self._lost(failure, f"closed with {self.failure_code()} ({failure})")
         total = sum(self.rejected.values())
         if total:
-            log.warn(
+            self.factory.log_budget.warn(
+                log,
                 "{total} frames from {peer} ({device}) were rejected: {reasons}",
                 event="frames_rejected_summary",
                 total=total,
@@ -311,12 +319,17 @@ class ShellyServerProtocol(ServerProtocol):
     def ping_timed_out(self) -> None:
         self._lost("ping_timeout", "no answer to a ping")
 
+    def may_log(self) -> bool:
+        # Autobahn's own lines about a peer come out of the peers' warnings budget.
+        factory = getattr(self, "factory", None)
+        return factory is None or factory.log_budget.allow("autobahn")
+
     def _lost(self, reason: str, detail: str) -> None:
         """Count and log a connection that ends because its peer misbehaved."""
         self.factory.rejected[reason] += 1
-        log.warn("lost {peer} ({device}): {detail}", event="connection_lost",
-                 peer=self.peer, device=self.device_id,
-                 reason=reason, detail=detail)
+        self.factory.log_budget.warn(log, "lost {peer} ({device}): {detail}",
+                                     event="connection_lost", peer=self.peer,
+                                     device=self.device_id, reason=reason, detail=detail)
 
     # -- requests ----------------------------------------------------------------------
 
@@ -357,7 +370,7 @@ class ShellyServerProtocol(ServerProtocol):
             self._reject(e.reason, e.detail)
         except Exception:
             self._reject("internal", "unexpected error")
-            if self.rejected["internal"] == 1:
+            if self.rejected["internal"] == 1 and self.factory.log_budget.allow("frame_failed"):
                 log.failure("unexpected error on a frame from {peer}", event="frame_failed",
                             peer=self.peer, device=self.device_id)
 
@@ -388,16 +401,17 @@ class ShellyServerProtocol(ServerProtocol):
 
     def _close(self, code: int, reason: str) -> None:
         if self.close_with(code, reason):
-            log.warn("closing {peer} ({device}) with {code}: {why}", event="connection_closed",
-                     peer=self.peer,
-                     device=self.device_id, code=code, why=reason)
+            self.factory.log_budget.warn(log, "closing {peer} ({device}) with {code}: {why}",
+                                         event="connection_closed", peer=self.peer,
+                                         device=self.device_id, code=code, why=reason)
 
     def _reject(self, reason: str, detail: str) -> None:
         self.factory.rejected[reason] += 1
         self.rejected[reason] += 1
         # One warning per reason and connection: a flood must not flood the log.
         if self.rejected[reason] == 1:
-            log.warn(
+            self.factory.log_budget.warn(
+                log,
                 "dropped a frame from {peer} ({device}): {detail}",
                 event="frame_rejected",
                 peer=self.peer,
@@ -467,10 +481,19 @@ class ShellyServerProtocol(ServerProtocol):
         if method == ENABLE_NOTIFY:
             # Real firmware has no such method; the original collector sent it anyway.
             return
+        # A few per connection: a peer may send error answers without end (each one is
+        # counted in factory.received all the same).
+        self._errors += 1
+        if self._errors > MAX_ERRORS_LOGGED:
+            return
+        last = ""
+        if self._errors == MAX_ERRORS_LOGGED:
+            last = " (further errors on this connection are not logged)"
         # Not "message": that key belongs to legacy (twisted.python.log) events, and a
         # legacy observer blanks it for every observer after it.
-        log.warn(
-            "{device} answered {method} with error {code}: {error_message}",
+        self.factory.log_budget.warn(
+            log,
+            "{device} answered {method} with error {code}: {error_message}" + last,
             event="device_error",
             device=self.device_id,
             method=method,
@@ -522,6 +545,10 @@ class ShellyServerFactory(ServerFactory):
         self.limits = limits = limits or Limits()
         self.admission = admission or Admission()
         self.id_pattern = id_pattern
+        #: How many warnings peers may cause (the site's share it).
+        self.log_budget = LogBudget(clock, limits.max_warnings)
+        #: How many lines of the site's access log they may cause.
+        self.access_budget = LogBudget(clock, ACCESS_LINES_PER_MINUTE, "access log lines")
         self.devices: dict[str, ShellyServerProtocol] = {}
         self.records: dict[str, DeviceRecord] = {}
         self.rejected: Counter[str] = Counter()
@@ -667,4 +694,9 @@ class CloseOnStop(Service):
                      event="close_timeout", count=len(self.factory.open_connections),
                      timeout=self.timeout)
 
-        return closing.addErrback(late)
+        def summarize(_: None) -> None:
+            # What the budgets held back until now, before the process ends.
+            self.factory.log_budget.flush()
+            self.factory.access_budget.flush()
+
+        return closing.addErrback(late).addCallback(summarize)

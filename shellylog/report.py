@@ -1,5 +1,6 @@
 """
-C{/status}: what the server knows, as one JSON document for people and scripts.
+C{/status}: what the server knows, as one JSON document for people and scripts, in pages
+of at most L{PAGE_SIZE} devices.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ if TYPE_CHECKING:
 SHOWN_OPTIONS = (
     "port", "csv", "channels", "threshold", "tz", "max-carry", "poll", "fsync",
     "max-pending", "max-message", "max-rate", "max-bytes-rate", "max-connections",
-    "max-per-address", "max-devices", "allow", "allow-origin", "token-file", "id-pattern",
+    "max-per-address", "max-devices", "max-warnings", "allow", "allow-origin", "token-file",
+    "id-pattern",
 )
+
+
+#: Devices in one page of C{/status}: the most C{?limit=} may ask for, and its default.
+PAGE_SIZE = 1000
 
 
 def _when(t: float | None, zone: tzinfo) -> str | None:
@@ -91,4 +97,24 @@ def status_report(
             "options": options,
         },
         "devices": devices,
+    }
+
+
+def status_page(document: dict[str, Any], offset: int, limit: int) -> dict[str, Any]:
+    """
+    One page of a L{status_report} document: its server part, the devices from C{offset}
+    (counted from 0), at most C{limit} of them, and where the next page is.
+    """
+    devices = document["devices"]
+    page = devices[offset:offset + limit]
+    after = offset + len(page)
+    return {
+        "server": document["server"],
+        "devices": page,
+        "page": {
+            "offset": offset,
+            "limit": limit,
+            "total": len(devices),
+            "next": f"/status?offset={after}&limit={limit}" if after < len(devices) else None,
+        },
     }

@@ -33,7 +33,7 @@ from shellylog.protocol import CloseOnStop, Limits, ShellyServerFactory
 from shellylog.report import public_options, status_report
 from shellylog.rpc import DEVICE_ID, DEVICE_ID_PATTERN
 from shellylog.tracker import ChannelTracker
-from shellylog.web import HealthResource, JsonResource, build_site
+from shellylog.web import HealthResource, StatusResource, build_site
 
 log = Logger(namespace="shellylog.tap")
 
@@ -215,6 +215,8 @@ class Options(usage.Options):
          "Open device connections from one IP address (beyond: HTTP 503)."],
         ["max-devices", None, "20000",
          "Device records kept; those that left longest ago are forgotten first."],
+        ["max-warnings", None, "60", "Warnings peers may cause per minute, all together; "
+         "the rest are summarized once a minute."],
         ["token", None, None, "A secret devices must give as /ws?token=SECRET."],
         ["token-file", None, None, "A file of 'token device-id-glob' lines (instead of --token)."],
         ["id-pattern", None, DEVICE_ID_PATTERN,
@@ -266,6 +268,7 @@ class Options(usage.Options):
                 f"got {self['max-bytes-rate']}")
         self["max-per-address"] = _whole("max-per-address", self["max-per-address"], minimum=1)
         self["max-devices"] = _whole("max-devices", self["max-devices"], minimum=1)
+        self["max-warnings"] = _whole("max-warnings", self["max-warnings"])
         if self["token"] is not None and self["token-file"] is not None:
             raise usage.UsageError("--token and --token-file: give one or the other")
         if self["token"] is not None:
@@ -285,6 +288,7 @@ class Options(usage.Options):
             max_bytes_rate=self["max-bytes-rate"],
             max_per_address=self["max-per-address"],
             max_devices=self["max-devices"],
+            max_warnings=self["max-warnings"],
         )
 
 
@@ -397,7 +401,7 @@ def makeService(
         )
 
     pages: dict[bytes, IResource] = {
-        b"status": JsonResource(status),
+        b"status": StatusResource(status, reactor),
         b"metrics": metrics_resource(ShellylogCollector(factory, sink, minutes)),
     }
     site = build_site(factory, health, reactor, pages,

@@ -7,22 +7,29 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http
 from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from shellylog.handshake import Refusal, check_handshake, origin_key
-from shellylog.internals import HeadersFirstChannel, release_http_channel
+from shellylog.internals import HeadersFirstChannel, quiet_http_channel, release_http_channel
+from shellylog.logbudget import ACCESS_LINES_PER_MINUTE, LogBudget
+from shellylog.report import PAGE_SIZE, status_page
 
 log = Logger(namespace="shellylog.web")
 
 #: Seconds a peer has to send a complete HTTP request (the WebSocket handshake included).
 REQUEST_TIMEOUT = 5
+#: Requests of one connection written to the access log.
+ACCESS_LINES_PER_CONNECTION = 3
 
 
 def _no_problem() -> str | None:
@@ -64,19 +71,70 @@ class HealthResource(Resource):
         return body.encode("utf-8")
 
 
-class JsonResource(Resource):
-    """C{GET}: the document C{snapshot} returns, as JSON."""
+#: Seconds one C{/status} document is served for: however many ask, it is built at most
+#: once in that time.
+STATUS_MAX_AGE = 1.0
+# Pages of one document kept encoded; a peer asking for ever other pages gets them built.
+_PAGES_KEPT = 8
+
+
+class StatusResource(Resource):
+    """
+    C{GET /status?offset=N&limit=M}: a page of the document C{report} returns (see
+    L{status_page}), as JSON. The document is built at most once in L{STATUS_MAX_AGE}
+    seconds on C{clock}, so that many requests in a row cost the building of one.
+    """
 
     isLeaf = True
 
-    def __init__(self, snapshot: Callable[[], dict[str, Any]]) -> None:
+    def __init__(self, report: Callable[[], dict[str, Any]], clock: IReactorTime,
+                 max_age: float = STATUS_MAX_AGE) -> None:
         super().__init__()
-        self._snapshot = snapshot
+        self._report = report
+        self._clock = clock
+        self._max_age = max_age
+        self._document: dict[str, Any] | None = None
+        self._built_at = 0.0
+        self._pages: dict[tuple[int, int], bytes] = {}
 
     def render_GET(self, request: Request) -> bytes:
-        request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
-        return (json.dumps(self._snapshot(), indent=2) + "\n").encode("utf-8")
+        try:
+            offset = _whole_arg(request, b"offset", 0, 0, None)
+            limit = _whole_arg(request, b"limit", PAGE_SIZE, 1, PAGE_SIZE)
+        except ValueError as e:
+            request.setResponseCode(400)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return f"{e}\n".encode()
+        request.setHeader(b"content-type", b"application/json")
+        now = self._clock.seconds()
+        if self._document is None or not 0 <= now - self._built_at < self._max_age:
+            self._document, self._built_at = self._report(), now
+            self._pages.clear()
+        body = self._pages.get((offset, limit))
+        if body is None:
+            page = status_page(self._document, offset, limit)
+            body = (json.dumps(page, indent=2) + "\n").encode("utf-8")
+            if len(self._pages) >= _PAGES_KEPT:
+                self._pages.clear()
+            self._pages[offset, limit] = body
+        return body
+
+
+def _whole_arg(request: Request, name: bytes, default: int, minimum: int,
+               maximum: int | None) -> int:
+    """The query argument C{name}, a whole number in range; ValueError says what is wrong."""
+    values = (request.args or {}).get(name)
+    if not values:
+        return default
+    text = values[0].decode("latin-1")
+    top = "" if maximum is None else f" to {maximum}"
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not (
+        minimum <= int(text) and (maximum is None or int(text) <= maximum)
+    ):
+        raise ValueError(f"{name.decode()}: a whole number from {minimum}{top}, "
+                         f"got {text[:20]!a}")
+    return int(text)
 
 
 class DeviceSocketResource(WebSocketResource):
@@ -86,15 +144,17 @@ class DeviceSocketResource(WebSocketResource):
 
     A request that is not a WebSocket handshake shellylog speaks (L{check_handshake}) is
     answered at once with a clear HTTP error, counted in C{rejected} as C{bad_handshake}
-    (C{bad_origin} for a web page whose origin is not in C{allowed_origins}).
+    (C{bad_origin} for a web page whose origin is not in C{allowed_origins}), and logged
+    once per connection (within C{log_budget}).
     """
 
     def __init__(self, factory: WebSocketServerFactory, rejected: Counter[str],
-                 allowed_origins: Iterable[str] = ()) -> None:
+                 log_budget: LogBudget, allowed_origins: Iterable[str] = ()) -> None:
         super().__init__(factory)
         #: The devices' WebSocket factory.
         self.factory = factory
         self.rejected = rejected
+        self.log_budget = log_budget
         #: The origins (C{--allow-origin}) whose pages may open the WebSocket.
         self.allowed_origins = frozenset(origin_key(o) for o in allowed_origins)
 
@@ -125,16 +185,23 @@ class DeviceSocketResource(WebSocketResource):
 
     def _refuse(self, request: Request, refusal: Refusal) -> bytes:
         self.rejected[refusal.counted] += 1
-        peer = _peer(request.getClientAddress())
-        if refusal.origin is not None:
-            # The origin as sent, so that a device which does send one is easy to admit.
-            log.warn("refused a WebSocket handshake from {peer} with Origin {origin}: not "
-                     "admitted by --allow-origin", event="origin_refused", peer=peer,
-                     origin=_text(refusal.origin, 100), code=refusal.code)
-        else:
-            log.warn("refused a WebSocket handshake from {peer}: {why}",
-                     event="handshake_refused", peer=peer, code=refusal.code,
-                     why=refusal.reason)
+        channel = request.channel
+        # Once per connection: one keep-alive connection may send any number of them.
+        if not isinstance(channel, RequestChannel) or not channel.refusal_logged:
+            if isinstance(channel, RequestChannel):
+                channel.refusal_logged = True
+            peer = _peer(request.getClientAddress())
+            if refusal.origin is not None:
+                # The origin as sent, so that a device which does send one is easy to
+                # admit.
+                self.log_budget.warn(
+                    log, "refused a WebSocket handshake from {peer} with Origin {origin}: "
+                    "not admitted by --allow-origin", event="origin_refused", peer=peer,
+                    origin=_text(refusal.origin, 100), code=refusal.code)
+            else:
+                self.log_budget.warn(log, "refused a WebSocket handshake from {peer}: {why}",
+                                     event="handshake_refused", peer=peer,
+                                     code=refusal.code, why=refusal.reason)
         request.setResponseCode(refusal.code, _PHRASES.get(refusal.code))
         for name, value in refusal.headers:
             request.setHeader(name, value)
@@ -193,9 +260,11 @@ class DeviceRequest(Request):
         else:
             code, why = 405, f"this path takes {b', '.join(takes).decode()} only, without a body"
             self.setHeader(b"allow", b", ".join(takes))
-        log.warn("refused a request with a body from {peer}: {method} {path}: {why}",
-                 event="request_body_refused", peer=_peer(self.getClientAddress()),
-                 method=_text(self.method, 20), path=_text(self.path, 100), code=code, why=why)
+        site.log_budget.warn(log, "refused a request with a body from {peer}: {method} {path}: "
+                             "{why}", event="request_body_refused",
+                             peer=_peer(self.getClientAddress()),
+                             method=_text(self.method, 20), path=_text(self.path, 100),
+                             code=code, why=why)
         self.setResponseCode(code, _PHRASES.get(code))
         self.setHeader(b"content-type", b"text/plain; charset=utf-8")
         self.setHeader(b"cache-control", b"no-store")
@@ -211,7 +280,8 @@ class RequestChannel(HeadersFirstChannel):
     HTTP/1.1 with a deadline for each whole request: L{REQUEST_TIMEOUT} seconds from the
     connection (or from the end of the previous response) however the bytes trickle in.
     Twisted's own timeout starts over at every byte received, so one byte every few
-    seconds would hold a connection for hours.
+    seconds would hold a connection for hours. Pipelined requests are answered one per
+    reactor turn (L{requestDone}).
 
     A request that announces a body is answered from its headers (L{DeviceRequest}); its
     body is never read.
@@ -219,6 +289,24 @@ class RequestChannel(HeadersFirstChannel):
 
     site: DeviceSite
     _idle = False
+    #: A refused WebSocket handshake of this connection has been logged.
+    refusal_logged = False
+    #: Requests of this connection in the access log.
+    access_lines = 0
+    # The peer's socket takes no more (the transport paused us as its producer).
+    _send_blocked = False
+    _lost = False
+    # A finished request whose successor waits for the next reactor turn.
+    _done: Request | None = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # Twisted's own line about a timed-out client comes out of the peers' budget.
+        quiet_http_channel(self)
+
+    def may_log(self) -> bool:
+        """Whether Twisted may log an info line or a warning about this connection now."""
+        return self.site.log_budget.allow("twisted.web")
 
     def resetTimeout(self) -> None:
         # Bytes received do not move the deadline.
@@ -229,21 +317,62 @@ class RequestChannel(HeadersFirstChannel):
         super().dataReceived(data)
 
     def requestDone(self, request: Request) -> None:
+        """
+        Pipelined requests one per reactor turn: Twisted's channel replays the requests
+        buffered behind this one (from C{requestDone}) in the same call, so a packet of
+        2,000 C{GET /status} would hold the reactor until all were answered. Until the
+        replay, the channel still counts as busy with this request, so whatever arrives
+        meanwhile is buffered behind the rest, in order (and read no further past 16 KiB).
+        And the next request waits while the peer does not read its answers, so that
+        they do not pile up in memory.
+        """
         self._idle = True
+        if not self.persistent:
+            super().requestDone(request)
+            return
+        self._done = request
+        # The deadline runs again, from the end of this answer: a peer that reads no
+        # answers is not held forever.
+        self.setTimeout(self.site.timeOut)
+        if not self._send_blocked:
+            self.callLater(0, self._next_request)
+
+    def _next_request(self) -> None:
+        if self._send_blocked:
+            # resumeProducing calls again.
+            return
+        request, self._done = self._done, None
+        if request is None or self._lost or not self.requests or self.requests[0] is not request:
+            return
         super().requestDone(request)
 
     def body_announced(self, request: Request) -> None:
         if isinstance(request, DeviceRequest):
             request.body_announced = True
 
+    def pauseProducing(self) -> None:
+        self._send_blocked = True
+        super().pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._send_blocked = False
+        super().resumeProducing()
+        if self._done is not None:
+            self.callLater(0, self._next_request)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lost = True
+        super().connectionLost(reason)
+
     def timeoutConnection(self) -> None:
         if not self._idle:
             # Not a keep-alive connection idle after an answer: a request that never came.
             assert self.transport is not None
             self.site.rejected["request_timeout"] += 1
-            log.warn("closing {peer}: no complete request within {timeout} s",
-                     event="request_timeout",
-                     peer=_peer(self.transport.getPeer()), timeout=self.timeOut)
+            self.site.log_budget.warn(log, "closing {peer}: no complete request within "
+                                      "{timeout} s", event="request_timeout",
+                                      peer=_peer(self.transport.getPeer()),
+                                      timeout=self.timeOut)
         super().timeoutConnection()
 
 
@@ -258,11 +387,30 @@ class DeviceSite(Site):
 
     @ivar rejected: where requests that missed their deadline are counted (the
         WebSocket factory's counter, when it has one).
+    @ivar log_budget: the warnings peers may cause (the WebSocket factory's, when it has
+        one).
     """
 
     protocol = RequestChannel  # type: ignore[assignment]
     requestFactory = DeviceRequest
     rejected: Counter[str]
+    log_budget: LogBudget
+    access_budget: LogBudget
+
+    def log(self, request: http.Request) -> None:
+        """
+        The access log line of C{request}: the first L{ACCESS_LINES_PER_CONNECTION} of a
+        connection, within C{access_budget}; the rest are counted for its summary. One
+        packet of pipelined requests would otherwise write a line for each.
+        """
+        channel = request.channel
+        if isinstance(channel, RequestChannel):
+            channel.access_lines += 1
+            if channel.access_lines > ACCESS_LINES_PER_CONNECTION:
+                self.access_budget.suppress("access")
+                return
+        if self.access_budget.allow("access"):
+            super().log(request)
 
 
 def build_site(
@@ -283,12 +431,23 @@ def build_site(
     rejected = getattr(ws_factory, "rejected", None)
     if not isinstance(rejected, Counter):
         rejected = Counter()
-    root.putChild(b"ws", DeviceSocketResource(ws_factory, rejected, allowed_origins))
+    if clock is None:
+        from twisted.internet import reactor as clock
+    budget = getattr(ws_factory, "log_budget", None)
+    if not isinstance(budget, LogBudget):
+        budget = LogBudget(cast(IReactorTime, clock))
+    access_budget = getattr(ws_factory, "access_budget", None)
+    if not isinstance(access_budget, LogBudget):
+        access_budget = LogBudget(cast(IReactorTime, clock), ACCESS_LINES_PER_MINUTE,
+                                  "access log lines")
+    root.putChild(b"ws", DeviceSocketResource(ws_factory, rejected, budget, allowed_origins))
     for name, page in (pages or {}).items():
         root.putChild(name, page)
     site = DeviceSite(root, logFormatter=access_log_line, timeout=REQUEST_TIMEOUT,
                       reactor=clock)
     site.rejected = rejected
+    site.log_budget = budget
+    site.access_budget = access_budget
     site.displayTracebacks = False
     return site
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import tempfile
 from typing import Any
 
@@ -23,7 +24,7 @@ from twisted.web.test.requesthelper import DummyChannel
 
 from shellylog.admission import Admission, TokenRule
 from shellylog.csvlog import HEADER
-from shellylog.protocol import Limits
+from shellylog.protocol import CloseOnStop, Limits
 from shellylog.status import ChannelValues
 from shellylog.web import REQUEST_TIMEOUT, access_log_line
 from tests.helpers import (
@@ -1635,3 +1636,289 @@ class IdPatternTests(SynchronousTestCase):
                 f"{minute},meter7,0,300.0,,,",
                 "2027-01-15T08:01:00+00:00,meter7,0,301.0,,,",
             ])
+
+
+def keep_alive_get(path: bytes) -> bytes:
+    """A GET that leaves the connection open for the next request."""
+    return b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1:5000\r\n\r\n"
+
+
+class PipelineTests(HardeningCase):
+    """
+    Pipelined requests (many in one packet) are answered one per reactor turn, so the
+    devices and the other pages are served in between; and no further while the peer
+    reads no answers.
+
+    A reactor turn here (L{turn}): the calls due, then the bytes waiting on every
+    connection, moved without running the clock (the harness's own flush runs the calls
+    due at each step, which would merge the turns).
+    """
+
+    def move_bytes(self) -> None:
+        for connection in self.harness.connections:
+            connection.pump.flush(advanceClock=False)
+
+    def turn(self) -> None:
+        """
+        One turn of the reactor: the calls due now, then I/O. Unlike C{Clock.advance}, a
+        call scheduled by one of them (C{callLater(0, ...)}) waits for the next turn, as
+        in the real reactor.
+        """
+        clock = self.harness.clock
+        for call in [c for c in clock.calls if c.getTime() <= clock.seconds()]:
+            if call in clock.calls:  # not cancelled by an earlier one
+                clock.calls.remove(call)
+                call.called = 1
+                call.func(*call.args, **call.kw)
+        self.move_bytes()
+
+    def pipeline(self, count: int) -> tuple[RawClient, Connection, list[bytes]]:
+        """C{count} pipelined requests in one packet, the last closing; the answers due."""
+        paths = [b"/" if i % 2 == 0 else b"/missing-%d" % i for i in range(count - 1)]
+        packet = b"".join(keep_alive_get(path) for path in paths) + raw_get(b"/")
+        expected = [b"HTTP/1.1 200 OK" if path == b"/" else b"HTTP/1.1 404 Not Found"
+                    for path in paths] + [b"HTTP/1.1 200 OK"]
+        raw, connection = self.harness.connect_raw(b"")
+        connection.client_transport.write(packet)
+        self.move_bytes()
+        return raw, connection, expected
+
+    def good_frame_taken(self) -> None:
+        """A frame of the good device, sent now, is taken within this turn's I/O."""
+        self.good_power += 1.0
+        self.good.send_json(power_frame(self.good_power, self.good_id))
+        self.move_bytes()
+        device_id, values = self.sink.readings_calls[-1]
+        self.assertEqual((device_id, values[0].apower), (self.good_id, self.good_power))
+
+    @staticmethod
+    def status_lines(raw: RawClient) -> list[bytes]:
+        return re.findall(rb"HTTP/1\.1 \d{3} [A-Za-z ]+", raw.received)
+
+    def test_one_answer_per_reactor_turn(self) -> None:
+        count = 40
+        # Health checks, one per turn, on connections made beforehand (making one runs
+        # the clock).
+        checks = [self.harness.connect_raw(b"") for _ in range(count)]
+        raw, _, expected = self.pipeline(count)
+        for answered, (health, connection) in enumerate(checks, 1):
+            # Exactly one more answer each turn, in order ...
+            self.assertEqual(self.status_lines(raw), expected[:answered])
+            # ... and between two answers, a device's frame on another connection is
+            # taken, and a health check on a third is answered.
+            self.good_frame_taken()
+            connection.client_transport.write(raw_get(b"/"))
+            self.move_bytes()
+            self.assertEqual(health.status_line, b"HTTP/1.1 200 OK")
+            self.turn()
+        self.assertEqual(self.status_lines(raw), expected)
+        self.assertTrue(raw.lost)
+        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(warn_events(self.events), [])
+        self.assert_good_served()
+
+    def test_no_next_answer_while_the_peer_reads_none(self) -> None:
+        raw, connection, expected = self.pipeline(4)
+        self.assertEqual(self.status_lines(raw), expected[:1])
+        channel = connection.server_transport.protocol
+        # The peer's socket is full: the transport pauses the channel, its producer.
+        channel.pauseProducing()
+        for _ in range(3):
+            self.turn()
+            self.good_frame_taken()
+        self.assertEqual(self.status_lines(raw), expected[:1])
+        # The peer reads again: the rest follow, one a turn.
+        channel.resumeProducing()
+        for answered in range(2, 5):
+            self.turn()
+            self.assertEqual(self.status_lines(raw), expected[:answered])
+        self.assertTrue(raw.lost)
+        self.assert_good_served()
+
+    def test_peer_that_reads_no_answers_is_timed_out(self) -> None:
+        raw, connection, expected = self.pipeline(4)
+        connection.server_transport.protocol.pauseProducing()
+        self.harness.advance(REQUEST_TIMEOUT + 1, step=0.5)
+        self.assertTrue(raw.lost)
+        self.assertEqual(self.status_lines(raw), expected[:1])
+        self.assertEqual(self.factory.rejected, {})
+        self.assert_good_served()
+
+    def test_disconnect_while_the_next_waits(self) -> None:
+        raw, connection, expected = self.pipeline(4)
+        connection.client_transport.loseConnection()
+        self.move_bytes()
+        self.turn()
+        self.harness.flush()
+        self.assertEqual(self.status_lines(raw), expected[:1])
+        self.assert_no_traceback()
+        self.assert_good_served()
+
+
+def error_answer(request_id: int, src: str = BAD) -> dict[str, Any]:
+    """An error answer, as a device sends one, to a request of that id."""
+    return {"id": request_id, "src": src, "dst": "shellylog",
+            "error": {"code": -103, "message": "Resource unavailable"}}
+
+
+class QuietLogTests(HardeningCase):
+    """
+    Whatever peers do, they cause a few warnings per connection, and at most the budget
+    (60) a minute in all, then one summary line a minute; the counters count everything.
+    """
+
+    # Frames are not rate-limited here: the error answers all reach the protocol.
+    limits = Limits(max_rate=100_000)
+
+    def events_named(self, name: str) -> list[LogEvent]:
+        return [e for e in self.events if e.get("event") == name]
+
+    def test_unsolicited_error_answers(self) -> None:
+        client, connection = self.connect_bad()
+        for n in range(12_000):
+            client.send_json(error_answer(1_000_000 + n))
+            if n % 500 == 0:
+                self.harness.flush()
+        self.harness.flush()
+        self.assertEqual(self.factory.received["error"], 12_000)
+        lines = [formatEvent(e) for e in warn_events(self.events)]
+        self.assertEqual(len(lines), 3, lines)
+        self.assertEqual(
+            lines[2], f"{BAD} answered None with error '-103': 'Resource unavailable' "
+            "(further errors on this connection are not logged)")
+        self.assertEqual(len(self.events_named("device_error")), 3)
+        self.harness.advance(61)
+        self.assertEqual(self.events_named("log_suppressed"), [])
+        self.assert_still_open(client, connection)
+        self.assert_bad_kept(closed=False)
+        self.assert_good_served()
+
+    def test_error_answers_counted_per_connection(self) -> None:
+        """A new connection may log its own few: the cap is per connection."""
+        for _ in range(2):
+            client, _ = self.connect_bad()
+            for n in range(5):
+                client.send_json(error_answer(1_000_000 + n))
+            self.harness.flush()
+        self.assertEqual(len(self.events_named("device_error")), 6)
+        self.assertEqual(self.factory.received["error"], 10)
+
+    def test_a_thousand_peers_one_warning_each(self) -> None:
+        """Each of 1,000 peers sends a GET /ws that is no handshake, in three minutes."""
+        start = self.harness.clock.seconds()
+        for minute in range(3):
+            for n in range(400 if minute < 2 else 200):
+                raw, _ = self.harness.connect_raw(raw_get(b"/ws"))
+                self.assertEqual(raw.status_line, b"HTTP/1.1 400 Bad Request")
+                if n % 100 == 99:
+                    self.harness.advance(10, step=10)
+            self.harness.advance(start + 60 * (minute + 1) - self.harness.clock.seconds(),
+                                 step=10)
+        self.harness.advance(60, step=10)
+        self.assertEqual(self.factory.rejected, {"bad_handshake": 1000})
+        self.assertEqual(len(self.events_named("handshake_refused")), 60 * 3)
+        summaries = self.events_named("log_suppressed")
+        self.assertEqual([(e["count"], e["reasons"]) for e in summaries],
+                         [(340, {"handshake_refused": 340}),
+                          (340, {"handshake_refused": 340}),
+                          (140, {"handshake_refused": 140})])
+        self.assertEqual(len(warn_events(self.events)), 60 * 3 + 3)
+        self.assert_good_served()
+
+    def test_mixed_warnings_share_the_budget(self) -> None:
+        """Refused handshakes, bad frames, refused tokens: one budget for them all."""
+        for _ in range(50):
+            self.harness.connect_raw(raw_get(b"/ws"))
+        for _ in range(20):
+            client, _ = self.connect_bad(device=None)
+            client.send_text("not json")
+        self.harness.flush()
+        self.assertEqual(self.factory.rejected, {"bad_handshake": 50, "not_json": 20})
+        self.assertEqual(len(warn_events(self.events)), 60)
+        self.harness.advance(60)
+        (summary,) = self.events_named("log_suppressed")
+        self.assertEqual(summary["reasons"], {"frame_rejected": 10})
+        self.assert_good_served()
+
+    def test_pipelined_requests_three_access_lines(self) -> None:
+        access = io.StringIO()
+        self.harness.site.logFile = access
+        raw, connection = self.harness.connect_raw(b"")
+        connection.client_transport.write(keep_alive_get(b"/") * 49 + raw_get(b"/"))
+        self.harness.flush()
+        self.assertEqual(raw.received.count(b"HTTP/1.1 200 OK"), 50)
+        lines = access.getvalue().splitlines()
+        self.assertEqual(len(lines), 3)
+        self.assertIn('"GET / HTTP/1.1" 200', lines[0])
+        self.assertEqual(self.events_named("log_suppressed"), [])
+        self.harness.advance(60)
+        (summary,) = self.events_named("log_suppressed")
+        self.assertEqual(formatEvent(summary),
+                         "47 more access log lines were not logged: {'access': 47}")
+        self.assert_good_served()
+
+    def test_access_log_budget(self) -> None:
+        """700 requests on as many connections in a minute: 600 lines and a summary."""
+        access = io.StringIO()
+        self.harness.site.logFile = access
+        for _ in range(700):
+            raw, _ = self.harness.connect_raw(raw_get(b"/"))
+            self.assertEqual(raw.status_line, b"HTTP/1.1 200 OK")
+        self.assertEqual(len(access.getvalue().splitlines()), 600)
+        self.harness.advance(60, step=10)
+        (summary,) = self.events_named("log_suppressed")
+        self.assertEqual((summary["count"], summary["reasons"]), (100, {"access": 100}))
+        # The next minute has its lines again.
+        self.harness.connect_raw(raw_get(b"/"))
+        self.assertEqual(len(access.getvalue().splitlines()), 601)
+        self.assert_good_served()
+
+    def test_pipelined_refused_handshakes_logged_once(self) -> None:
+        raw, connection = self.harness.connect_raw(b"")
+        connection.client_transport.write(keep_alive_get(b"/ws") * 30 + raw_get(b"/ws"))
+        self.harness.flush()
+        self.assertEqual(raw.received.count(b"HTTP/1.1 400 Bad Request"), 31)
+        self.assertEqual(self.factory.rejected, {"bad_handshake": 31})
+        self.assertEqual(len(self.events_named("handshake_refused")), 1)
+        self.assert_good_served()
+
+
+class MaxWarningsOptionTests(SynchronousTestCase):
+    """C{--max-warnings}, through the service makeService builds."""
+
+    def refuse(self, stack: Stack, count: int) -> None:
+        for _ in range(count):
+            raw = stack.get(b"/ws")
+            self.assertEqual(raw.status_line, b"HTTP/1.1 400 Bad Request")
+
+    def test_max_warnings(self) -> None:
+        events = capture_log(self)
+        stack = Stack(self, "--max-warnings", "2")
+        self.refuse(stack, 5)
+        self.assertEqual(len([e for e in events if e.get("event") == "handshake_refused"]), 2)
+        stack.advance(60)
+        (summary,) = [e for e in events if e.get("event") == "log_suppressed"]
+        self.assertEqual((summary["count"], summary["reasons"]), (3, {"handshake_refused": 3}))
+        self.assertEqual(stack.factory.rejected, {"bad_handshake": 5})
+        self.assertEqual(stack.status()["server"]["options"]["max-warnings"], 2)
+
+    def test_default_sixty(self) -> None:
+        events = capture_log(self)
+        stack = Stack(self)
+        self.refuse(stack, 61)
+        self.assertEqual(len([e for e in events if e.get("event") == "handshake_refused"]), 60)
+        stack.advance(60)
+        self.assertEqual([e["count"] for e in events if e.get("event") == "log_suppressed"],
+                         [1])
+
+    def test_summary_at_stop(self) -> None:
+        """The summary of the minute in progress is logged when the service stops."""
+        events = capture_log(self)
+        stack = Stack(self, "--max-warnings", "1")
+        self.refuse(stack, 3)
+        stopped = CloseOnStop(stack.factory, stack.clock).stopService()
+        self.successResultOf(stopped)
+        self.assertEqual([e["count"] for e in events if e.get("event") == "log_suppressed"],
+                         [2])
+        stack.clock.advance(60)
+        self.assertEqual(len([e for e in events if e.get("event") == "log_suppressed"]), 1)

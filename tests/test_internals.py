@@ -23,12 +23,13 @@ from autobahn.websocket.protocol import Timings
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
-from twisted.logger import formatEvent
+from twisted.logger import LogEvent, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from shellylog import internals
+from shellylog.admission import Admission, TokenRule
 from shellylog.internals import (
     TAKEN_OVER,
     ProcessPatches,
@@ -430,6 +431,68 @@ class HeadersFirstTests(SynchronousTestCase):
         self.assertEqual(self.channel.announced, [])
         self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 200 OK"))
         self.assertFalse(self.transport.disconnecting)
+
+
+class QuietLoggerTests(SynchronousTestCase):
+    """
+    Autobahn's C{log} and C{HTTPChannel._log}: the lines they write about a peer's
+    connection pass the peers' warnings budget (C{--max-warnings}).
+    """
+
+    def lines_of(self, events: list[LogEvent], namespace: str) -> list[str]:
+        return [formatEvent(e) for e in events
+                if str(e.get("log_namespace", "")).startswith(namespace)
+                and e.get("log_level") in (LogLevel.info, LogLevel.warn)]
+
+    def refused_token(self, max_warnings: int) -> tuple[list[str], Harness]:
+        events = capture_log(self)
+        harness = Harness(self, limits=Limits(max_warnings=max_warnings),
+                          admission=Admission(tokens=(TokenRule("s3cret", ("*",)),)))
+        harness.connect_raw(UPGRADE + b"\r\n")
+        return self.lines_of(events, "autobahn"), harness
+
+    def test_autobahn_lines_within_the_budget(self) -> None:
+        lines, harness = self.refused_token(60)
+        # Autobahn writes these through the connection's own logger ...
+        self.assertTrue(any("missing or wrong token" in line for line in lines), lines)
+        self.assertNotIn("autobahn", harness.factory.log_budget.suppressed_total)
+
+    def test_autobahn_lines_past_the_budget(self) -> None:
+        lines, harness = self.refused_token(0)
+        # ... so that none is written once the budget is spent; they are counted.
+        self.assertEqual(lines, [])
+        self.assertGreaterEqual(harness.factory.log_budget.suppressed_total["autobahn"], 1)
+
+    def timed_out(self, max_warnings: int) -> tuple[list[LogEvent], Harness]:
+        events = capture_log(self)
+        harness = Harness(self, limits=Limits(max_warnings=max_warnings))
+        raw, _ = harness.connect_raw(b"GET / HTTP/1.1\r\n")
+        harness.advance(6)
+        self.assertTrue(raw.lost)
+        return [e for e in events if "Timing out" in str(e.get("log_format"))], harness
+
+    def test_twisted_timeout_line_within_the_budget(self) -> None:
+        (event,), harness = self.timed_out(60)
+        # As Twisted logs it without shellylog: in the channel's class's namespace.
+        self.assertEqual(event["log_namespace"], "shellylog.web.RequestChannel")
+        self.assertEqual(event["log_level"], LogLevel.info)
+        self.assertTrue(formatEvent(event).startswith("Timing out client: "))
+        self.assertEqual(harness.factory.log_budget.suppressed_total, {})
+
+    def test_twisted_timeout_line_past_the_budget(self) -> None:
+        lines, harness = self.timed_out(0)
+        self.assertEqual(lines, [])
+        self.assertEqual(harness.factory.log_budget.suppressed_total,
+                         {"request_timeout": 1, "twisted.web": 1})
+
+    def test_connections_freed_without_the_cycle_collector(self) -> None:
+        """The logger holds its connection weakly: no reference cycle through it."""
+        gc.disable()
+        self.addCleanup(gc.enable)
+        connection = ShellyServerProtocol()
+        gone = weakref.ref(connection)
+        del connection
+        self.assertIsNone(gone())
 
 
 class ProcessPatchesTests(SynchronousTestCase):

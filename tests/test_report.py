@@ -14,12 +14,13 @@ from zoneinfo import ZoneInfo
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from shellylog import __version__
+from shellylog import __version__, tap
 from shellylog.csvlog import HEADER
 from shellylog.report import SHOWN_OPTIONS, public_options
 from shellylog.tap import Options
 from tests.helpers import DEVICE
 from tests.stack import T0, Stack, notify, switch
+from tests.test_web import raw_get
 
 OTHER = "shellyplus1pm-112233445566"
 PEER = "tcp4:192.0.2.7:40001"  # the harness's first client
@@ -225,7 +226,8 @@ class StatusPageTests(SynchronousTestCase):
         self.assertEqual(raw.headers[b"content-type"], b"application/json")
         self.assertEqual(raw.headers[b"cache-control"], b"no-store")
         document = json.loads(raw.body)
-        self.assertEqual(document, json.loads(json.dumps(stack.status())))
+        self.assertEqual(document, json.loads(json.dumps(stack.status())) | {
+            "page": {"offset": 0, "limit": 1000, "total": 1, "next": None}})
         self.assertEqual([d["device_id"] for d in document["devices"]], [DEVICE])
         self.assertEqual(document["devices"][0]["channels"]["0"]["apower_W"], 450)
         self.assertEqual(document["server"]["options"]["channels"], [0])
@@ -237,6 +239,113 @@ class StatusPageTests(SynchronousTestCase):
             b"POST /status HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
         self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 405"), raw.status_line)
+
+
+def device_id(n: int) -> str:
+    return f"shellypro4pm-{n:012x}"
+
+
+class StatusLoadTests(SynchronousTestCase):
+    """
+    C{/status} is built at most once a second, however often it is asked for, and comes
+    in pages of at most 1,000 devices.
+    """
+
+    def setUp(self) -> None:
+        self.builds: list[float] = []
+        real = tap.status_report
+
+        def counting(**kwargs: Any) -> dict[str, Any]:
+            self.builds.append(kwargs["now"])
+            return real(**kwargs)
+
+        self.patch(tap, "status_report", counting)
+        self.stack = Stack(self, "--channels", "0")
+
+    def connect_devices(self, count: int, first: int = 0) -> None:
+        for n in range(first, first + count):
+            client, _ = self.stack.connect()
+            self.stack.send(client, notify({"switch:0": switch(10 + n)}, src=device_id(n)))
+
+    def get(self, query: bytes = b"") -> tuple[bytes, Any]:
+        raw = self.stack.get(b"/status" + query)
+        body = json.loads(raw.body) if raw.status_line == b"HTTP/1.1 200 OK" else raw.body
+        return raw.status_line, body
+
+    def test_built_once_a_second(self) -> None:
+        stack = self.stack
+        self.connect_devices(2)
+        first = self.get()[1]
+        self.assertEqual(len(first["devices"]), 2)
+        # More devices within the second: the same document, not built again.
+        self.connect_devices(1, first=2)
+        stack.clock.advance(0.5)
+        for _ in range(20):
+            self.assertEqual(self.get()[1], first)
+        self.assertEqual(self.builds, [T0 + 5])
+        # A second after it was built, the next request gets a new one.
+        stack.clock.advance(0.5)
+        fresh = self.get()[1]
+        self.assertEqual([d["device_id"] for d in fresh["devices"]],
+                         [device_id(n) for n in range(3)])
+        self.assertEqual(fresh["server"]["uptime_s"], 1.0)
+        self.assertEqual(self.builds, [T0 + 5, T0 + 6])
+
+    def test_pipelined_requests_build_it_once(self) -> None:
+        self.connect_devices(50)
+        count = 200
+        raw, connection = self.stack.harness.connect_raw(b"")
+        request = b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n"
+        connection.client_transport.write(request * (count - 1) + raw_get(b"/status"))
+        self.stack.harness.flush()
+        self.assertEqual(raw.received.count(b"HTTP/1.1 200 OK"), count)
+        self.assertTrue(raw.lost)
+        self.assertEqual(len(self.builds), 1)
+
+    def test_pages(self) -> None:
+        self.connect_devices(5)
+        ids = [device_id(n) for n in range(5)]
+        status, page = self.get(b"?limit=2")
+        self.assertEqual(status, b"HTTP/1.1 200 OK")
+        self.assertEqual([d["device_id"] for d in page["devices"]], ids[:2])
+        self.assertEqual(page["page"], {"offset": 0, "limit": 2, "total": 5,
+                                        "next": "/status?offset=2&limit=2"})
+        self.assertEqual(page["server"]["connected_devices"], 5)
+        page = self.get(b"?offset=2&limit=2")[1]
+        self.assertEqual([d["device_id"] for d in page["devices"]], ids[2:4])
+        self.assertEqual(page["page"]["next"], "/status?offset=4&limit=2")
+        page = self.get(b"?offset=4&limit=2")[1]
+        self.assertEqual([d["device_id"] for d in page["devices"]], ids[4:])
+        self.assertIsNone(page["page"]["next"])
+        page = self.get(b"?offset=9")[1]
+        self.assertEqual((page["devices"], page["page"]),
+                         ([], {"offset": 9, "limit": 1000, "total": 5, "next": None}))
+        # All pages of one second come from one document.
+        self.assertEqual(len(self.builds), 1)
+
+    def test_default_page_is_a_thousand(self) -> None:
+        self.connect_devices(1001)
+        page = self.get()[1]
+        self.assertEqual(len(page["devices"]), 1000)
+        self.assertEqual(page["page"], {"offset": 0, "limit": 1000, "total": 1001,
+                                        "next": "/status?offset=1000&limit=1000"})
+        self.assertEqual([d["device_id"] for d in self.get(b"?offset=1000")[1]["devices"]],
+                         [device_id(1000)])
+
+    def test_bad_page_arguments(self) -> None:
+        for query, answer in [
+            (b"?limit=0", b"limit: a whole number from 1 to 1000, got '0'\n"),
+            (b"?limit=1001", b"limit: a whole number from 1 to 1000, got '1001'\n"),
+            (b"?limit=-1", b"limit: a whole number from 1 to 1000, got '-1'\n"),
+            (b"?offset=x", b"offset: a whole number from 0, got 'x'\n"),
+            (b"?offset=99999999999999999999", b"offset: a whole number from 0, "
+                                               b"got '99999999999999999999'\n"),
+            (b"?offset=%C2%B2", b"offset: a whole number from 0, got '\\xc2\\xb2'\n"),
+        ]:
+            with self.subTest(query=query):
+                status, body = self.get(query)
+                self.assertEqual((status, body), (b"HTTP/1.1 400 Bad Request", answer))
+        self.assertEqual(self.builds, [])
 
 
 class TokenNeverShownTests(SynchronousTestCase):

@@ -500,6 +500,18 @@ class HardeningOptionsTests(TestCase):
     def test_id_pattern_empty(self) -> None:
         self.assertRejected("--id-pattern", "")
 
+
+    def test_max_warnings(self) -> None:
+        self.assertEqual(parse()["limits"].max_warnings, 60)
+        options = parse("--max-warnings", "0")
+        self.assertEqual(options["max-warnings"], 0)
+        self.assertEqual(options["limits"], Limits(max_warnings=0))
+
+    def test_max_warnings_bad(self) -> None:
+        message = self.assertRejected("--max-warnings", "-1")
+        self.assertEqual(message, "--max-warnings: must be 0 or more, got -1")
+        self.assertRejected("--max-warnings", "few")
+
     # -- admission ---------------------------------------------------------------------
 
     def test_no_admission_options(self) -> None:
