@@ -260,7 +260,8 @@ class StatusLoadTests(SynchronousTestCase):
             return real(**kwargs)
 
         self.patch(tap, "status_report", counting)
-        self.stack = Stack(self, "--channels", "0")
+        # Every test device connects from one address.
+        self.stack = Stack(self, "--channels", "0", "--max-per-address", "2000")
 
     def connect_devices(self, count: int, first: int = 0) -> None:
         for n in range(first, first + count):
