@@ -187,8 +187,9 @@ class ShellyServerProtocol(ServerProtocol):
         per_limit = self.factory.limits.max_per_address
         if per_address[address] >= per_limit:
             self.factory.rejected["too_many_from_address"] += 1
-            log.warn("refused {peer}: more than {limit} connections from its address",
-                     event="connection_refused", peer=self.peer, limit=per_limit)
+            self.factory.log_budget.warn(
+                log, "refused {peer}: more than {limit} connections from its address",
+                event="connection_refused", peer=self.peer, limit=per_limit)
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE,
                                  "too many connections from this address")
         per_address[address] += 1

@@ -24,6 +24,7 @@ from twisted.web.test.requesthelper import DummyChannel
 
 from shellylog.admission import Admission, TokenRule
 from shellylog.csvlog import HEADER
+from shellylog.logbudget import LogBudget
 from shellylog.protocol import CloseOnStop, Limits
 from shellylog.status import ChannelValues
 from shellylog.web import REQUEST_TIMEOUT, access_log_line
@@ -1295,6 +1296,17 @@ class PerAddressLimitTests(HardeningCase):
         self.assert_bad_kept()
         fourth, _ = self.harness.connect_ws("/ws")
         self.assertTrue(fourth.opened)
+        self.assert_good_served()
+
+    def test_refusals_within_the_warnings_budget(self) -> None:
+        """A host that dials again and again is refused each time, logged within budget."""
+        self.connect_bad()
+        self.factory.log_budget = LogBudget(self.harness.clock, 5)
+        for _ in range(50):
+            self.harness.connect_ws("/ws")
+        self.assertEqual(self.factory.rejected, {"too_many_from_address": 50})
+        # Autobahn's own lines about the refused handshakes share the budget.
+        self.assertTrue(0 < len(warn_events(self.events)) <= 5, warn_events(self.events))
         self.assert_good_served()
 
     def test_other_address_let_in(self) -> None:
