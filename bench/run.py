@@ -178,6 +178,7 @@ class Bench:
             "--port", f"tcp:{port}:interface=127.0.0.1:backlog={self.args.backlog}",
             "--csv", os.path.join(self.workdir, f"shellylog-{port}.csv"),
             "--max-rate", "1000000000",
+            "--max-bytes-rate", str(1 << 40),
             "--max-connections", str(extra + 1000),
             # Every simulated device dials from 127.0.0.1.
             "--max-per-address", str(extra + 1000),

@@ -16,9 +16,10 @@ Autobahn, C{autobahn.websocket.protocol}:
 - C{onMessageEnd} with C{message_data}, C{message_is_binary} and C{failedByMe}:
   L{ServerProtocol.onMessageEnd} hands the message to C{onMessage} without Autobahn's
   observer event per message.
-- C{onMessageBegin} and C{onMessageFrameBegin}, which Autobahn calls for each message and
-  each of its frames, C{message_data}, C{failedByMe} and C{_fail_connection(code,
-  reason)}, which sets C{failedByMe} so that nothing more of the message is kept:
+- C{onMessageFrameBegin}, which Autobahn calls for each frame of a message, after it
+  added the message's previous frame to C{message_data} (one entry per frame),
+  C{failedByMe} and C{_fail_connection(code, reason)}, which sets C{failedByMe} so that
+  nothing more of the message is kept:
   L{ServerProtocol.onMessageFrameBegin} fails a message of more than L{MAX_FRAGMENTS}
   frames with 1009.
 - C{sendCloseFrame(code, reasonUtf8, isReply)}, C{state} and C{STATE_OPEN}:
@@ -128,11 +129,13 @@ class QuietLogger:
     so that the connection, which holds its logger, is freed without the cycle collector.
     """
 
-    __slots__ = ("_inner", "_owner")
+    __slots__ = ("_inner", "_owner", "_shared")
 
     def __init__(self, inner: Any, owner: Any) -> None:
         self._inner = inner
         self._owner = weakref.ref(owner)
+        # txaio's logger (Autobahn's) is one for all connections: it binds to none.
+        self._shared = not isinstance(inner, Logger)
 
     def _logger(self) -> Any:
         inner, owner = self._inner, self._owner()
@@ -153,6 +156,11 @@ class QuietLogger:
     def warn(self, *args: Any, **kwargs: Any) -> None:
         if self._allowed():
             self._logger().warn(*args, **kwargs)
+
+    # Autobahn logs debug lines for every frame: passed on without a detour
+    # (through __getattr__ each would cost half a microsecond more per frame).
+    def debug(self, *args: Any, **kwargs: Any) -> None:
+        (self._inner if self._shared else self._logger()).debug(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._logger(), name)
@@ -193,17 +201,10 @@ class ServerProtocol(WebSocketServerProtocol):
             payload = unmask(payload, cast(bytes, frame.mask), offset)
         return super().onFrameData(payload)
 
-    #: Frames of the message being received so far.
-    _fragments = 0
-
-    def onMessageBegin(self, isBinary: bool) -> None:
-        super().onMessageBegin(isBinary)
-        self._fragments = 0
-
     def onMessageFrameBegin(self, length: int) -> None:
         super().onMessageFrameBegin(length)
-        self._fragments += 1
-        if self._fragments > MAX_FRAGMENTS and not self.failedByMe:
+        # message_data holds one entry per frame of the message before this one.
+        if len(self.message_data) >= MAX_FRAGMENTS and not self.failedByMe:
             # Let go of what the message holds at once, not when the close completes;
             # once failedByMe is set, Autobahn keeps nothing more of it.
             self.message_data = []

@@ -205,7 +205,8 @@ class MessageEndTests(SynchronousTestCase):
 
 class FragmentLimitTests(SynchronousTestCase):
     """
-    C{onMessageBegin} and C{onMessageFrameBegin} per message and frame; C{_fail_connection}
+    C{onMessageFrameBegin} per frame, with C{message_data} holding one entry per frame
+    before it; C{_fail_connection}
     sets C{failedByMe}, after which Autobahn keeps nothing of the message in
     C{message_data} and hands none of it on.
     """
@@ -229,6 +230,20 @@ class FragmentLimitTests(SynchronousTestCase):
                                fin=finished and i == fragments - 1)
                   for i in range(fragments)]
         return b"".join(frames)
+
+    def test_message_data_holds_the_frames_before(self) -> None:
+        server = self.connection.server
+        seen: list[int] = []
+        begin = type(server).onMessageFrameBegin
+
+        def recording(length: int) -> None:
+            seen.append(len(server.message_data))
+            begin(server, length)
+
+        server.onMessageFrameBegin = recording  # type: ignore[method-assign]
+        feed(self.connection, self.message(3))
+        self.assertEqual(seen, [0, 1, 2])
+        self.assertEqual(self.got, [b"aaa"])
 
     def test_limit_is_64(self) -> None:
         self.assertEqual(internals.MAX_FRAGMENTS, 64)
