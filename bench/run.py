@@ -17,9 +17,9 @@ Each server runs as a real process pinned to one core (taskset) and the load gen
     its rows (bench/tick.py, in-process, on a fake clock; no bare counterpart).
 
 shellylog runs as deployed (``twistd -n shellylog``) except for the limits that would
-otherwise cut the load short: --max-rate (frames per minute per device), --max-connections
-and --max-per-address (every device dials from 127.0.0.1) are raised, since the benchmark
-measures capacity, not the limits.
+otherwise cut the load short: --max-rate and --max-bytes-rate (frames and bytes per minute
+per device), --max-connections and --max-per-address (every device dials from 127.0.0.1)
+are raised, since the benchmark measures capacity, not the limits.
 """
 
 from __future__ import annotations
