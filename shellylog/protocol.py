@@ -386,19 +386,21 @@ class ShellyServerProtocol(ServerProtocol):
         self._window_frames += 1
         self._window_bytes += size
         limits = self.factory.limits
-        limit = limits.max_rate
-        if self._window_frames > limit:
-            self._reject("rate_limited", f"more than {limit} frames a minute")
-            if self._window_frames > 2 * limit:
-                self._close(CLOSE_POLICY_VIOLATION, "too many frames")
-            return False
-        limit = limits.max_bytes_rate
-        if self._window_bytes > limit:
-            self._reject("byte_rate_limited", f"more than {limit} bytes a minute")
-            if self._window_bytes > 2 * limit:
-                self._close(CLOSE_POLICY_VIOLATION, "too many bytes")
-            return False
+        # The checks stay inline: every frame passes them; only a frame over a limit pays
+        # for a call.
+        if self._window_frames > limits.max_rate:
+            return self._over(self._window_frames, limits.max_rate, "rate_limited", "frames")
+        if self._window_bytes > limits.max_bytes_rate:
+            return self._over(self._window_bytes, limits.max_bytes_rate, "byte_rate_limited",
+                              "bytes")
         return True
+
+    def _over(self, count: int, limit: int, reason: str, unit: str) -> bool:
+        """C{count} C{unit} this minute is over C{limit}: drop the frame; past twice, close."""
+        self._reject(reason, f"more than {limit} {unit} a minute")
+        if count > 2 * limit:
+            self._close(CLOSE_POLICY_VIOLATION, f"too many {unit}")
+        return False
 
     def _close(self, code: int, reason: str) -> None:
         if self.close_with(code, reason):

@@ -1210,12 +1210,15 @@ class BackpressureTests(HardeningCase):
         self.assert_good_served()
 
 
-class ConnectionLimitTests(HardeningCase):
-    """More than max_connections WebSockets: HTTP 503 at the handshake."""
+class SlotsCase(HardeningCase):
+    """Two WebSocket slots (the good device's and one more), the third refused."""
 
-    limits = Limits(max_connections=2)
-
-    def test_third_refused(self) -> None:
+    def assert_third_refused(self, reason: str, logged: str) -> None:
+        """
+        The third WebSocket gets HTTP 503 (an Autobahn client and a raw handshake alike),
+        counted as C{reason} and logged with C{logged}; health still answers; once the
+        second leaves, the next one is let in.
+        """
         client, connection = self.connect_bad()
         third, third_connection = self.harness.connect_ws("/ws")
         self.assertFalse(third.opened)
@@ -1224,22 +1227,32 @@ class ConnectionLimitTests(HardeningCase):
         raw, _ = self.harness.connect_raw(raw_upgrade(b"/ws"))
         self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 503"), raw.status_line)
         self.assertNotIn(b"sec-websocket-accept", raw.headers)
-        self.assertEqual(self.factory.rejected, {"too_many_connections": 2})
+        self.assertEqual(self.factory.rejected, {reason: 2})
         warnings = [formatEvent(e) for e in warn_events(self.events)]
         self.assertEqual(len(warnings), 2)
         self.assertIn(third_connection.server.peer, warnings[0])
+        self.assertIn(logged, warnings[0])
         # Health is not a WebSocket and still answers.
         health, _ = self.harness.connect_raw(raw_get(b"/"))
         self.assertEqual(health.status_line, b"HTTP/1.1 200 OK")
         self.assert_good_served()
         self.assert_still_open(client, connection)
-        # Once a device leaves, the next one is let in.
+        # Once one leaves, the next is let in.
         client.sendClose(code=1000)
         self.harness.flush()
         self.assert_bad_kept()
         fourth, _ = self.harness.connect_ws("/ws")
         self.assertTrue(fourth.opened)
         self.assert_good_served()
+
+
+class ConnectionLimitTests(SlotsCase):
+    """More than max_connections WebSockets: HTTP 503 at the handshake."""
+
+    limits = Limits(max_connections=2)
+
+    def test_third_refused(self) -> None:
+        self.assert_third_refused("too_many_connections", "more than 2 connections")
 
 
 class NoDeviceTests(HardeningCase):
@@ -1269,34 +1282,15 @@ class NoDeviceTests(HardeningCase):
         self.assert_good_served()
 
 
-class PerAddressLimitTests(HardeningCase):
+class PerAddressLimitTests(SlotsCase):
     """More than max_per_address WebSockets from one host: HTTP 503 at the handshake."""
 
     # The good device and every client of the harness share the address 192.0.2.7.
     limits = Limits(max_per_address=2)
 
     def test_third_from_one_address_refused(self) -> None:
-        client, connection = self.connect_bad()
-        third, third_connection = self.harness.connect_ws("/ws")
-        self.assertFalse(third.opened)
-        assert third.closed is not None
-        self.assertIn("503", third.closed[2] or "")
-        raw, _ = self.harness.connect_raw(raw_upgrade(b"/ws"))
-        self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 503"), raw.status_line)
-        self.assertEqual(self.factory.rejected, {"too_many_from_address": 2})
-        warnings = [formatEvent(e) for e in warn_events(self.events)]
-        self.assertEqual(len(warnings), 2)
-        self.assertIn(third_connection.server.peer, warnings[0])
-        self.assertIn("more than 2 connections from its address", warnings[0])
-        self.assert_good_served()
-        self.assert_still_open(client, connection)
-        # Once one leaves, that address may connect again.
-        client.sendClose(code=1000)
-        self.harness.flush()
-        self.assert_bad_kept()
-        fourth, _ = self.harness.connect_ws("/ws")
-        self.assertTrue(fourth.opened)
-        self.assert_good_served()
+        self.assert_third_refused("too_many_from_address",
+                                  "more than 2 connections from its address")
 
     def test_refusals_within_the_warnings_budget(self) -> None:
         """A host that dials again and again is refused each time, logged within budget."""
