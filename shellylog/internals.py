@@ -87,6 +87,11 @@ def protocol_options(max_message: int) -> dict[str, Any]:
         # Close codes must reach the peer as close frames, not as a dropped socket.
         "failByDrop": False,
         "openHandshakeTimeout": 5,
+        # How long a peer has to answer our close frame. Autobahn's timers fire at the
+        # whole second that follows now + delay, truncated: its default of 1 s can fire
+        # at once, and a device that answers in a few milliseconds is dropped (1006).
+        # 3 s means 2 to 3 s, under CloseOnStop's 5 s.
+        "closeHandshakeTimeout": 3,
         # A ping every 30 s; a peer silent for 60 s (30 s after an unanswered ping) is
         # dropped.
         "autoPingInterval": 30,

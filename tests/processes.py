@@ -12,6 +12,7 @@ import sysconfig
 from typing import cast
 
 import txaio
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import reactor
@@ -77,6 +78,20 @@ def device_factory(service: MultiService) -> ShellyServerFactory:
     assert isinstance(resource, DeviceSocketResource), resource
     assert isinstance(resource.factory, ShellyServerFactory), resource.factory
     return resource.factory
+
+
+def client_factory(
+    url: str, protocol: type[WebSocketClientProtocol], protocols: list[str] | None = None
+) -> WebSocketClientFactory:
+    """
+    An Autobahn client factory for C{url} on the real reactor. Its close timers are long:
+    Autobahn's fire at the whole second after now + delay, so its default of 1 s can fire
+    at once, and a clean close on a busy machine would count as dropped (1006).
+    """
+    factory = WebSocketClientFactory(url, protocols=protocols or [], reactor=reactor)
+    factory.protocol = protocol
+    factory.setProtocolOptions(closeHandshakeTimeout=10, serverConnectionDropTimeout=10)
+    return factory
 
 
 class RealReactorTestCase(TestCase):

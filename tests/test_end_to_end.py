@@ -19,7 +19,7 @@ import signal
 from datetime import datetime, timezone
 from typing import Any, cast
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.twisted.websocket import WebSocketClientProtocol
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -31,7 +31,13 @@ from twisted.python.failure import Failure
 from twisted.python.runtime import platform
 from twisted.web.client import Agent, readBody
 
-from tests.processes import TWISTD, RealReactorTestCase, child_environment, start_service
+from tests.processes import (
+    TWISTD,
+    RealReactorTestCase,
+    child_environment,
+    client_factory,
+    start_service,
+)
 
 DEVICE = "shellyplus1pm-aabbccddeeff"
 HEADER = "timestamp_iso,device_id,channel,apower_W,voltage_V,current_A,energy_total_Wh"
@@ -150,10 +156,7 @@ class EndToEndTests(RealReactorTestCase):
 
     async def connect_device(self, port: int) -> FakeDevice:
         """Connect a device to C{/ws} offering C{json-rpc}; return once it is open."""
-        factory = WebSocketClientFactory(
-            f"ws://127.0.0.1:{port}/ws", protocols=["json-rpc"], reactor=reactor
-        )
-        factory.protocol = FakeDevice
+        factory = client_factory(f"ws://127.0.0.1:{port}/ws", FakeDevice, ["json-rpc"])
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         device = cast(FakeDevice, await endpoint.connect(factory))
         self.addCleanup(self.disconnect, device)

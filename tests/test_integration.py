@@ -15,7 +15,6 @@ import sys
 from collections import Counter
 from typing import Any, cast
 
-from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
@@ -32,7 +31,13 @@ from shellylog.status import ChannelValues
 from shellylog.tap import Options, makeService
 from shellylog.tracker import ChannelTracker
 from tests.certificates import make_certificate
-from tests.processes import TWISTD, RealReactorTestCase, child_environment, start_service
+from tests.processes import (
+    TWISTD,
+    RealReactorTestCase,
+    child_environment,
+    client_factory,
+    start_service,
+)
 from tests.test_end_to_end import FULL_STATUS, FakeDevice, TwistdProcess
 from tests.tools import faketime_library, missing, root
 
@@ -56,8 +61,7 @@ async def connect(case: TestCase, port: int, device: type[FakeDevice] = FakeDevi
                   tls: ssl.ClientContextFactory | Any = None) -> FakeDevice:
     """A device connected to C{/ws} (over TLS with C{tls}), once open."""
     scheme = "wss" if tls is not None else "ws"
-    factory = WebSocketClientFactory(f"{scheme}://127.0.0.1:{port}/ws", reactor=reactor)
-    factory.protocol = device
+    factory = client_factory(f"{scheme}://127.0.0.1:{port}/ws", device)
     endpoint: Any = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
     if tls is not None:
         endpoint = wrapClientTLS(tls, endpoint)

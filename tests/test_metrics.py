@@ -10,7 +10,6 @@ import json
 import time
 from typing import Any, cast
 
-from autobahn.twisted.websocket import WebSocketClientFactory
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
@@ -24,7 +23,7 @@ from shellylog.metrics import ShellylogCollector
 from shellylog.protocol import Limits
 from tests import test_end_to_end as e2e
 from tests.helpers import DEVICE
-from tests.processes import RealReactorTestCase, start_service
+from tests.processes import RealReactorTestCase, client_factory, start_service
 from tests.stack import T0, Stack, notify, switch
 
 OTHER = "shellyplus1pm-112233445566"
@@ -319,10 +318,7 @@ class MetricsOverHttpTests(RealReactorTestCase):
         self.assertIn(b"\nshellylog_connected_devices 0.0\n", body)
 
         # A device connects and reports; the next scrape shows it.
-        factory = WebSocketClientFactory(
-            f"ws://127.0.0.1:{port}/ws", protocols=["json-rpc"], reactor=reactor
-        )
-        factory.protocol = e2e.FakeDevice
+        factory = client_factory(f"ws://127.0.0.1:{port}/ws", e2e.FakeDevice, ["json-rpc"])
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         device = cast(e2e.FakeDevice, await endpoint.connect(factory))
         self.addCleanup(self.disconnect, device)

@@ -18,7 +18,6 @@ import textwrap
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -35,6 +34,7 @@ from tests.processes import (
     TWISTD,
     RealReactorTestCase,
     child_environment,
+    client_factory,
     device_factory,
     start_service,
 )
@@ -438,10 +438,7 @@ class NginxTests(RealReactorTestCase):
 
     async def connect(self, port: int, device: type[FakeDevice] = FakeDevice) -> FakeDevice:
         """A device connected to C{ws://127.0.0.1:PORT/ws}, offering C{json-rpc}; open."""
-        factory = WebSocketClientFactory(
-            f"ws://127.0.0.1:{port}/ws", protocols=["json-rpc"], reactor=reactor
-        )
-        factory.protocol = device
+        factory = client_factory(f"ws://127.0.0.1:{port}/ws", device, ["json-rpc"])
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         client = cast(FakeDevice, await endpoint.connect(factory))
 

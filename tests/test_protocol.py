@@ -689,9 +689,28 @@ class CloseOnStopTests(SynchronousTestCase):
         self.harness.flush()
         self.assertNoResult(stopped)
         self.assertEqual(self.bound.closed, (True, 1001, "server stopping"))
-        self.harness.advance(2)
+        self.harness.advance(3)
         self.assertEqual(self.successResultOf(stopped), None)
         self.assertEqual(self.factory.open_connections, set())
+
+    def test_slow_answer_is_clean(self) -> None:
+        """
+        A peer that answers the close after 1.9 s, its close begun just before a whole
+        second, still closes cleanly: Autobahn's timers fire at the whole second after
+        now + delay, so its default of 1 s would drop it at once.
+        """
+        self.harness.clock.advance(0.999)
+        held: list[bytes] = []
+        receive = self.unbound.dataReceived
+        self.unbound.dataReceived = held.append  # type: ignore[method-assign]
+        stopped = self.service.stopService()
+        self.harness.advance(1.9, step=0.1)
+        self.assertEqual(self.unbound.closed, None)
+        for data in held:
+            receive(data)
+        self.harness.flush()
+        self.assertEqual(self.successResultOf(stopped), None)
+        self.assertEqual(self.unbound.closed, (True, 1001, "server stopping"))
 
     def test_gives_up_after_its_timeout(self) -> None:
         events = capture_log(self)

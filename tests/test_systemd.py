@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -27,7 +26,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog.tap import DESCRIPTOR_MARGIN, Options
-from tests.processes import TWISTD, RealReactorTestCase, child_environment
+from tests.processes import TWISTD, RealReactorTestCase, child_environment, client_factory
 from tests.test_end_to_end import (
     DEVICE,
     FULL_STATUS,
@@ -336,10 +335,7 @@ class SocketActivationTests(RealReactorTestCase):
 
     async def connect_device(self, port: int) -> FakeDevice:
         """Connect a device to C{/ws}; return once the WebSocket is open."""
-        factory = WebSocketClientFactory(
-            f"ws://127.0.0.1:{port}/ws", protocols=["json-rpc"], reactor=reactor
-        )
-        factory.protocol = FakeDevice
+        factory = client_factory(f"ws://127.0.0.1:{port}/ws", FakeDevice, ["json-rpc"])
         factory.setProtocolOptions(openHandshakeTimeout=self.handshake_timeout)
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         device = cast(FakeDevice, await endpoint.connect(factory))
