@@ -1,6 +1,6 @@
 """
 The minute tick: a reactor LoopingCall, aligned to minute boundaries, that takes the
-tracker's closed minutes and writes them to the CSV sink.
+tracker's closed minutes and writes them to the CSV sink ("rule N": C{docs/minute-log.md}).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """
 The minute rules: which (device, channel, minute) gets a CSV row, and with which values.
 
-This module is the contract of the minute log (the numbered rules of the project's
-minute-log document are cited as "rule N"). It is pure logic: time comes in through an
+This module is the contract of the minute log: "rule N" cites the numbered rules of
+C{docs/minute-log.md}. It is pure logic: time comes in through an
 injected clock (anything with C{seconds()}, such as the reactor or a L{task.Clock}), and
 rows go out as values; nothing here touches the network or a file.
 """
