@@ -3,7 +3,7 @@ The benchmark's load generator: thousands of WebSocket "devices" as plain Twiste
 protocols that send pre-built, pre-masked frames, so the server and not this process is
 what runs out of CPU.
 
-The frames are the simulator's (L{shellylog.simulate}): a Pro 4PM's C{NotifyFullStatus}
+The frames are the simulator's (L{shellylog.simulate.model}): a Pro 4PM's C{NotifyFullStatus}
 on open, its C{NotifyStatus} deltas, and the answers a device gives to the server's
 requests (an error object for C{NotifyStatus}, the full status for C{Shelly.GetStatus}).
 Each device's frames are built once, before any measuring, with the device's own id.
@@ -41,7 +41,7 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.task import Clock, LoopingCall
 from twisted.python.failure import Failure
 
-from shellylog.simulate import PROFILES, SimulatedDevice, device_id, device_mac, encode
+from shellylog.simulate.model import PROFILES, SimulatedDevice, device_id, device_mac, encode
 
 MASK = b"\x37\xfa\x21\x3d"
 PROFILE = PROFILES["pro4pm"]

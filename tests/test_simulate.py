@@ -16,20 +16,18 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog.rpc import decode_frame
-from shellylog.simulate import (
+from shellylog.simulate.__main__ import parse_args
+from shellylog.simulate.client import DeviceClientFactory, DeviceClientProtocol, Fleet
+from shellylog.simulate.model import (
     APOWER_THRESHOLD,
     CURRENT_THRESHOLD,
     PROFILES,
     ChannelPlan,
-    DeviceClientFactory,
-    DeviceClientProtocol,
-    Fleet,
-    Frame,
+    DeviceMessage,
     Profile,
     SimulatedDevice,
     device_id,
     encode,
-    parse_args,
 )
 from tests.helpers import Harness, capture_log, warnings_from
 
@@ -59,16 +57,16 @@ def make(
     return SimulatedDevice.create(profile, index, clock, uptime=uptime), clock
 
 
-def samples(device: SimulatedDevice, clock: Clock, seconds: int) -> list[Frame]:
+def samples(device: SimulatedDevice, clock: Clock, seconds: int) -> list[DeviceMessage]:
     """Every frame of one sample a second for C{seconds} seconds."""
-    frames: list[Frame] = []
+    frames: list[DeviceMessage] = []
     for _ in range(seconds):
         clock.advance(1)
         frames.extend(device.sample())
     return frames
 
 
-def changes(frames: list[Frame], channel: int) -> list[dict[str, Any]]:
+def changes(frames: list[DeviceMessage], channel: int) -> list[dict[str, Any]]:
     """The C{switch:N} objects of the C{NotifyStatus} frames, in order."""
     key = f"switch:{channel}"
     return [

@@ -1,59 +1,28 @@
 """
-A Shelly Gen2 device simulator: devices that dial shellylog's WebSocket as real ones do.
+The device model of the simulator: pure, no reactor and no I/O.
 
-Run it against a server::
-
-    python -m shellylog.simulate ws://127.0.0.1:5000/ws --devices 10 --profile pump
-
-Two layers, following C{protocol.md}:
-
- - The device model (pure: no reactor, no I/O). A L{SimulatedDevice} holds the state of
-   one device's switch channels; time comes in through an injected clock (anything with
-   C{seconds()}) and randomness through an injected L{random.Random}. It evolves power
-   and energy, decides which values moved past the device's reporting thresholds, and
-   builds the frames a device sends: C{NotifyFullStatus} on connect (C{ts} is the uptime
-   until the device has synced its clock), C{NotifyStatus} deltas, the per-minute
-   C{aenergy} update, and the answers to requests (C{Shelly.GetStatus}, or an error
-   object for a method it does not have).
- - The network: L{DeviceClientProtocol} and L{DeviceClientFactory} (Autobahn over
-   Twisted), which reconnect with exponential back-off like a device whose server went
-   away, and L{main}.
+A L{SimulatedDevice} holds the state of one device's switch channels; time comes in through
+an injected clock (anything with C{seconds()}) and randomness through an injected
+L{random.Random}. It evolves power and energy, decides which values moved past the device's
+reporting thresholds, and builds the messages a device sends, following C{protocol.md}:
+C{NotifyFullStatus} on connect (C{ts} is the uptime until the device has synced its clock),
+C{NotifyStatus} deltas, the per-minute C{aenergy} update, and the answers to requests
+(C{Shelly.GetStatus}, or an error object for a method it does not have).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
-import resource
-import sys
 import time
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from attrs import define, field, frozen
-from autobahn.twisted.websocket import (
-    WebSocketClientFactory,
-    WebSocketClientProtocol,
-    connectWS,
-)
-from twisted.internet.interfaces import IConnector, IReactorTime
-from twisted.internet.protocol import ReconnectingClientFactory
-from twisted.internet.task import LoopingCall
-from twisted.logger import (
-    FilteringLogObserver,
-    Logger,
-    LogLevel,
-    LogLevelFilterPredicate,
-    globalLogBeginner,
-    textFileLogObserver,
-)
-from twisted.python.failure import Failure
 
-log = Logger(namespace="shellylog.simulate")
-
-#: A frame as a JSON-ready object.
-Frame = dict[str, Any]
+#: A JSON-RPC message the device sends (a notification or the answer to a request), as
+#: the JSON-ready object that L{encode} turns into the text of one WebSocket message.
+#: Not L{shellylog.rpc.Frame}, which is what the server decodes such a text into.
+DeviceMessage = dict[str, Any]
 
 MINUTE = 60
 
@@ -391,7 +360,7 @@ class SimulatedDevice:
 
     # -- frames ----------------------------------------------------------------------
 
-    def notification(self, method: str, components: dict[str, Any]) -> Frame:
+    def notification(self, method: str, components: dict[str, Any]) -> DeviceMessage:
         """A notification frame as the device sends it on the outbound socket."""
         params: dict[str, Any] = {"ts": self.ts()}
         params.update(components)
@@ -442,7 +411,7 @@ class SimulatedDevice:
         status["ws"] = {"connected": True}
         return status
 
-    def connected(self) -> list[Frame]:
+    def connected(self) -> list[DeviceMessage]:
         """The socket opened: send the full status; deltas count from it from now on."""
         status = self.full_status()
         for channel in self.channels:
@@ -451,7 +420,7 @@ class SimulatedDevice:
             channel.sent_voltage = _r(self.voltage, 1)
         return [self.notification("NotifyFullStatus", status)]
 
-    def sample(self) -> list[Frame]:
+    def sample(self) -> list[DeviceMessage]:
         """
         A measurement is due: the frames it gives. A channel that was switched reports
         C{output}, C{source}, C{apower} and C{current}; otherwise C{apower} and C{current}
@@ -461,7 +430,7 @@ class SimulatedDevice:
         """
         self._integrate()
         switched = self._update()
-        frames: list[Frame] = []
+        frames: list[DeviceMessage] = []
         voltage = _r(self.voltage, 1)
         voltages: dict[str, Any] = {}
         for channel in self.channels:
@@ -508,7 +477,7 @@ class SimulatedDevice:
             "auth_domain": None,
         }
 
-    def answer(self, text: str | bytes) -> Frame | None:
+    def answer(self, text: str | bytes) -> DeviceMessage | None:
         """
         The answer to a frame from the server, or C{None} when it is no request (a
         notification or a response has no answer; neither has what is not JSON).
@@ -523,7 +492,7 @@ class SimulatedDevice:
         method = request.get("method")
         if not isinstance(method, str):
             return None
-        frame: Frame = {"id": request["id"], "src": self.device_id}
+        frame: DeviceMessage = {"id": request["id"], "src": self.device_id}
         if isinstance(request.get("src"), str):
             frame["dst"] = request["src"]
         name = method.lower()
@@ -536,274 +505,6 @@ class SimulatedDevice:
         return frame
 
 
-def encode(frame: Frame) -> bytes:
-    """A frame as the text of one WebSocket message."""
-    return json.dumps(frame, separators=(",", ":")).encode("utf-8")
-
-
-# -- the network -------------------------------------------------------------------------
-
-
-class DeviceClientProtocol(WebSocketClientProtocol):
-    """The WebSocket of one simulated device: frames out, requests answered."""
-
-    factory: DeviceClientFactory
-
-    def onOpen(self) -> None:
-        self.factory.opened(self)
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        if isBinary:
-            return
-        answer = self.factory.device.answer(payload)
-        if answer is not None:
-            self.send_frame(answer)
-            self.factory.answers += 1
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.factory.closed(self)
-
-    def send_frame(self, frame: Frame) -> None:
-        """Send one frame as a text message."""
-        self.sendMessage(encode(frame))
-        self.factory.frames_sent += 1
-
-
-class DeviceClientFactory(WebSocketClientFactory, ReconnectingClientFactory):
-    """
-    One simulated device and its outbound WebSocket: measures every C{1/rate} seconds
-    whether connected or not (frames that find no socket are dropped, as on a device),
-    and dials again after a drop or a failed attempt, waiting longer each time.
-    """
-
-    protocol = DeviceClientProtocol  # type: ignore[assignment]
-    # Thousands of devices: no "Starting factory" or "will retry" line for each.
-    noisy = False
-    initialDelay = 1.0
-    maxDelay = 60
-
-    def __init__(
-        self, url: str, device: SimulatedDevice, clock: IReactorTime, rate: float = 1.0
-    ) -> None:
-        WebSocketClientFactory.__init__(self, url=url, reactor=clock)
-        # The back-off's clock (ReconnectingClientFactory's attribute).
-        self.clock = clock  # type: ignore[assignment]
-        self.device = device
-        self.rate = rate
-        self.connection: DeviceClientProtocol | None = None
-        self.frames_sent = 0
-        self.answers = 0
-        self.connects = 0
-        self._sampler = LoopingCall(self.sample)
-        self._sampler.clock = clock
-
-    def start_sampling(self) -> None:
-        """Start measuring, C{rate} times a second."""
-        self._sampler.start(1.0 / self.rate, now=False)
-
-    def stop(self) -> None:
-        """Stop measuring and reconnecting; close the socket if open."""
-        self.stopTrying()
-        if self._sampler.running:
-            self._sampler.stop()
-        if self.connection is not None:
-            self.connection.sendClose()
-
-    def sample(self) -> None:
-        """Measure; send what the device reports, if connected."""
-        frames = self.device.sample()
-        if self.connection is not None:
-            for frame in frames:
-                self.connection.send_frame(frame)
-
-    def opened(self, connection: DeviceClientProtocol) -> None:
-        """The WebSocket is open: send the full status, and count back-off from scratch."""
-        self.resetDelay()
-        self.connects += 1
-        self.connection = connection
-        log.debug("{device} connected", device=self.device.device_id)
-        for frame in self.device.connected():
-            connection.send_frame(frame)
-
-    def closed(self, connection: DeviceClientProtocol) -> None:
-        """The WebSocket closed."""
-        if self.connection is connection:
-            self.connection = None
-            log.debug("{device} disconnected", device=self.device.device_id)
-
-    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
-        log.debug(
-            "{device} could not connect: {reason}",
-            device=self.device.device_id,
-            reason=reason.getErrorMessage(),
-        )
-        self.retry(connector)
-
-    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
-        self.retry(connector)
-
-
-@define
-class Fleet:
-    """C{count} simulated devices of one profile, each with its own factory."""
-
-    factories: list[DeviceClientFactory]
-
-    @classmethod
-    def create(
-        cls,
-        url: str,
-        profile: Profile,
-        count: int,
-        clock: IReactorTime,
-        rate: float = 1.0,
-        seed: int = 0,
-        first: int = 0,
-    ) -> Fleet:
-        return cls(
-            [
-                DeviceClientFactory(
-                    url,
-                    SimulatedDevice.create(
-                        profile,
-                        first + n,
-                        clock,
-                        seed=seed,
-                        uptime=random.Random(f"{seed}:{first + n}:boot").uniform(3, 8),
-                    ),
-                    clock,
-                    rate,
-                )
-                for n in range(count)
-            ]
-        )
-
-    @property
-    def connected(self) -> int:
-        return sum(1 for f in self.factories if f.connection is not None)
-
-    @property
-    def frames_sent(self) -> int:
-        return sum(f.frames_sent for f in self.factories)
-
-    @property
-    def answers(self) -> int:
-        return sum(f.answers for f in self.factories)
-
-
-def _raise_file_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft >= needed:
-        return
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(needed, hard), max(needed, hard)))
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        if hard < needed:
-            log.warn("open-file limit {hard} is below the {needed} needed", hard=hard,
-                     needed=needed)
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m shellylog.simulate",
-        description="Simulated Shelly Gen2 devices that connect to a server's outbound "
-        "WebSocket URL, report their switch channels' power like real ones, and answer "
-        "its requests.",
-    )
-    parser.add_argument("url", help="the server's WebSocket URL, e.g. ws://127.0.0.1:5000/ws")
-    parser.add_argument("--devices", type=int, default=1, help="how many devices (1)")
-    parser.add_argument(
-        "--profile",
-        choices=sorted(PROFILES),
-        default="pro4pm",
-        help="pro4pm: four channels (heater, nothing, lights, standby); plus1pm: one "
-        "channel; pump: a Pro 4PM whose switch:2 runs a pump 3 minutes on, 5 off "
-        "(default pro4pm)",
-    )
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=1.0,
-        help="measurements per second per device; each sends a delta only for values "
-        "that moved past their threshold (1)",
-    )
-    parser.add_argument(
-        "--ramp",
-        type=float,
-        default=None,
-        help="seconds over which the devices first connect (devices/100, at most 10)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the randomness (0)")
-    parser.add_argument(
-        "--first",
-        type=int,
-        default=0,
-        help="number of the first device; ids are unique per number, so simulators "
-        "given disjoint ranges do not collide (0)",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every connect")
-    args = parser.parse_args(argv)
-    if args.devices < 1:
-        parser.error("--devices: at least 1")
-    if not args.rate > 0:
-        parser.error("--rate: must be more than 0")
-    if args.ramp is None:
-        args.ramp = min(10.0, args.devices / 100)
-    if args.ramp < 0:
-        parser.error("--ramp: 0 or more")
-    if not args.url.startswith(("ws://", "wss://")):
-        parser.error("url: must start with ws:// or wss://")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the simulator until interrupted."""
-    args = parse_args(argv)
-    from twisted.internet import reactor
-
-    level = LogLevel.debug if args.verbose else LogLevel.info
-    globalLogBeginner.beginLoggingTo(
-        [
-            FilteringLogObserver(
-                textFileLogObserver(sys.stderr),
-                [LogLevelFilterPredicate(defaultLogLevel=level)],
-            )
-        ]
-    )
-    _raise_file_limit(args.devices + 256)
-    profile = PROFILES[args.profile]
-    clock: IReactorTime = reactor
-    fleet = Fleet.create(
-        args.url, profile, args.devices, clock, rate=args.rate, seed=args.seed, first=args.first
-    )
-    log.info(
-        "simulating {count} {profile} devices ({first_id} ...) against {url}",
-        count=args.devices,
-        profile=profile.name,
-        first_id=fleet.factories[0].device.device_id,
-        url=args.url,
-    )
-    step = args.ramp / args.devices
-    for n, factory in enumerate(fleet.factories):
-        # Each device measures on its own phase, and they dial in over the ramp.
-        clock.callLater(n * step, connectWS, factory)
-        clock.callLater(n * step + (n % 97) / 97 / args.rate, factory.start_sampling)
-
-    def report() -> None:
-        log.info(
-            "{connected}/{count} devices connected; {frames} frames sent, {answers} requests "
-            "answered",
-            connected=fleet.connected,
-            count=args.devices,
-            frames=fleet.frames_sent,
-            answers=fleet.answers,
-        )
-
-    LoopingCall(report).start(10.0, now=False)
-    reactor.run()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def encode(message: DeviceMessage) -> bytes:
+    """C{message} as the text of one WebSocket message."""
+    return json.dumps(message, separators=(",", ":")).encode("utf-8")
