@@ -25,7 +25,7 @@ from twisted.logger import (
 )
 
 from shellylog.simulate.client import Fleet
-from shellylog.simulate.model import PROFILES
+from shellylog.simulate.profiles import PROFILES
 
 log = Logger(namespace="shellylog.simulate")
 

@@ -1,15 +1,16 @@
 """
 The network side of the simulator: Autobahn WebSocket clients over Twisted.
 
-A L{DeviceClientFactory} puts one L{SimulatedDevice} on its outbound WebSocket: it measures
-on a timer, sends what the device reports while connected, answers the server's requests,
-and dials again with exponential back-off, like a device whose server went away. A L{Fleet}
-is many of them.
+A L{DeviceClientFactory} puts one L{SimulatedDevice}, of any family, on its outbound
+WebSocket: it measures on a timer, sends what the device reports while connected, answers
+the server's requests, and dials again with exponential back-off, like a device whose
+server went away. A L{Fleet} is many of them.
 """
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from attrs import define
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -62,7 +63,7 @@ class DeviceClientFactory(WebSocketClientFactory, ReconnectingClientFactory):
     maxDelay = 60
 
     def __init__(
-        self, url: str, device: SimulatedDevice, clock: IReactorTime, rate: float = 1.0
+        self, url: str, device: SimulatedDevice[Any], clock: IReactorTime, rate: float = 1.0
     ) -> None:
         WebSocketClientFactory.__init__(self, url=url, reactor=clock)
         # The back-off's clock (ReconnectingClientFactory's attribute).
@@ -143,8 +144,7 @@ class Fleet:
             [
                 DeviceClientFactory(
                     url,
-                    SimulatedDevice.create(
-                        profile,
+                    profile.create_device(
                         first + n,
                         clock,
                         seed=seed,
