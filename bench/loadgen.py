@@ -3,7 +3,7 @@ The benchmark's load generator: thousands of WebSocket "devices" as plain Twiste
 protocols that send pre-built, pre-masked frames, so the server and not this process is
 what runs out of CPU.
 
-The frames are the simulator's (L{shellylog.simulate}): a Pro 4PM's C{NotifyFullStatus}
+The frames are the simulator's (L{shellylog.simulate.switch}): a Pro 4PM's C{NotifyFullStatus}
 on open, its C{NotifyStatus} deltas, and the answers a device gives to the server's
 requests (an error object for C{NotifyStatus}, the full status for C{Shelly.GetStatus}).
 Each device's frames are built once, before any measuring, with the device's own id.
@@ -41,10 +41,11 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.task import Clock, LoopingCall
 from twisted.python.failure import Failure
 
-from shellylog.simulate import PROFILES, SimulatedDevice, device_id, device_mac, encode
+from shellylog.simulate.model import device_id, device_mac, encode
+from shellylog.simulate.switch import SWITCH_PROFILES
 
 MASK = b"\x37\xfa\x21\x3d"
-PROFILE = PROFILES["pro4pm"]
+PROFILE = SWITCH_PROFILES["pro4pm"]
 #: Frames per throughput window, and windows in flight per device.
 WINDOW = 32
 IN_FLIGHT = 2
@@ -89,7 +90,7 @@ class Templates:
     def __init__(self) -> None:
         clock = Clock()
         clock.advance(time.time())
-        device = SimulatedDevice.create(PROFILE, 0, clock, uptime=6.0)
+        device = PROFILE.create_device(0, clock, uptime=6.0)
         self.id = device.device_id
         self.mac = device.mac
         self.full = encode(device.connected()[0]).decode()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.processes import child_environment
 from tests.tools import missing, tool
 
 RUN = Path(__file__).resolve().parent.parent / "bench" / "run.py"
@@ -37,6 +38,8 @@ class BenchSmokeTests(SynchronousTestCase):
             capture_output=True,
             text=True,
             timeout=120,
+            # Its server and load generator import the shellylog under test, not another.
+            env=child_environment(),
         )
         self.assertEqual(done.returncode, 0, done.stderr[-3000:])
         out = done.stdout

@@ -115,6 +115,11 @@ class WheelTests(SynchronousTestCase):
         self.assertNotIn("twisted/plugins/dropin.cache", names)
         self.assertIn("shellylog/__init__.py", names)
         self.assertIn("shellylog/__main__.py", names)
+        # Every module of the source tree, subpackages too (setuptools takes only the
+        # packages pyproject.toml lists).
+        modules = {p.relative_to(source).as_posix() for p in (source / "shellylog").rglob("*.py")}
+        self.assertIn("shellylog/simulate/__main__.py", modules)
+        self.assertEqual(modules - names, set())
         self.assertEqual(
             {n.split("/")[0] for n in names},
             {"shellylog", "twisted", f"shellylog-{expected}.dist-info"},

@@ -16,20 +16,17 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog.rpc import decode_frame
-from shellylog.simulate import (
+from shellylog.simulate.__main__ import parse_args
+from shellylog.simulate.client import DeviceClientFactory, DeviceClientProtocol, Fleet
+from shellylog.simulate.model import DeviceMessage, device_id, encode
+from shellylog.simulate.profiles import PROFILES
+from shellylog.simulate.switch import (
     APOWER_THRESHOLD,
     CURRENT_THRESHOLD,
-    PROFILES,
+    SWITCH_PROFILES,
     ChannelPlan,
-    DeviceClientFactory,
-    DeviceClientProtocol,
-    Fleet,
-    Frame,
-    Profile,
-    SimulatedDevice,
-    device_id,
-    encode,
-    parse_args,
+    SwitchDevice,
+    SwitchProfile,
 )
 from tests.helpers import Harness, capture_log, warnings_from
 
@@ -37,7 +34,7 @@ T0 = 1_800_000_000  # a minute boundary
 assert T0 % 60 == 0
 
 #: A device whose loads do not wander: every change is one the test makes.
-STEADY = Profile(
+STEADY = SwitchProfile(
     name="steady",
     model="shellyplus2pm",
     app="Plus2PM",
@@ -52,23 +49,23 @@ STEADY = Profile(
 
 
 def make(
-    profile: Profile = STEADY, at: float = T0 + 10, uptime: float = 5.01, index: int = 1
-) -> tuple[SimulatedDevice, Clock]:
+    profile: SwitchProfile = STEADY, at: float = T0 + 10, uptime: float = 5.01, index: int = 1
+) -> tuple[SwitchDevice, Clock]:
     clock = Clock()
     clock.advance(at)
-    return SimulatedDevice.create(profile, index, clock, uptime=uptime), clock
+    return SwitchDevice.create(profile, index, clock, uptime=uptime), clock
 
 
-def samples(device: SimulatedDevice, clock: Clock, seconds: int) -> list[Frame]:
+def samples(device: SwitchDevice, clock: Clock, seconds: int) -> list[DeviceMessage]:
     """Every frame of one sample a second for C{seconds} seconds."""
-    frames: list[Frame] = []
+    frames: list[DeviceMessage] = []
     for _ in range(seconds):
         clock.advance(1)
         frames.extend(device.sample())
     return frames
 
 
-def changes(frames: list[Frame], channel: int) -> list[dict[str, Any]]:
+def changes(frames: list[DeviceMessage], channel: int) -> list[dict[str, Any]]:
     """The C{switch:N} objects of the C{NotifyStatus} frames, in order."""
     key = f"switch:{channel}"
     return [
@@ -92,6 +89,12 @@ class FullStatusTests(SynchronousTestCase):
         self.assertIsNone(params["sys"]["unixtime"])
         self.assertEqual(params["sys"]["uptime"], 5)
         self.assertEqual(params["sys"]["mac"], "020000000001")
+        # The components in the device's order: by type, then by number.
+        self.assertEqual(
+            list(params),
+            ["ts", "ble", "cloud", "input:0", "input:1", "mqtt", "switch:0", "switch:1", "sys",
+             "wifi", "ws"],
+        )
         switch = params["switch:0"]
         self.assertEqual(switch["id"], 0)
         self.assertIs(switch["output"], True)
@@ -102,7 +105,7 @@ class FullStatusTests(SynchronousTestCase):
         self.assertIs(params["switch:1"]["output"], False)
         # A Plus device has no pf/freq; a Pro does.
         self.assertNotIn("pf", switch)
-        pro, _ = make(PROFILES["pro4pm"])
+        pro, _ = make(SWITCH_PROFILES["pro4pm"])
         self.assertIn("pf", pro.connected()[0]["params"]["switch:0"])
 
     def test_unix_time_after_sync(self) -> None:
@@ -159,7 +162,7 @@ class DeltaTests(SynchronousTestCase):
 
     def test_noisy_deltas_respect_threshold(self) -> None:
         """With a wandering load, every delta sent moved past the threshold."""
-        device, clock = make(PROFILES["pro4pm"], at=T0 + 1)
+        device, clock = make(SWITCH_PROFILES["pro4pm"], at=T0 + 1)
         full = device.connected()[0]["params"]
         sent = {n: full[f"switch:{n}"]["apower"] for n in range(4)}
         count = 0
@@ -259,7 +262,7 @@ class RequestTests(SynchronousTestCase):
 class PumpTests(SynchronousTestCase):
     def test_on_and_off_over_minutes(self) -> None:
         """The pump profile's switch:2 runs 3 minutes, then rests 5, and again."""
-        device, clock = make(PROFILES["pump"], at=T0)
+        device, clock = make(SWITCH_PROFILES["pump"], at=T0)
         device.connected()
         switched: list[tuple[float, bool, float]] = []
         for _ in range(20 * 60):
@@ -284,7 +287,7 @@ class PumpTests(SynchronousTestCase):
     def test_pumps_do_not_switch_in_step(self) -> None:
         """Each device has its own phase."""
         clock = Clock()
-        phases = {SimulatedDevice.create(PROFILES["pump"], n, clock).phase for n in range(20)}
+        phases = {SwitchDevice.create(SWITCH_PROFILES["pump"], n, clock).phase for n in range(20)}
         self.assertEqual(len(phases), 20)
 
 
@@ -304,6 +307,16 @@ class IdentityTests(SynchronousTestCase):
         self.assertEqual(len(set(ids)), 10)
         totals = {f.device.channels[0].total for f in a.factories}
         self.assertEqual(len(totals), 5)
+
+    def test_profiles(self) -> None:
+        """C{--profile} offers every family's profiles, each of which makes its devices."""
+        self.assertEqual(sorted(PROFILES), ["plus1pm", "pro4pm", "pump"])
+        clock = Clock()
+        for name, profile in PROFILES.items():
+            self.assertEqual(profile.name, name)
+            device = profile.create_device(3, clock)
+            self.assertIsInstance(device, SwitchDevice)
+            self.assertEqual(device.device_id, device_id(profile, 3))
 
     def test_arguments(self) -> None:
         self.patch(sys, "stderr", io.StringIO())
@@ -375,7 +388,7 @@ class AgainstServerTests(SynchronousTestCase):
         events = capture_log(self)
         harness = Harness(self, poll_interval=60.0)
         harness.clock.advance(T0 + 1)
-        device = SimulatedDevice.create(PROFILES["pro4pm"], 7, harness.clock)
+        device = SwitchDevice.create(SWITCH_PROFILES["pro4pm"], 7, harness.clock)
         factory = DeviceClientFactory("ws://127.0.0.1:5000/ws", device, harness.clock)
         client = factory.buildProtocol(None)
         assert isinstance(client, DeviceClientProtocol)
