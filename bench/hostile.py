@@ -51,7 +51,7 @@ def _harness(unmetered: bool = False) -> Harness:
     if not unmetered:
         return Harness(case)
     try:
-        limits = Limits(max_bytes_rate=1 << 40)  # type: ignore[call-arg]
+        limits = Limits(max_bytes_rate=1 << 40)
     except TypeError:
         limits = Limits()
     return Harness(case, limits=limits)

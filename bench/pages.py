@@ -59,6 +59,7 @@ class Health(Protocol):
         self.received = b""
 
     def connectionMade(self) -> None:
+        assert self.transport is not None
         self.transport.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 
     def dataReceived(self, data: bytes) -> None:
@@ -99,6 +100,7 @@ class Attacker(Protocol):
                           for path in paths[:-1])
         packet += b"GET " + paths[-1] + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         self.started = time.monotonic()
+        assert self.transport is not None
         self.transport.write(packet)
 
     def dataReceived(self, data: bytes) -> None:
