@@ -1,11 +1,12 @@
 """
-Tests for L{shellylog.config}: the one configuration, its defaults, and what of it
-C{/status} shows.
+Tests for L{shellylog.config}: the one configuration, its defaults (also those the command
+line shows and gives), and what of it C{/status} shows.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from shellylog.admission import Admission, TokenRule
 from shellylog.config import SECRET, Config, public_values
 from shellylog.protocol import Limits
 from shellylog.rpc import DEVICE_ID
+from shellylog.tap import Options
 from tests.processes import child_environment
 
 
@@ -120,3 +122,55 @@ class PublicValuesTests(SynchronousTestCase):
             limits: Limits = field(factory=Limits)
 
         self.assertRaises(ValueError, public_values, Twice())
+
+
+class OptionsConfigTests(SynchronousTestCase):
+    """The command line builds a L{Config}, and takes its defaults from L{Config}."""
+
+    def test_defaults_defined_once(self) -> None:
+        """
+        Without arguments the command line gives L{Config}'s defaults, field for field,
+        but for the CSV file's name, made absolute against the working directory.
+        """
+        options = Options()
+        options.parseOptions([])
+        default = Config()
+        self.assertEqual(options.config, attrs.evolve(default, csv=os.path.abspath(default.csv)))
+
+    def test_help_shows_the_defaults(self) -> None:
+        """--help writes L{Config}'s defaults as they would be given on the command line."""
+        text = " ".join(str(Options()).split())
+        for shown in ["[default: tcp:5000]", "[default: 0,1,2,3]", "[default: 5]",
+                      "[default: 60]", "[default: on]", "[default: 256KiB]",
+                      "[default: 1MiB, or --max-message if larger]", "[default: 1000000]",
+                      f"[default: {DEVICE_ID.pattern}]"]:
+            with self.subTest(shown=shown):
+                self.assertIn(shown, text)
+
+    def test_every_option(self) -> None:
+        """Each option ends up in its field."""
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        csv = os.path.join(folder, "power.csv")
+        tokens = os.path.join(folder, "tokens")
+        with open(tokens, "w", encoding="utf-8") as f:
+            f.write("s3cret shellypro4pm-*\n")
+        options = Options()
+        options.parseOptions([
+            "--port", "5001", "--csv", csv, "--channels", "2,0", "--threshold", "2.5",
+            "--tz", "Europe/Berlin", "--max-carry", "3", "--poll", "30", "--fsync", "off",
+            "--max-pending", "9", "--max-message", "4KiB", "--max-rate", "7",
+            "--max-bytes-rate", "8KiB", "--max-connections", "11", "--max-per-address", "5",
+            "--max-devices", "12", "--max-warnings", "0", "--token-file", tokens,
+            "--allow", "shellypro4pm-a*", "--allow-origin", "null", "--id-pattern", "[a-z]+",
+        ])
+        self.assertEqual(options.config, Config(
+            port="tcp:5001", csv=csv, channels=(0, 2), threshold=2.5, tz="Europe/Berlin",
+            max_carry=3, poll=30.0, fsync=False, max_pending=9,
+            limits=Limits(max_message=4096, max_rate=7, max_bytes_rate=8192,
+                          max_connections=11, max_per_address=5, max_devices=12,
+                          max_warnings=0),
+            admission=Admission(tokens=(TokenRule("s3cret", ("shellypro4pm-*",)),),
+                                allow=("shellypro4pm-a*",)),
+            allow_origin=("null",), token_file=tokens, id_pattern=re.compile("[a-z]+"),
+        ))
