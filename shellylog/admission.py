@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 from fnmatch import fnmatchcase
 
-from attrs import frozen
+from attrs import field, frozen
 
 #: What a token given with C{--token} admits: every device (C{--allow} may still narrow it).
 ANY_DEVICE = ("*",)
@@ -50,11 +50,12 @@ class Admission:
     """
     The admission policy.
 
-    @ivar tokens: the accepted tokens; empty means no token is needed.
+    @ivar tokens: the accepted tokens; empty means no token is needed. Secret: never
+        shown (see L{shellylog.config.public_values}).
     @ivar allow: device-id globs that are logged; empty means every device.
     """
 
-    tokens: tuple[TokenRule, ...] = ()
+    tokens: tuple[TokenRule, ...] = field(default=(), metadata={"secret": True})
     allow: tuple[str, ...] = ()
 
     def admit(self, presented: str | None) -> tuple[str, ...] | None:

@@ -200,6 +200,12 @@ def _fsync_all(fds: list[int]) -> OSError | None:
     return error
 
 
+#: Whether each write is fsynced, and how many rows are kept while the file cannot be
+#: written, unless told otherwise (C{--fsync}, C{--max-pending}).
+DEFAULT_FSYNC = True
+DEFAULT_MAX_PENDING = 1_000_000
+
+
 @define
 class CsvSink:
     """
@@ -217,8 +223,8 @@ class CsvSink:
 
     path: str
     zone: tzinfo
-    fsync: bool = True
-    max_pending: int = 1_000_000
+    fsync: bool = DEFAULT_FSYNC
+    max_pending: int = DEFAULT_MAX_PENDING
     #: Where fsync runs; C{None} is on the calling thread.
     in_thread: InThread | None = None
     rows_written: int = 0

@@ -116,10 +116,11 @@ class Limits:
         (beyond: counted, and summarized once a minute; see L{LogBudget}).
     """
 
+    # In the order in which /status shows them (see shellylog.config.public_values).
     max_message: int = 256 * 1024
     max_rate: int = 600
-    max_connections: int = 10000
     max_bytes_rate: int = 1024 * 1024
+    max_connections: int = 10000
     max_per_address: int = 200
     max_devices: int = 20000
     max_warnings: int = PER_MINUTE

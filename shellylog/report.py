@@ -8,21 +8,14 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from shellylog.config import public_values
 from shellylog.csvlog import minute_timestamp
 
 if TYPE_CHECKING:
+    from shellylog.config import Config
     from shellylog.csvlog import CsvSink
     from shellylog.protocol import ShellyServerFactory
     from shellylog.tracker import ChannelTracker
-
-#: Options shown as they are; the token is never shown, only whether one is required.
-SHOWN_OPTIONS = (
-    "port", "csv", "channels", "threshold", "tz", "max-carry", "poll", "fsync",
-    "max-pending", "max-message", "max-rate", "max-bytes-rate", "max-connections",
-    "max-per-address", "max-devices", "max-warnings", "allow", "allow-origin", "token-file",
-    "id-pattern",
-)
-
 
 #: Devices in one page of C{/status}: the most C{?limit=} may ask for, and its default.
 PAGE_SIZE = 1000
@@ -32,15 +25,13 @@ def _when(t: float | None, zone: tzinfo) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, zone).isoformat()
 
 
-def public_options(options: Any) -> dict[str, Any]:
-    """The options in force, without any secret."""
-    shown = {name: options.get(name) for name in SHOWN_OPTIONS if name in options}
-    if "channels" in shown:
-        shown["channels"] = list(shown["channels"])
-    for name in ("allow", "allow-origin"):
-        if name in shown:
-            shown[name] = list(shown[name])
-    shown["token_required"] = bool(options.get("token") or options.get("token-file"))
+def public_options(config: Config) -> dict[str, Any]:
+    """
+    The options in force: every field of C{config} but the secret ones (the tokens, of
+    which only whether one is required is shown).
+    """
+    shown = public_values(config)
+    shown["token_required"] = bool(config.admission.tokens)
     return shown
 
 

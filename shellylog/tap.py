@@ -25,13 +25,13 @@ from twisted.web.resource import IResource
 
 from shellylog import __version__
 from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
+from shellylog.config import Config
 from shellylog.csvlog import CsvFileError, CsvSink, InThread, check_header
 from shellylog.internals import ProcessPatches
 from shellylog.metrics import ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
 from shellylog.protocol import CloseOnStop, Limits, ShellyServerFactory
 from shellylog.report import public_options, status_report
-from shellylog.rpc import DEVICE_ID, DEVICE_ID_PATTERN
 from shellylog.tracker import ChannelTracker
 from shellylog.web import HealthResource, StatusResource, build_site
 
@@ -182,9 +182,20 @@ def _csv_path(text: str) -> str:
     return path
 
 
+#: The defaults, shown in --help as the command line would give them.
+DEFAULT = Config()
+
 #: --max-bytes-rate unless given (or --max-message is larger): a device sends about 4 KiB
 #: of full status a minute, and deltas of a few hundred bytes.
-DEFAULT_BYTES_RATE = Limits().max_bytes_rate
+DEFAULT_BYTES_RATE = DEFAULT.limits.max_bytes_rate
+
+
+def _size_text(value: int) -> str:
+    """Bytes as L{_size} reads them: C{262144} is C{256KiB}."""
+    for unit, size in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if value % size == 0:
+            return f"{value // size}{unit}"
+    return str(value)
 
 
 class Options(usage.Options):
@@ -195,33 +206,47 @@ class Options(usage.Options):
         "Accept the outbound WebSocket of Shelly Gen2+ devices at /ws and write, for every "
         "minute in which a switch channel drew more than --threshold watts, one CSV row."
     )
+    # Every default is L{Config}'s, written as it would be given.
     optParameters = [
-        ["port", "p", "tcp:5000", "A port number or a Twisted server endpoint string."],
-        ["csv", "c", "shelly_ws_log.csv", "The CSV file to append rows to."],
-        ["channels", None, "0,1,2,3", "Comma-separated switch channel ids to log."],
-        ["threshold", "t", "5", "Watts; a channel is active while apower is above this."],
-        ["tz", None, "UTC", "IANA time zone in which row timestamps are written."],
-        ["max-carry", None, "10", "Minutes a last active reading may be carried forward."],
-        ["poll", None, "60", "Seconds between Shelly.GetStatus requests; 0 turns polling off."],
-        ["fsync", None, "on", "on/off: fsync the CSV file after each minute's write."],
-        ["max-pending", None, "1000000", "Rows kept in memory while the CSV cannot be written."],
-        ["max-message", None, "256KiB", "Largest WebSocket message accepted (closed with 1009)."],
-        ["max-rate", None, "600", "Frames per minute accepted from one connection."],
+        ["port", "p", DEFAULT.port, "A port number or a Twisted server endpoint string."],
+        ["csv", "c", DEFAULT.csv, "The CSV file to append rows to."],
+        ["channels", None, ",".join(map(str, DEFAULT.channels)),
+         "Comma-separated switch channel ids to log."],
+        ["threshold", "t", f"{DEFAULT.threshold:g}",
+         "Watts; a channel is active while apower is above this."],
+        ["tz", None, DEFAULT.tz, "IANA time zone in which row timestamps are written."],
+        ["max-carry", None, str(DEFAULT.max_carry),
+         "Minutes a last active reading may be carried forward."],
+        ["poll", None, f"{DEFAULT.poll:g}",
+         "Seconds between Shelly.GetStatus requests; 0 turns polling off."],
+        ["fsync", None, "on" if DEFAULT.fsync else "off",
+         "on/off: fsync the CSV file after each minute's write."],
+        ["max-pending", None, str(DEFAULT.max_pending),
+         "Rows kept in memory while the CSV cannot be written."],
+        ["max-message", None, _size_text(DEFAULT.limits.max_message),
+         "Largest WebSocket message accepted (closed with 1009)."],
+        ["max-rate", None, str(DEFAULT.limits.max_rate),
+         "Frames per minute accepted from one connection."],
         ["max-bytes-rate", None, None,
          "Bytes of messages per minute accepted from one connection "
-         "[default: 1MiB, or --max-message if larger]."],
-        ["max-connections", None, "10000", "Open device connections (beyond: HTTP 503)."],
-        ["max-per-address", None, "200",
+         f"[default: {_size_text(DEFAULT_BYTES_RATE)}, or --max-message if larger]."],
+        ["max-connections", None, str(DEFAULT.limits.max_connections),
+         "Open device connections (beyond: HTTP 503)."],
+        ["max-per-address", None, str(DEFAULT.limits.max_per_address),
          "Open device connections from one IP address (beyond: HTTP 503)."],
-        ["max-devices", None, "20000",
+        ["max-devices", None, str(DEFAULT.limits.max_devices),
          "Device records kept; those that left longest ago are forgotten first."],
-        ["max-warnings", None, "60", "Warnings peers may cause per minute, all together; "
+        ["max-warnings", None, str(DEFAULT.limits.max_warnings),
+         "Warnings peers may cause per minute, all together; "
          "the rest are summarized once a minute."],
         ["token", None, None, "A secret devices must give as /ws?token=SECRET."],
         ["token-file", None, None, "A file of 'token device-id-glob' lines (instead of --token)."],
-        ["id-pattern", None, DEVICE_ID_PATTERN,
+        ["id-pattern", None, DEFAULT.id_pattern.pattern,
          "A regular expression every device id must match, all of it."],
     ]
+
+    #: What the command line says, once L{postOptions} checked it.
+    config: Config
 
     def __init__(self) -> None:
         super().__init__()
@@ -246,7 +271,7 @@ class Options(usage.Options):
         self["csv"] = _csv_path(self["csv"])
         self["channels"] = _channels(self["channels"])
         self["threshold"] = _number("threshold", self["threshold"])
-        self["zone"] = _zone(self["tz"])
+        _zone(self["tz"])  # checked here; Config.zone is the zone
         self["max-carry"] = _whole("max-carry", self["max-carry"])
         poll = _number("poll", self["poll"])
         if poll != 0 and poll < 1:
@@ -257,7 +282,7 @@ class Options(usage.Options):
         self["max-message"] = _size("max-message", self["max-message"])
         self["max-rate"] = _whole("max-rate", self["max-rate"], minimum=1)
         self["max-connections"] = _whole("max-connections", self["max-connections"], minimum=1)
-        self["id_regex"] = _id_pattern(self["id-pattern"])
+        id_pattern = _id_pattern(self["id-pattern"])
         if self["max-bytes-rate"] is None:
             self["max-bytes-rate"] = max(DEFAULT_BYTES_RATE, self["max-message"])
         self["max-bytes-rate"] = _size("max-bytes-rate", str(self["max-bytes-rate"]))
@@ -280,15 +305,29 @@ class Options(usage.Options):
             tokens = _token_file(self["token-file"])
         else:
             tokens = ()
-        self["admission"] = Admission(tokens=tokens, allow=tuple(self["allow"]))
-        self["limits"] = Limits(
-            max_message=self["max-message"],
-            max_rate=self["max-rate"],
-            max_connections=self["max-connections"],
-            max_bytes_rate=self["max-bytes-rate"],
-            max_per_address=self["max-per-address"],
-            max_devices=self["max-devices"],
-            max_warnings=self["max-warnings"],
+        self.config = Config(
+            port=self["port"],
+            csv=self["csv"],
+            channels=self["channels"],
+            threshold=self["threshold"],
+            tz=self["tz"],
+            max_carry=self["max-carry"],
+            poll=self["poll"],
+            fsync=self["fsync"],
+            max_pending=self["max-pending"],
+            limits=Limits(
+                max_message=self["max-message"],
+                max_rate=self["max-rate"],
+                max_bytes_rate=self["max-bytes-rate"],
+                max_connections=self["max-connections"],
+                max_per_address=self["max-per-address"],
+                max_devices=self["max-devices"],
+                max_warnings=self["max-warnings"],
+            ),
+            admission=Admission(tokens=tokens, allow=tuple(self["allow"])),
+            allow_origin=tuple(self["allow-origin"]),
+            token_file=self["token-file"],
+            id_pattern=id_pattern,
         )
 
 
@@ -355,33 +394,34 @@ class DescriptorLimit(Service):
         make_room_for_descriptors(self.max_connections)
 
 
-def makeService(
-    options: Options | dict[str, Any], reactor: IReactorTime | None = None
-) -> IService:
-    """Build the server: the devices' WebSocket and health on one port, and the minute tick."""
+def makeService(config: Config, reactor: IReactorTime | None = None) -> IService:
+    """
+    Build the server from C{config}: the devices' WebSocket and health on one port, and
+    the minute tick. (twistd calls the plugin's C{makeService} with the L{Options}; that
+    passes their C{config} on to here.)
+    """
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
         reactor = default_reactor
     assert reactor is not None
-    tracker = ChannelTracker(
-        clock=reactor, threshold=options["threshold"], max_carry=options["max-carry"]
-    )
+    zone = config.zone
+    tracker = ChannelTracker(clock=reactor, threshold=config.threshold, max_carry=config.max_carry)
     sink = CsvSink(
-        path=options["csv"],
-        zone=options["zone"],
-        fsync=options.get("fsync", True),
-        max_pending=options.get("max-pending", 1_000_000),
+        path=config.csv,
+        zone=zone,
+        fsync=config.fsync,
+        max_pending=config.max_pending,
         in_thread=in_reactor_threads(reactor),
     )
     factory = ShellyServerFactory(
         sink=tracker,
         clock=reactor,
-        channels=options["channels"],
-        poll_interval=options["poll"],
-        limits=options.get("limits", Limits()),
-        admission=options.get("admission", Admission()),
-        id_pattern=options.get("id_regex", DEVICE_ID),
+        channels=config.channels,
+        poll_interval=config.poll,
+        limits=config.limits,
+        admission=config.admission,
+        id_pattern=config.id_pattern,
     )
     health = HealthResource(
         devices=lambda: len(factory.devices),
@@ -392,12 +432,12 @@ def makeService(
     # Devices that left with a row to come may be forgotten once the tick wrote it.
     minutes = MinuteService(tracker, sink, reactor, after_tick=factory.forget_gone)
     started_at = reactor.seconds()
-    shown = public_options(options)
+    shown = public_options(config)
 
     def status() -> dict[str, Any]:
         return status_report(
             now=reactor.seconds(), started_at=started_at, version=__version__,
-            zone=options["zone"], options=shown, factory=factory, tracker=tracker, sink=sink,
+            zone=zone, options=shown, factory=factory, tracker=tracker, sink=sink,
         )
 
     pages: dict[bytes, IResource] = {
@@ -405,10 +445,10 @@ def makeService(
         b"metrics": metrics_resource(ShellylogCollector(factory, sink, minutes)),
     }
     site = build_site(factory, health, reactor, pages,
-                      allowed_origins=options.get("allow-origin", ()))
+                      allowed_origins=config.allow_origin)
 
     top = MultiService()
-    DescriptorLimit(factory.limits.max_connections).setServiceParent(top)
+    DescriptorLimit(config.limits.max_connections).setServiceParent(top)
     # Autobahn's process-wide patches, applied when the service starts, before the rest.
     ProcessPatches().setServiceParent(top)
     # Added first, so it stops last: the port closes before the final minute is written.
@@ -419,6 +459,6 @@ def makeService(
     # Added before the listener, so it stops after it: no new connection comes in while
     # the open ones are closed with 1001.
     CloseOnStop(factory, reactor).setServiceParent(top)
-    listener = strports.service(options["port"], site, reactor=cast(IReactorCore, reactor))
+    listener = strports.service(config.port, site, reactor=cast(IReactorCore, reactor))
     listener.setServiceParent(top)
     return top

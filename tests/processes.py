@@ -50,7 +50,7 @@ async def start_service(case: TestCase, args: list[str]) -> tuple[MultiService, 
     """
     options = Options()
     options.parseOptions(args)
-    service = makeService(options)
+    service = makeService(options.config)
     assert isinstance(service, MultiService)
     (listener,) = [s for s in service if isinstance(s, StreamServerEndpointService)]
     listening: Deferred[int] = Deferred()

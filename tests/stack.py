@@ -54,8 +54,8 @@ def switch(apower: float, voltage: float | None = None, current: float | None = 
 
 class Stack:
     """
-    The service of C{makeService(options, reactor=clock)}: the minute tick started, the
-    listener not (devices come in through the harness instead, onto the very same site).
+    The service of C{makeService(options.config, reactor=clock)}: the minute tick started,
+    the listener not (devices come in through the harness instead, onto the very same site).
     """
 
     def __init__(self, case: SynchronousTestCase, *args: str, start: float = T0 + 5,
@@ -71,8 +71,9 @@ class Stack:
         self.clock.advance(start)
         self.options = Options()
         self.options.parseOptions(["--csv", self.csv, "--fsync", "off", "--poll", "0", *args])
+        self.config = self.options.config
         self.started_at = self.clock.seconds()
-        service = makeService(self.options, reactor=self.clock)
+        service = makeService(self.config, reactor=self.clock)
         assert isinstance(service, MultiService)
         (self.minutes,) = [s for s in service if isinstance(s, MinuteService)]
         (listener,) = [s for s in service if isinstance(s, StreamServerEndpointService)]
@@ -141,7 +142,7 @@ class Stack:
         """C{status_report} of the wired parts, as makeService's C{/status} calls it."""
         return status_report(
             now=self.clock.seconds(), started_at=self.started_at, version=__version__,
-            zone=self.options["zone"], options=public_options(self.options),
+            zone=self.config.zone, options=public_options(self.config),
             factory=self.factory, tracker=self.tracker, sink=self.sink,
         )
 

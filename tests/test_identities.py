@@ -138,7 +138,7 @@ class MaxDevicesTests(SynchronousTestCase):
         self.assertEqual(self.listed(stack), [device(2), device(3)])
 
     def test_default_keeps_20000(self) -> None:
-        self.assertEqual(parse()["limits"].max_devices, 20000)
+        self.assertEqual(parse().config.limits.max_devices, 20000)
 
     def test_bad_values(self) -> None:
         for value in ("0", "-1", "lots"):

@@ -161,7 +161,7 @@ class FullDiskTests(SynchronousTestCase):
         csv_path = os.path.join(self.mount, "power.csv")
         options = Options()
         options.parseOptions(["--csv", csv_path, "--port", "tcp:5000", "--max-carry", "0"])
-        service = makeService(options, reactor=clock)
+        service = makeService(options.config, reactor=clock)
         service.startService()
         self.addCleanup(service.stopService)
         site = clock.tcpServers[0][1]

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog import __version__, tap
 from shellylog.csvlog import HEADER
-from shellylog.report import SHOWN_OPTIONS, public_options
+from shellylog.report import public_options
 from shellylog.tap import Options
 from tests.helpers import DEVICE
 from tests.stack import T0, Stack, notify, switch
@@ -386,22 +386,63 @@ class TokenNeverShownTests(SynchronousTestCase):
         self.assertEqual(options["token-file"], path)
 
     def test_no_token(self) -> None:
-        options = public_options(_parse())
+        options = public_options(_parse().config)
         self.assertIs(options["token_required"], False)
 
     def test_shown_options(self) -> None:
         """Every option but the token is shown, with the value in force."""
         options = public_options(_parse("--channels", "3,1", "--allow", "shellypro*",
-                                        "--max-message", "1MiB", "--token", self.SECRET))
-        self.assertEqual(set(options), {*SHOWN_OPTIONS, "token_required"})
+                                        "--max-message", "1MiB", "--token", self.SECRET).config)
         self.assertEqual(options["channels"], [1, 3])
         self.assertEqual(options["allow"], ["shellypro*"])
         self.assertEqual(options["max-message"], 1024 * 1024)
         self.assertEqual(options["port"], "tcp:5000")
+        self.assertIs(options["token_required"], True)
         self.assertNotIn(self.SECRET, json.dumps(options))
         # Every option of the command line is either shown or is the token.
-        names = {str(parameter[0]) for parameter in Options.optParameters} | {"allow"}
-        self.assertEqual(names - set(SHOWN_OPTIONS), {"token"})
+        names = {name.rstrip("=") for name in Options().longOpt} - {"help", "version"}
+        self.assertEqual(names - set(options), {"token"})
+        self.assertEqual(set(options) - names, {"token_required"})
+
+    def test_page_options(self) -> None:
+        """
+        The options as the page shows them, in this order, with these JSON values (those
+        of C{--fsync off --poll 0}, as L{Stack} runs).
+        """
+        stack = Stack(self)
+        raw = stack.get(b"/status")
+        start = raw.body.index(b'"options": {')
+        end = raw.body.index(b"\n    }", start) + 6
+        self.assertEqual(raw.body[start:end].decode("utf-8").split("\n"), [
+            '"options": {',
+            '      "port": "tcp:5000",',
+            f'      "csv": {json.dumps(stack.csv)},',
+            '      "channels": [',
+            '        0,',
+            '        1,',
+            '        2,',
+            '        3',
+            '      ],',
+            '      "threshold": 5.0,',
+            '      "tz": "UTC",',
+            '      "max-carry": 10,',
+            '      "poll": 0.0,',
+            '      "fsync": false,',
+            '      "max-pending": 1000000,',
+            '      "max-message": 262144,',
+            '      "max-rate": 600,',
+            '      "max-bytes-rate": 1048576,',
+            '      "max-connections": 10000,',
+            '      "max-per-address": 200,',
+            '      "max-devices": 20000,',
+            '      "max-warnings": 60,',
+            '      "allow": [],',
+            '      "allow-origin": [],',
+            '      "token-file": null,',
+            '      "id-pattern": "[a-z][a-z0-9]{0,47}-[0-9a-f]{12}",',
+            '      "token_required": false',
+            '    }',
+        ])
 
 
 def _parse(*args: str) -> Options:

@@ -25,7 +25,8 @@ from twisted.internet.interfaces import ITCPTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from shellylog.tap import DESCRIPTOR_MARGIN, Options
+from shellylog.config import Config
+from shellylog.tap import DESCRIPTOR_MARGIN
 from tests.processes import TWISTD, RealReactorTestCase, child_environment, client_factory
 from tests.test_end_to_end import (
     DEVICE,
@@ -174,7 +175,7 @@ class UnitFileTests(SynchronousTestCase):
         the margin shellylog checks for at start: LimitNOFILE= sets the soft limit (the
         first of C{soft:hard}) at least that high, and the hard limit no lower.
         """
-        needed = int(Options()["max-connections"]) + DESCRIPTOR_MARGIN
+        needed = Config().limits.max_connections + DESCRIPTOR_MARGIN
         for name in (SOCKET_SERVICE, LISTEN_SERVICE):
             soft, _, hard = value(read_unit(name), "Service", "LimitNOFILE").partition(":")
             self.assertGreaterEqual(int(soft), needed, name)

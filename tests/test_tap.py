@@ -29,6 +29,7 @@ from zope.interface import implementer
 
 from shellylog import tap
 from shellylog.admission import Admission, TokenRule
+from shellylog.config import Config
 from shellylog.csvlog import CsvSink
 from shellylog.metrics import ShellylogCollector
 from shellylog.minutes import MinuteService
@@ -77,7 +78,7 @@ class OptionsDefaultsTests(TestCase):
 
     def test_tz(self) -> None:
         self.assertEqual(self.options["tz"], "UTC")
-        self.assertEqual(self.options["zone"], ZoneInfo("UTC"))
+        self.assertEqual(self.options.config.zone, ZoneInfo("UTC"))
 
     def test_max_carry(self) -> None:
         self.assertEqual(self.options["max-carry"], 10)
@@ -131,7 +132,7 @@ class OptionsAcceptedTests(TestCase):
     def test_tz(self) -> None:
         options = parse("--tz", "Europe/Berlin")
         self.assertEqual(options["tz"], "Europe/Berlin")
-        self.assertEqual(options["zone"], ZoneInfo("Europe/Berlin"))
+        self.assertEqual(options.config.zone, ZoneInfo("Europe/Berlin"))
 
     def test_max_carry_zero(self) -> None:
         self.assertEqual(parse("--max-carry", "0")["max-carry"], 0)
@@ -249,20 +250,20 @@ class ThreadedMemoryReactor(MemoryReactorClock):
 
 
 class MakeServiceTests(TestCase):
-    """L{makeService} wires the parsed options into one service."""
+    """L{makeService} wires the configuration the options hold into one service."""
 
-    def options(self, *args: str) -> Options:
+    def config(self, *args: str) -> Config:
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
         self.csv = os.path.join(folder, "log.csv")
-        return parse("--csv", self.csv, *args)
+        return parse("--csv", self.csv, *args).config
 
     def test_multi_service(self) -> None:
         """
         The service is a L{MultiService} holding the endpoint service (the one HTTP site)
         and the minute tick.
         """
-        service = makeService(self.options(), MemoryReactorClock())
+        service = makeService(self.config(), MemoryReactorClock())
         self.assertIsInstance(service, MultiService)
         assert isinstance(service, MultiService)
         children = list(service)
@@ -280,7 +281,7 @@ class MakeServiceTests(TestCase):
     def test_fsync_in_the_reactor_thread_pool(self) -> None:
         """On a reactor with threads, the sink's fsync goes to the reactor's pool."""
         reactor = ThreadedMemoryReactor()
-        in_thread = self.sink(makeService(self.options(), reactor)).in_thread
+        in_thread = self.sink(makeService(self.config(), reactor)).in_thread
         assert in_thread is not None
         jobs: list[tuple[object, ...]] = []
         self.patch(reactor.pool, "callInThreadWithCallback", lambda *job: jobs.append(job))
@@ -288,7 +289,7 @@ class MakeServiceTests(TestCase):
         self.assertEqual(len(jobs), 1)
 
     def test_fsync_in_place_without_threads(self) -> None:
-        self.assertIsNone(self.sink(makeService(self.options(), MemoryReactorClock())).in_thread)
+        self.assertIsNone(self.sink(makeService(self.config(), MemoryReactorClock())).in_thread)
 
     def test_listens_on_configured_endpoint(self) -> None:
         """
@@ -296,7 +297,7 @@ class MakeServiceTests(TestCase):
         the CSV file (header only), and leaves nothing scheduled once stopped.
         """
         reactor = MemoryReactorClock()
-        service = makeService(self.options("--port", "tcp:5001:interface=127.0.0.1"), reactor)
+        service = makeService(self.config("--port", "tcp:5001:interface=127.0.0.1"), reactor)
         service.startService()
         self.assertEqual(len(reactor.tcpServers), 1)
         port, factory, _backlog, interface = reactor.tcpServers[0]
@@ -316,7 +317,7 @@ class MakeServiceTests(TestCase):
         """Autobahn's process-wide patches: none when the service is built, all at start."""
         self.patch(autobahn_protocol, "pformat", inspect.unwrap(autobahn_protocol.pformat))
         self.patch(Timings, "__str__", inspect.unwrap(Timings.__str__))
-        service = makeService(self.options("--port", "tcp:5001:interface=127.0.0.1"),
+        service = makeService(self.config("--port", "tcp:5001:interface=127.0.0.1"),
                               MemoryReactorClock())
         self.assertFalse(hasattr(autobahn_protocol.pformat, "__wrapped__"))
         service.startService()
@@ -334,7 +335,7 @@ class MakeServiceTests(TestCase):
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         number = taken.getsockname()[1]
-        service = makeService(self.options("--port", f"tcp:{number}:interface=127.0.0.1"))
+        service = makeService(self.config("--port", f"tcp:{number}:interface=127.0.0.1"))
         self.assertRaises(CannotListenError, service.privilegedStartService)
 
 
@@ -346,8 +347,24 @@ class PluginTests(TestCase):
         self.assertEqual(len(makers), 1)
         maker = makers[0]
         self.assertIs(maker.options, tap.Options)
-        self.assertIs(maker.makeService, tap.makeService)
         self.assertTrue(maker.description)
+
+    def test_makes_the_service_of_the_options(self) -> None:
+        """
+        twistd gives the plugin's makeService the parsed options; the service is built
+        from their configuration.
+        """
+        [maker] = [m for m in getPlugins(IServiceMaker) if m.tapname == "shellylog"]
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        csv = os.path.join(folder, "log.csv")
+        built: list[Config] = []
+        self.patch(tap, "makeService", lambda config: built.append(config) or MultiService())
+        options = parse("--csv", csv, "--port", "5001", "--max-rate", "7")
+        self.assertIsInstance(maker.makeService(options), MultiService)
+        self.assertEqual(built, [options.config])
+        self.assertEqual((built[0].csv, built[0].port, built[0].limits.max_rate),
+                         (csv, "tcp:5001", 7))
 
 
 class HardeningOptionsTests(TestCase):
@@ -399,7 +416,7 @@ class HardeningOptionsTests(TestCase):
     def test_max_message_default(self) -> None:
         options = parse()
         self.assertEqual(options["max-message"], 262144)
-        self.assertEqual(options["limits"], Limits())
+        self.assertEqual(options.config.limits, Limits())
 
     def test_max_message_sizes(self) -> None:
         for text, value in [("256KiB", 262144), ("1MiB", 1048576), ("4096", 4096),
@@ -408,7 +425,7 @@ class HardeningOptionsTests(TestCase):
             with self.subTest(text=text):
                 options = parse("--max-message", text)
                 self.assertEqual(options["max-message"], value)
-                self.assertEqual(options["limits"].max_message, value)
+                self.assertEqual(options.config.limits.max_message, value)
 
     def test_max_message_bad_unit(self) -> None:
         self.assertRejected("--max-message", "12XB")
@@ -423,8 +440,8 @@ class HardeningOptionsTests(TestCase):
                 self.assertRejected("--max-message", text)
 
     def test_max_rate(self) -> None:
-        self.assertEqual(parse()["limits"].max_rate, 600)
-        self.assertEqual(parse("--max-rate", "5")["limits"].max_rate, 5)
+        self.assertEqual(parse().config.limits.max_rate, 600)
+        self.assertEqual(parse("--max-rate", "5").config.limits.max_rate, 5)
 
     def test_max_rate_zero(self) -> None:
         self.assertRejected("--max-rate", "0")
@@ -433,15 +450,15 @@ class HardeningOptionsTests(TestCase):
         self.assertRejected("--max-rate", "lots")
 
     def test_max_bytes_rate_default(self) -> None:
-        self.assertEqual(parse()["limits"].max_bytes_rate, 1024 * 1024)
+        self.assertEqual(parse().config.limits.max_bytes_rate, 1024 * 1024)
         # Never below --max-message, or its largest message could not be used.
-        self.assertEqual(parse("--max-message", "2MiB")["limits"].max_bytes_rate,
+        self.assertEqual(parse("--max-message", "2MiB").config.limits.max_bytes_rate,
                          2 * 1024 * 1024)
 
     def test_max_bytes_rate(self) -> None:
         options = parse("--max-bytes-rate", "512KiB")
         self.assertEqual(options["max-bytes-rate"], 512 * 1024)
-        self.assertEqual(options["limits"], Limits(max_bytes_rate=512 * 1024))
+        self.assertEqual(options.config.limits, Limits(max_bytes_rate=512 * 1024))
 
     def test_max_bytes_rate_bad(self) -> None:
         self.assertRejected("--max-bytes-rate", "lots")
@@ -470,10 +487,10 @@ class HardeningOptionsTests(TestCase):
         self.assertEqual(stack.factory.rejected, {"byte_rate_limited": 4})
 
     def test_max_connections(self) -> None:
-        self.assertEqual(parse()["limits"].max_connections, 10000)
+        self.assertEqual(parse().config.limits.max_connections, 10000)
         options = parse("--max-connections", "2")
         self.assertEqual(options["max-connections"], 2)
-        self.assertEqual(options["limits"], Limits(max_connections=2))
+        self.assertEqual(options.config.limits, Limits(max_connections=2))
 
     def test_max_connections_bad(self) -> None:
         self.assertRejected("--max-connections", "0")
@@ -485,10 +502,10 @@ class HardeningOptionsTests(TestCase):
     def test_id_pattern_default(self) -> None:
         options = parse()
         self.assertEqual(options["id-pattern"], r"[a-z][a-z0-9]{0,47}-[0-9a-f]{12}")
-        self.assertEqual(options["id_regex"].pattern, options["id-pattern"])
+        self.assertEqual(options.config.id_pattern.pattern, options["id-pattern"])
 
     def test_id_pattern(self) -> None:
-        self.assertEqual(parse("--id-pattern", "meter[0-9]+")["id_regex"].pattern,
+        self.assertEqual(parse("--id-pattern", "meter[0-9]+").config.id_pattern.pattern,
                          "meter[0-9]+")
 
     def test_id_pattern_not_a_regex(self) -> None:
@@ -502,10 +519,10 @@ class HardeningOptionsTests(TestCase):
 
 
     def test_max_warnings(self) -> None:
-        self.assertEqual(parse()["limits"].max_warnings, 60)
+        self.assertEqual(parse().config.limits.max_warnings, 60)
         options = parse("--max-warnings", "0")
         self.assertEqual(options["max-warnings"], 0)
-        self.assertEqual(options["limits"], Limits(max_warnings=0))
+        self.assertEqual(options.config.limits, Limits(max_warnings=0))
 
     def test_max_warnings_bad(self) -> None:
         message = self.assertRejected("--max-warnings", "-1")
@@ -515,11 +532,11 @@ class HardeningOptionsTests(TestCase):
     # -- admission ---------------------------------------------------------------------
 
     def test_no_admission_options(self) -> None:
-        self.assertEqual(parse()["admission"], Admission())
+        self.assertEqual(parse().config.admission, Admission())
 
     def test_token(self) -> None:
         self.assertEqual(
-            parse("--token", "s3cret")["admission"],
+            parse("--token", "s3cret").config.admission,
             Admission(tokens=(TokenRule("s3cret", ("*",)),)),
         )
 
@@ -538,7 +555,7 @@ class HardeningOptionsTests(TestCase):
     def test_token_file(self) -> None:
         path = self.token_file("# shed\nt1 shellyplus1pm-*\nt2 shellypro4pm-aabbcc*\n")
         self.assertEqual(
-            parse("--token-file", path)["admission"],
+            parse("--token-file", path).config.admission,
             Admission(tokens=(TokenRule("t1", ("shellyplus1pm-*",)),
                               TokenRule("t2", ("shellypro4pm-aabbcc*",)))),
         )
@@ -560,11 +577,11 @@ class HardeningOptionsTests(TestCase):
     def test_allow_repeatable(self) -> None:
         options = parse("--allow", "shellypro4pm-*", "--allow", " shellyplus1pm-aa* ")
         self.assertEqual(options["allow"], ["shellypro4pm-*", "shellyplus1pm-aa*"])
-        self.assertEqual(options["admission"],
+        self.assertEqual(options.config.admission,
                          Admission(allow=("shellypro4pm-*", "shellyplus1pm-aa*")))
 
     def test_allow_with_token(self) -> None:
-        admission = parse("--token", "s3cret", "--allow", "shellypro4pm-*")["admission"]
+        admission = parse("--token", "s3cret", "--allow", "shellypro4pm-*").config.admission
         self.assertEqual(admission.tokens, (TokenRule("s3cret", ("*",)),))
         self.assertEqual(admission.allow, ("shellypro4pm-*",))
 
@@ -690,7 +707,7 @@ class DescriptorLimitTests(TestCase):
         publisher = globalLogPublisher
         publisher.addObserver(events.append)
         self.addCleanup(publisher.removeObserver, events.append)
-        service = makeService(parse("--csv", os.path.join(folder, "log.csv"), *args),
+        service = makeService(parse("--csv", os.path.join(folder, "log.csv"), *args).config,
                               MemoryReactorClock())
         self.assertEqual(limits.set_calls, [])
         service.startService()

@@ -1,0 +1,111 @@
+"""
+The server's configuration: one frozen, typed L{Config}, the only place where a default is
+defined (or, for the parts that have their own value objects, L{Limits}, L{Admission} and
+the CSV file's durability, referenced from there).
+
+Pure: no reactor, no I/O. The command line (L{shellylog.tap.Options}) checks what it is
+given, builds a L{Config}, and shows these defaults in C{--help}; C{/status} shows the
+fields (L{public_values}), never a secret one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import attrs
+from attrs import AttrsInstance, field, frozen
+
+from shellylog.admission import Admission
+from shellylog.csvlog import DEFAULT_FSYNC, DEFAULT_MAX_PENDING
+from shellylog.protocol import Limits
+from shellylog.rpc import DEVICE_ID
+
+#: The key of field metadata that marks a value never to be shown (a token).
+SECRET = "secret"
+
+
+@frozen
+class Config:
+    """
+    Everything C{twistd shellylog} was told, checked and converted. A field's name is its
+    command-line option's, with C{_} for C{-}; so are the fields of L{Limits} and
+    L{Admission}.
+
+    @ivar port: the Twisted server endpoint string the site listens on.
+    @ivar csv: the CSV file rows are appended to.
+    @ivar channels: the switch channel ids logged, in order.
+    @ivar threshold: watts; a channel is active while its apower is above this.
+    @ivar tz: the IANA time zone in which rows and C{/status} are written (see L{zone}).
+    @ivar max_carry: minutes a last active reading may be carried forward.
+    @ivar poll: seconds between C{Shelly.GetStatus} requests; 0 is no polling.
+    @ivar fsync: whether each minute's write to the CSV file is fsynced.
+    @ivar max_pending: rows kept in memory while the CSV file cannot be written.
+    @ivar limits: what one peer may cost.
+    @ivar admission: which peers may connect and which devices are logged.
+    @ivar allow_origin: web page origins that may open the WebSocket.
+    @ivar token_file: the file the tokens were read from, if they were (shown; its
+        tokens are in C{admission}).
+    @ivar id_pattern: what every device id must match, all of it.
+    """
+
+    port: str = "tcp:5000"
+    csv: str = "shelly_ws_log.csv"
+    channels: tuple[int, ...] = (0, 1, 2, 3)
+    threshold: float = 5.0
+    tz: str = "UTC"
+    max_carry: int = 10
+    poll: float = 60.0
+    fsync: bool = DEFAULT_FSYNC
+    max_pending: int = DEFAULT_MAX_PENDING
+    limits: Limits = field(factory=Limits)
+    admission: Admission = field(factory=Admission)
+    allow_origin: tuple[str, ...] = ()
+    token_file: str | None = None
+    id_pattern: re.Pattern[str] = DEVICE_ID
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone of L{tz} (looked up when asked for; the command line checked it)."""
+        return ZoneInfo(self.tz)
+
+
+def option_name(attribute: attrs.Attribute[Any]) -> str:
+    """The command-line option of a field: C{max_carry} is C{max-carry}."""
+    return attribute.name.replace("_", "-")
+
+
+def public_values(config: AttrsInstance) -> dict[str, Any]:
+    """
+    The values of C{config} (an attrs instance, such as a L{Config}) as JSON sees them,
+    by option name, in field order; a field that is itself an attrs instance gives its own
+    fields in its place. Fields marked L{SECRET} are left out.
+
+    Tuples become lists and patterns their text; a value of any other type than those and
+    C{str}, C{int}, C{float}, C{bool} and C{None} raises L{TypeError}, so that nothing is
+    shown that was not meant to be.
+    """
+    shown: dict[str, Any] = {}
+    for attribute in attrs.fields(type(config)):
+        if attribute.metadata.get(SECRET):
+            continue
+        value = getattr(config, attribute.name)
+        if attrs.has(type(value)):
+            inner = public_values(value)
+            if inner.keys() & shown.keys():
+                raise ValueError(f"{attribute.name}: repeats {sorted(inner.keys() & shown)}")
+            shown.update(inner)
+            continue
+        shown[option_name(attribute)] = _shown(attribute.name, value)
+    return shown
+
+
+def _shown(name: str, value: object) -> Any:
+    if isinstance(value, tuple):
+        return [_shown(name, item) for item in value]
+    if isinstance(value, re.Pattern):
+        return value.pattern
+    if value is None or isinstance(value, (str, int, float)):  # bool is an int
+        return value
+    raise TypeError(f"{name}: {type(value).__name__} is not a value to show")
