@@ -30,6 +30,7 @@ from shellylog.internals import ProcessPatches
 from shellylog.metrics import ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
 from shellylog.protocol import CloseOnStop, Limits, ShellyServerFactory
+from shellylog.registry import DeviceRegistry
 from shellylog.report import public_options, status_report
 from shellylog.rpc import DEVICE_ID, DEVICE_ID_PATTERN
 from shellylog.tracker import ChannelTracker
@@ -374,37 +375,40 @@ def makeService(
         max_pending=options.get("max-pending", 1_000_000),
         in_thread=in_reactor_threads(reactor),
     )
+    limits = options.get("limits", Limits())
+    registry = DeviceRegistry(sink=tracker, clock=reactor, max_devices=limits.max_devices,
+                              max_warnings=limits.max_warnings)
     factory = ShellyServerFactory(
-        sink=tracker,
-        clock=reactor,
+        registry=registry,
         channels=options["channels"],
         poll_interval=options["poll"],
-        limits=options.get("limits", Limits()),
+        limits=limits,
         admission=options.get("admission", Admission()),
         id_pattern=options.get("id_regex", DEVICE_ID),
     )
     health = HealthResource(
-        devices=lambda: len(factory.devices),
+        devices=lambda: len(registry.devices),
         rows_written=lambda: sink.rows_written,
         problem=lambda: sink.problem if sink.pending else None,
         rows_pending=lambda: sink.pending,
     )
     # Devices that left with a row to come may be forgotten once the tick wrote it.
-    minutes = MinuteService(tracker, sink, reactor, after_tick=factory.forget_gone)
+    minutes = MinuteService(tracker, sink, reactor, after_tick=registry.forget_gone)
     started_at = reactor.seconds()
     shown = public_options(options)
 
     def status() -> dict[str, Any]:
         return status_report(
             now=reactor.seconds(), started_at=started_at, version=__version__,
-            zone=options["zone"], options=shown, factory=factory, tracker=tracker, sink=sink,
+            zone=options["zone"], options=shown, registry=registry, channels=factory.channels,
+            tracker=tracker, sink=sink,
         )
 
     pages: dict[bytes, IResource] = {
         b"status": StatusResource(status, reactor),
-        b"metrics": metrics_resource(ShellylogCollector(factory, sink, minutes)),
+        b"metrics": metrics_resource(ShellylogCollector(registry, sink, minutes)),
     }
-    site = build_site(factory, health, reactor, pages,
+    site = build_site(factory, registry, health, reactor, pages,
                       allowed_origins=options.get("allow-origin", ()))
 
     top = MultiService()
@@ -418,7 +422,7 @@ def makeService(
     # without accepting any device.
     # Added before the listener, so it stops after it: no new connection comes in while
     # the open ones are closed with 1001.
-    CloseOnStop(factory, reactor).setServiceParent(top)
+    CloseOnStop(registry, reactor).setServiceParent(top)
     listener = strports.service(options["port"], site, reactor=cast(IReactorCore, reactor))
     listener.setServiceParent(top)
     return top
