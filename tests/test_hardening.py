@@ -489,7 +489,8 @@ class ComponentBudgetTests(DroppedFrameCase):
     def test_get_status_result_of_many_components_dropped(self) -> None:
         client, connection = self.connect_bad()
         server = connection.server
-        request_id = next(i for i, m in server._outstanding.items() if m == "Shelly.GetStatus")
+        outstanding = server.session.outstanding
+        request_id = next(i for i, m in outstanding.items() if m == "Shelly.GetStatus")
         result = {f"switch:{i}": {"apower": 5000.0} for i in range(65)}
         client.send_json({"id": request_id, "src": BAD, "result": result})
         self.harness.flush()
