@@ -96,7 +96,7 @@ def components(frames: int = 20, per_frame: int = 10_000) -> dict[str, Any]:
     gc.collect()
     closed_bytes = tracemalloc.get_traced_memory()[0] - start
     return {"scenario": "components", "frames": frames, "components_per_frame": per_frame,
-            "frame_bytes": len(payloads[0]), "rejected": dict(h.factory.rejected),
+            "frame_bytes": len(payloads[0]), "rejected": dict(h.registry.rejected),
             "held_open_KiB": round(open_bytes / 1024), "held_after_close_KiB":
             round(closed_bytes / 1024)}
 
@@ -123,7 +123,7 @@ def _unfinished(fragment: int, limit: int | None = None) -> dict[str, Any]:
     server = connection.server
     return {"fragment_bytes": fragment, "bytes_sent": sent, "fragments_sent": sent // fragment,
             "server_open": server.state == server.STATE_OPEN,
-            "rejected": dict(h.factory.rejected), "held_open_KiB": round(held / 1024)}
+            "rejected": dict(h.registry.rejected), "held_open_KiB": round(held / 1024)}
 
 
 def fragments() -> dict[str, Any]:
@@ -145,7 +145,7 @@ def fullstatus(count: int = 15_000) -> dict[str, Any]:
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - start
     return {"scenario": "fullstatus", "components": count, "frame_bytes": len(payload),
-            "rejected": dict(h.factory.rejected), "held_open_KiB": round(held / 1024)}
+            "rejected": dict(h.registry.rejected), "held_open_KiB": round(held / 1024)}
 
 
 def tiny_objects_frame(size: int = 256 * 1024, separator: bytes = b",") -> bytes:
@@ -174,7 +174,7 @@ def cpu(frames: int = 50) -> dict[str, Any]:
             # The protocol's own handling of a whole message, as onMessageEnd hands it on.
             server.onMessage(text, False)
         results[f"{label}_ms_per_frame"] = round((time.process_time() - t0) / frames * 1000, 2)
-    results["rejected"] = dict(h.factory.rejected)
+    results["rejected"] = dict(h.registry.rejected)
     return results
 
 
@@ -192,7 +192,7 @@ def minute(frames: int = 600) -> dict[str, Any]:
         server.onMessage(payload, False)
     cpu_s = time.process_time() - t0
     return {"scenario": "minute", "frames": frames, "frame_bytes": len(payload),
-            "cpu_s": round(cpu_s, 3), "rejected": dict(h.factory.rejected),
+            "cpu_s": round(cpu_s, 3), "rejected": dict(h.registry.rejected),
             "closed": server.state != server.STATE_OPEN}
 
 

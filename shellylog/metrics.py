@@ -18,42 +18,42 @@ from twisted.web.resource import IResource
 if TYPE_CHECKING:
     from shellylog.csvlog import CsvSink
     from shellylog.minutes import MinuteService
-    from shellylog.protocol import ShellyServerFactory
+    from shellylog.registry import DeviceRegistry
 
 
 class ShellylogCollector:
-    """Reads the counters of the device factory, the CSV sink and the minute tick."""
+    """Reads the counters of the device registry, the CSV sink and the minute tick."""
 
     def __init__(
-        self, factory: ShellyServerFactory, sink: CsvSink, minutes: MinuteService
+        self, registry: DeviceRegistry, sink: CsvSink, minutes: MinuteService
     ) -> None:
-        self.factory = factory
+        self.registry = registry
         self.sink = sink
         self.minutes = minutes
 
     def collect(self) -> Iterator[Metric]:
         """One sample of every metric (prometheus_client may call this from a thread)."""
-        factory, sink, minutes = self.factory, self.sink, self.minutes
+        registry, sink, minutes = self.registry, self.sink, self.minutes
         # dict() copies in one step, safe against the reactor thread adding a key meanwhile.
-        received = dict(factory.received)
-        rejected = dict(factory.rejected)
+        received = dict(registry.received)
+        rejected = dict(registry.rejected)
 
         yield GaugeMetricFamily(
             "shellylog_connected_devices", "Devices with an open connection.",
-            value=len(factory.devices),
+            value=len(registry.devices),
         )
         yield CounterMetricFamily(
             "shellylog_connections_opened", "WebSocket connections opened.",
-            value=factory.connections_opened,
+            value=registry.connections_opened,
         )
         yield CounterMetricFamily(
             "shellylog_connections_closed", "WebSocket connections closed.",
-            value=factory.connections_closed,
+            value=registry.connections_closed,
         )
         yield CounterMetricFamily(
             "shellylog_devices_forgotten",
             "Devices forgotten (--max-devices, or gone for a week).",
-            value=factory.devices_forgotten,
+            value=registry.devices_forgotten,
         )
         frames = CounterMetricFamily(
             "shellylog_frames_received", "Frames received from devices, by method.",

@@ -1,99 +1,49 @@
 """
-The device side of the WebSocket: handshake, bootstrap requests, polling, frames in.
+The device side of the WebSocket: handshake, polling, backpressure, the close.
 
-Each connection keeps its device's known status and hands the channel values of every
-update to a L{ReadingSink} (the tracker). Nothing a device sends raises out of here: an
-unusable frame is dropped, logged and counted, and the connection carries on.
+Each connection drives a L{shellylog.session.Session}, which keeps its device's known
+status and hands the channel values of every update to the tracker. Nothing a device
+sends raises out of here: an unusable frame is dropped, logged and counted, and the
+connection carries on.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, Protocol
+from typing import Any
 
-from attrs import define, frozen
+from attrs import frozen
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from shellylog.admission import Admission
 from shellylog.internals import ServerFactory, ServerProtocol, protocol_options
-from shellylog.logbudget import ACCESS_LINES_PER_MINUTE, PER_MINUTE, LogBudget
-from shellylog.rpc import (
-    DEVICE_ID,
-    ErrorResponse,
-    Frame,
-    FrameError,
-    Notification,
-    Response,
-    decode_frame,
-    encode_request,
-    is_safe_id,
-    status_params,
-)
-from shellylog.status import ChannelValues, DeviceStatus, switch_key
+from shellylog.logbudget import PER_MINUTE
+from shellylog.registry import DeviceRegistry
+from shellylog.rpc import DEVICE_ID
+from shellylog.session import GET_STATUS, Rules, Session
+from shellylog.status import DeviceStatus
 
 log = Logger(namespace="shellylog.protocol")
 
 SUBPROTOCOL = "json-rpc"
-GET_STATUS = "Shelly.GetStatus"
-ENABLE_NOTIFY = "NotifyStatus"
-# Answers we still wait for, per connection; a device that never answers must not grow it.
-MAX_OUTSTANDING = 64
-# Binary frames tolerated on one connection before it is closed: devices never send any.
-MAX_BINARY = 10
-# Error answers of a device logged per connection; the rest are only counted.
-MAX_ERRORS_LOGGED = 3
-RATE_WINDOW = 60.0
-#: Seconds a connection has, from its open, to name its device (a frame with a valid src);
-#: a nameless one would hold a connection slot for nothing.
-NAME_TIMEOUT = 30.0
 #: Seconds a peer may leave more than the transport's buffer (Twisted's C{bufferSize},
 #: 64 KiB) of what we sent unread before it is dropped.
 BACKPRESSURE_TIMEOUT = 30.0
-#: Seconds after which a device that left is forgotten (its record and tracker state),
-#: even while fewer than --max-devices are kept: a week.
-FORGET_AFTER = 7 * 24 * 3600.0
-#: Devices the tracker cannot forget yet that one look for devices to forget skips.
-MAX_FORGET_MISSES = 4
 
 # WebSocket close codes (RFC 6455, section 7.4.1).
 CLOSE_NORMAL = 1000
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_INVALID_PAYLOAD = 1007
-CLOSE_POLICY_VIOLATION = 1008
 
 #: Close codes Autobahn sends when it fails a connection itself, and the reason that is
 #: counted under.
 AUTOBAHN_FAILURES = {1002: "protocol_error", 1009: "too_big"}
-
-
-#: The method labels frames are counted under; anything else a device sends is "other".
-KNOWN_METHODS = {"notifystatus", "notifyfullstatus", "notifyevent"}
-
-
-@define
-class DeviceRecord:
-    """What the server knows of one device id since it started, for C{/status}."""
-
-    device_id: str
-    connected: bool = False
-    peer: str = ""
-    connected_since: float | None = None
-    last_frame_at: float | None = None
-    frames: int = 0
-    connections: int = 0
-
-    @property
-    def reconnects(self) -> int:
-        """Connections after the first."""
-        return max(self.connections - 1, 0)
 
 
 @frozen
@@ -113,7 +63,10 @@ class Limits:
     @ivar max_devices: device records kept (for C{/status}, with the tracker's state);
         beyond it, those of devices that left longest ago are forgotten first.
     @ivar max_warnings: warnings peers may cause per minute, all connections together
-        (beyond: counted, and summarized once a minute; see L{LogBudget}).
+        (beyond: counted, and summarized once a minute; see L{shellylog.logbudget.LogBudget}).
+
+    The last two are the registry's to apply: L{shellylog.tap.makeService} hands them to
+    the L{DeviceRegistry} it makes.
     """
 
     # In the order in which /status shows them (see shellylog.config.public_values).
@@ -126,83 +79,75 @@ class Limits:
     max_warnings: int = PER_MINUTE
 
 
-class ReadingSink(Protocol):
-    """What the protocol needs of the tracker."""
-
-    def readings(self, device_id: str, values: dict[int, ChannelValues]) -> None: ...
-
-    def disconnected(self, device_id: str) -> None: ...
-
-    def forget(self, device_id: str) -> bool: ...
-
-
-def printable(value: object, limit: int = 80) -> str:
-    """A peer-supplied value made safe for a log line: escaped and cut short."""
-    text = value if isinstance(value, str) else repr(value)
-    return ascii(text[:limit])
-
-
 class ShellyServerProtocol(ServerProtocol):
-    """One device's WebSocket connection."""
+    """
+    One device's WebSocket connection: the handshake's checks, polling, backpressure and
+    the close; its L{Session} holds the rules for what the device sends.
+    """
 
     factory: ShellyServerFactory
+    #: Made with the connection by L{ShellyServerFactory.buildProtocol}.
+    session: Session
     # Why shellylog itself failed the connection, if it did: counted at the close. A class
     # default, so that a connection pays for it only when it is set.
     _failure: str | None = None
 
     def __init__(self) -> None:
         super().__init__()
-        self.device_id: str | None = None
-        # Made again in onOpen, with the factory's logged channels (not known here yet).
-        self.status = DeviceStatus()
-        self._next_id = 1
-        self._outstanding: dict[int | str, str] = {}
         self._poller: LoopingCall | None = None
-        self.rejected: Counter[str] = Counter()
-        # The device-id globs this connection's token admits.
-        self._admitted: tuple[str, ...] = ()
-        self._window_start = 0.0
-        self._window_frames = 0
-        self._window_bytes = 0
-        self._record: DeviceRecord | None = None
         self._opened = False
-        # The peer's IP address, once it is counted in factory.per_address.
+        # The peer's IP address, once it is counted in the registry's per_address.
         self._address: str | None = None
-        self._name_timer: IDelayedCall | None = None
         self._stalled_timer: IDelayedCall | None = None
-        self._errors = 0
+
+    @property
+    def device_id(self) -> str | None:
+        """The device this connection speaks for, once a frame named it."""
+        return self.session.device_id
+
+    @property
+    def status(self) -> DeviceStatus:
+        """The device's known status."""
+        return self.session.status
+
+    @property
+    def rejected(self) -> Counter[str]:
+        """Frames dropped on this connection, by reason."""
+        return self.session.rejected
+
+    def send_text(self, text: str) -> None:
+        """Send one text message to the device."""
+        self.sendMessage(text.encode("utf-8"))
 
     # -- handshake and life cycle ------------------------------------------------------
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
         # This connection is counted already (Autobahn counts from connectionMade).
+        registry = self.factory.registry
         limit = self.factory.limits.max_connections
         if self.factory.getConnectionCount() > limit:
-            self.factory.rejected["too_many_connections"] += 1
-            self.factory.log_budget.warn(log, "refused {peer}: more than {limit} connections",
-                                         event="connection_refused", peer=self.peer,
-                                         limit=limit)
+            registry.rejected["too_many_connections"] += 1
+            registry.log_budget.warn(log, "refused {peer}: more than {limit} connections",
+                                     event="connection_refused", peer=self.peer, limit=limit)
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE, "too many connections")
         address = self.factory.address_of(self)
-        per_address = self.factory.per_address
         per_limit = self.factory.limits.max_per_address
-        if per_address[address] >= per_limit:
-            self.factory.rejected["too_many_from_address"] += 1
-            self.factory.log_budget.warn(
+        if not registry.address_opened(address, per_limit):
+            registry.rejected["too_many_from_address"] += 1
+            registry.log_budget.warn(
                 log, "refused {peer}: more than {limit} connections from its address",
                 event="connection_refused", peer=self.peer, limit=per_limit)
             raise ConnectionDeny(ConnectionDeny.SERVICE_UNAVAILABLE,
                                  "too many connections from this address")
-        per_address[address] += 1
         self._address = address
         tokens = request.params.get("token") or [None]
         admitted = self.factory.admission.admit(tokens[0])
         if admitted is None:
-            self.factory.rejected["bad_token"] += 1
-            self.factory.log_budget.warn(log, "refused {peer}: missing or wrong token",
-                                         event="connection_refused", peer=self.peer)
+            registry.rejected["bad_token"] += 1
+            registry.log_budget.warn(log, "refused {peer}: missing or wrong token",
+                                     event="connection_refused", peer=self.peer)
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "missing or wrong token")
-        self._admitted = admitted
+        self.session.admitted = admitted
         if SUBPROTOCOL in request.protocols:
             return SUBPROTOCOL
         return None
@@ -210,15 +155,10 @@ class ShellyServerProtocol(ServerProtocol):
     def onOpen(self) -> None:
         # No log line per open socket: "device connected" follows with its first frame.
         self._opened = True
-        self.status = DeviceStatus(keys=self.factory.component_keys)
-        self.factory.connections_opened += 1
-        self.factory.open_connections.add(self)
-        self._name_timer = self.factory.clock.callLater(NAME_TIMEOUT, self._nameless)
-        self.send_request(ENABLE_NOTIFY, {"enable": True})
-        self.send_request(GET_STATUS)
+        self.session.opened()
         interval = self.factory.poll_interval
         if interval > 0:
-            self._poller = LoopingCall(self.send_request, GET_STATUS)
+            self._poller = LoopingCall(self.session.send_request, GET_STATUS)
             self._poller.clock = self.factory.clock
             self._poller.start(interval, now=False)
 
@@ -265,55 +205,24 @@ class ShellyServerProtocol(ServerProtocol):
         # A close frame would wait behind what it does not read: drop at once.
         self.dropConnection(abort=True)
 
-    def _nameless(self) -> None:
-        self._name_timer = None
-        if self.device_id is None:
-            self.factory.rejected["no_device"] += 1
-            self._close(CLOSE_POLICY_VIOLATION, "no device id")
-
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self._cancel_stalled()
-        if self._name_timer is not None and self._name_timer.active():
-            self._name_timer.cancel()
-        self._name_timer = None
+        self.session.stop_timer()
         if self._address is not None:
-            self.factory.address_closed(self._address)
+            self.factory.registry.address_closed(self._address)
             self._address = None
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
         if self._opened:
-            self.factory.connections_closed += 1
-            self.factory.connection_ended(self)
+            self.factory.registry.closed(self)
         failure = AUTOBAHN_FAILURES.get(self.failure_code() or 0)
         if self._failure is not None:
             failure = self._failure
         if failure is not None:
             # Autobahn failed the connection (message too big, invalid UTF-8, ...).
             self._lost(failure, f"closed with {self.failure_code()} ({failure})")
-        total = sum(self.rejected.values())
-        if total:
-            self.factory.log_budget.warn(
-                log,
-                "{total} frames from {peer} ({device}) were rejected: {reasons}",
-                event="frames_rejected_summary",
-                total=total,
-                peer=self.peer,
-                device=self.device_id,
-                reasons=dict(self.rejected),
-            )
-        if self.device_id is not None:
-            # A connection replaced by a newer one of its device does not end the device.
-            current = self.factory.devices.get(self.device_id) is self
-            self.factory.unbind(self)
-            if current:
-                log.info(
-                    "device {device} disconnected ({peer}, code {code})",
-                    event="device_disconnected",
-                    device=self.device_id,
-                    peer=self.peer,
-                    code=code,
-                )
+        self.session.ended(code)
 
     def too_many_fragments(self) -> None:
         self._failure = "too_many_fragments"
@@ -324,214 +233,41 @@ class ShellyServerProtocol(ServerProtocol):
     def may_log(self) -> bool:
         # Autobahn's own lines about a peer come out of the peers' warnings budget.
         factory = getattr(self, "factory", None)
-        return factory is None or factory.log_budget.allow("autobahn")
+        return factory is None or factory.registry.log_budget.allow("autobahn")
 
     def _lost(self, reason: str, detail: str) -> None:
         """Count and log a connection that ends because its peer misbehaved."""
-        self.factory.rejected[reason] += 1
-        self.factory.log_budget.warn(log, "lost {peer} ({device}): {detail}",
-                                     event="connection_lost", peer=self.peer,
-                                     device=self.device_id, reason=reason, detail=detail)
-
-    # -- requests ----------------------------------------------------------------------
+        registry = self.factory.registry
+        registry.rejected[reason] += 1
+        registry.log_budget.warn(log, "lost {peer} ({device}): {detail}",
+                                 event="connection_lost", peer=self.peer,
+                                 device=self.device_id, reason=reason, detail=detail)
 
     def send_request(self, method: str, params: dict[str, Any] | None = None) -> int:
         """Send one JSON-RPC request to the device; return its id."""
-        request_id = self._next_id
-        self._next_id += 1
-        if len(self._outstanding) >= MAX_OUTSTANDING:
-            del self._outstanding[next(iter(self._outstanding))]
-        self._outstanding[request_id] = method
-        self.sendMessage(encode_request(request_id, method, params).encode("utf-8"))
-        return request_id
+        return self.session.send_request(method, params)
 
     # -- frames in ---------------------------------------------------------------------
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        try:
-            now = self.factory.clock.seconds()
-            if self._record is not None:
-                self._record.frames += 1
-                self._record.last_frame_at = now
-            if not self._within_rate(now, len(payload)):
-                return
-            if isBinary:
-                if self.rejected["binary"] + 1 >= MAX_BINARY:
-                    self._close(CLOSE_UNSUPPORTED_DATA, "binary frames")
-                raise FrameError("binary", "binary frame; devices send text")
-            try:
-                # Autobahn's own UTF-8 check is off (utf8validateIncoming=False): the
-                # codec checks as strictly, at a fraction of the cost per message.
-                text = payload.decode("utf-8")
-            except UnicodeDecodeError:
-                self.factory.rejected["bad_utf8"] += 1
-                self._close(CLOSE_INVALID_PAYLOAD, "invalid UTF-8")
-                return
-            self._handle(decode_frame(text))
-        except FrameError as e:
-            self._reject(e.reason, e.detail)
-        except Exception:
-            self._reject("internal", "unexpected error")
-            if self.rejected["internal"] == 1 and self.factory.log_budget.allow("frame_failed"):
-                log.failure("unexpected error on a frame from {peer}", event="frame_failed",
-                            peer=self.peer, device=self.device_id)
-
-    def _within_rate(self, now: float, size: int) -> bool:
-        """
-        Count a frame of C{size} bytes in this minute's window; drop it, or close, past
-        the frames or the bytes a minute allowed. Dropped frames count too: a peer that
-        keeps sending past the limit is closed.
-        """
-        if not 0 <= now - self._window_start < RATE_WINDOW:
-            self._window_start, self._window_frames, self._window_bytes = now, 0, 0
-        self._window_frames += 1
-        self._window_bytes += size
-        limits = self.factory.limits
-        # The checks stay inline: every frame passes them; only a frame over a limit pays
-        # for a call.
-        if self._window_frames > limits.max_rate:
-            return self._over(self._window_frames, limits.max_rate, "rate_limited", "frames")
-        if self._window_bytes > limits.max_bytes_rate:
-            return self._over(self._window_bytes, limits.max_bytes_rate, "byte_rate_limited",
-                              "bytes")
-        return True
-
-    def _over(self, count: int, limit: int, reason: str, unit: str) -> bool:
-        """C{count} C{unit} this minute is over C{limit}: drop the frame; past twice, close."""
-        self._reject(reason, f"more than {limit} {unit} a minute")
-        if count > 2 * limit:
-            self._close(CLOSE_POLICY_VIOLATION, f"too many {unit}")
-        return False
-
-    def _close(self, code: int, reason: str) -> None:
-        if self.close_with(code, reason):
-            self.factory.log_budget.warn(log, "closing {peer} ({device}) with {code}: {why}",
-                                         event="connection_closed", peer=self.peer,
-                                         device=self.device_id, code=code, why=reason)
-
-    def _reject(self, reason: str, detail: str) -> None:
-        self.factory.rejected[reason] += 1
-        self.rejected[reason] += 1
-        # One warning per reason and connection: a flood must not flood the log.
-        if self.rejected[reason] == 1:
-            self.factory.log_budget.warn(
-                log,
-                "dropped a frame from {peer} ({device}): {detail}",
-                event="frame_rejected",
-                peer=self.peer,
-                device=self.device_id,
-                reason=reason,
-                detail=detail,
-            )
-
-    def _handle(self, frame: Frame) -> None:
-        src = frame.src
-        # The usual frame is from the bound device, whose id was checked when it bound.
-        if src != self.device_id:
-            self._bind(src)
-        received = self.factory.received
-        if isinstance(frame, Notification):
-            kind = frame.kind
-            received[kind if kind in KNOWN_METHODS else "other"] += 1
-            self._notification(frame, kind)
-        elif isinstance(frame, Response):
-            received["response"] += 1
-            self._response(frame)
-        else:
-            received["error"] += 1
-            self._error(frame)
-
-    def _bind(self, src: str) -> None:
-        """A frame's C{src} is not the bound device: bind it if this is the first."""
-        if not is_safe_id(src, self.factory.id_pattern):
-            raise FrameError("bad_src", f"src {printable(src)} is not a device id "
-                             "(--id-pattern)")
-        if self.device_id is None:
-            if not self.factory.admission.may_log(src, self._admitted):
-                self._close(CLOSE_POLICY_VIOLATION, "device not allowed")
-                raise FrameError("not_allowed", f"device {src} is not allowed here")
-            self.device_id = src
-            if self._name_timer is not None and self._name_timer.active():
-                self._name_timer.cancel()
-            self._name_timer = None
-            self._record = self.factory.bind(self)
-            self._record.frames += 1
-            self._record.last_frame_at = self.factory.clock.seconds()
-            log.info("device {device} connected from {peer}", event="device_connected",
-                     device=src, peer=self.peer)
-        else:
-            raise FrameError("src_mismatch", f"src {src} on a connection of {self.device_id}")
-
-    def _notification(self, frame: Notification, kind: str) -> None:
-        if kind == "notifystatus":
-            self.status.merge(status_params(frame.params))
-            self._emit()
-        elif kind == "notifyfullstatus":
-            self.status.replace(status_params(frame.params))
-            self._emit()
-        # Anything else (NotifyEvent, ...) is counted in factory.received, and not logged:
-        # twistd writes debug lines too, and a fleet sends events all day.
-
-    def _response(self, frame: Response) -> None:
-        method = self._outstanding.pop(frame.id, None)
-        if method == GET_STATUS:
-            if not isinstance(frame.result, dict):
-                raise FrameError("bad_result", "Shelly.GetStatus result is not an object")
-            self.status.replace(status_params(frame.result))
-            self._emit()
-
-    def _error(self, frame: ErrorResponse) -> None:
-        method = self._outstanding.pop(frame.id, None) if frame.id is not None else None
-        if method == ENABLE_NOTIFY:
-            # Real firmware has no such method; the original collector sent it anyway.
-            return
-        # A few per connection: a peer may send error answers without end (each one is
-        # counted in factory.received all the same).
-        self._errors += 1
-        if self._errors > MAX_ERRORS_LOGGED:
-            return
-        last = ""
-        if self._errors == MAX_ERRORS_LOGGED:
-            last = " (further errors on this connection are not logged)"
-        # Not "message": that key belongs to legacy (twisted.python.log) events, and a
-        # legacy observer blanks it for every observer after it.
-        self.factory.log_budget.warn(
-            log,
-            "{device} answered {method} with error {code}: {error_message}" + last,
-            event="device_error",
-            device=self.device_id,
-            method=method,
-            code=printable(frame.code),
-            error_message=printable(frame.message, 200),
-        )
-
-    def _emit(self) -> None:
-        assert self.device_id is not None
-        if self.factory.devices.get(self.device_id) is not self:
-            # Replaced by a newer connection of the device and closing: what still
-            # arrives here is stale and must not reach the new connection's readings.
-            return
-        values = self.status.values_for(self.factory.channel_keys)
-        if values:
-            self.factory.sink.readings(self.device_id, values)
+        self.session.received(payload, isBinary)
 
 
 class ShellyServerFactory(ServerFactory):
     """
-    Builds device connections and knows which connection speaks for which device.
+    Builds device connections, which report to the service's L{DeviceRegistry}.
 
+    @ivar registry: which connection speaks for which device, and the counters.
+    @ivar clock: the registry's: the connections' timers run on it.
     @ivar id_pattern: what a device id must match, all of it (C{--id-pattern}); it must
         pass L{shellylog.rpc.SAFE_ID} too.
-    @ivar devices: the current connection of each bound device id.
-    @ivar rejected: frames dropped, by reason, over all connections.
     """
 
     protocol = ShellyServerProtocol  # type: ignore[assignment]
 
     def __init__(
         self,
-        sink: ReadingSink,
-        clock: IReactorTime,
+        registry: DeviceRegistry,
         channels: tuple[int, ...] = (0, 1, 2, 3),
         poll_interval: float = 60.0,
         limits: Limits | None = None,
@@ -539,64 +275,27 @@ class ShellyServerFactory(ServerFactory):
         id_pattern: re.Pattern[str] = DEVICE_ID,
     ) -> None:
         super().__init__()
-        self.sink = sink
-        self.clock = clock
+        self.registry = registry
+        self.clock: IReactorTime = registry.clock
         self.channels = channels
-        self.channel_keys = tuple((channel, switch_key(channel)) for channel in channels)
-        #: The components each connection keeps of its device's status.
-        self.component_keys = frozenset(key for _, key in self.channel_keys)
         self.poll_interval = poll_interval
         self.limits = limits = limits or Limits()
-        self.admission = admission or Admission()
+        self.admission = admission = admission or Admission()
         self.id_pattern = id_pattern
-        #: How many warnings peers may cause (the site's share it).
-        self.log_budget = LogBudget(clock, limits.max_warnings)
-        #: How many lines of the site's access log they may cause.
-        self.access_budget = LogBudget(clock, ACCESS_LINES_PER_MINUTE, "access log lines")
-        self.devices: dict[str, ShellyServerProtocol] = {}
-        self.records: dict[str, DeviceRecord] = {}
-        self.rejected: Counter[str] = Counter()
-        self.received: Counter[str] = Counter()
-        self.connections_opened = 0
-        self.connections_closed = 0
-        #: Every connection whose WebSocket opened and has not closed yet.
-        self.open_connections: set[ShellyServerProtocol] = set()
-        #: Open WebSocket connections (past onConnect) by the peer's IP address.
-        self.per_address: Counter[str] = Counter()
-        # Devices that left, by when, oldest first: the ones that may be forgotten.
-        self._gone: dict[str, float] = {}
-        #: Device records forgotten (with the tracker's state) since start.
-        self.devices_forgotten = 0
-        self._all_closed: list[Deferred[None]] = []
+        #: What each connection's session allows.
+        self.rules = Rules(max_rate=limits.max_rate, max_bytes_rate=limits.max_bytes_rate,
+                           admission=admission, id_pattern=id_pattern, channels=channels)
         # max_connections is checked in onConnect, to count and log the refusal.
         self.setProtocolOptions(**protocol_options(limits.max_message))
 
-    def bind(self, connection: ShellyServerProtocol) -> DeviceRecord:
-        """
-        C{connection} now speaks for its device; an older connection of it is done.
-        Returns the device's record.
-        """
-        device_id = connection.device_id
-        assert device_id is not None
-        old = self.devices.get(device_id)
-        self.devices[device_id] = connection
-        self._gone.pop(device_id, None)
-        record = self.records.get(device_id)
-        if record is None:
-            record = self.records[device_id] = DeviceRecord(device_id)
-            self.forget_gone()
-        record.connected = True
-        record.peer = connection.peer or ""
-        record.connected_since = self.clock.seconds()
-        record.connections += 1
-        if old is not None and old is not connection:
-            # The device dialled again: the old socket is dead to it, and its readings
-            # must not be carried into the new connection (rule 5).
-            self.sink.disconnected(device_id)
-            log.info("device {device} reconnected; closing its older connection",
-                     event="device_replaced", device=device_id)
-            old.sendClose(code=1000, reason="replaced by a newer connection")
-        return record
+    def buildProtocol(  # type: ignore[override]
+        self, addr: IAddress | None
+    ) -> ShellyServerProtocol:
+        """A connection, with its session."""
+        connection = super().buildProtocol(addr)
+        assert isinstance(connection, ShellyServerProtocol)
+        connection.session = Session(self.rules, self.registry, connection)
+        return connection
 
     @staticmethod
     def address_of(connection: ShellyServerProtocol) -> str:
@@ -604,69 +303,6 @@ class ShellyServerFactory(ServerFactory):
         assert connection.transport is not None
         peer = connection.transport.getPeer()
         return str(getattr(peer, "host", peer))
-
-    def address_closed(self, address: str) -> None:
-        """A connection counted under C{address} has closed."""
-        self.per_address[address] -= 1
-        if self.per_address[address] <= 0:
-            # Not kept at zero: one entry per address ever seen would grow for good.
-            del self.per_address[address]
-
-    def connection_ended(self, connection: ShellyServerProtocol) -> None:
-        """C{connection}'s WebSocket, which had opened, has closed."""
-        self.open_connections.discard(connection)
-        if not self.open_connections:
-            waiting, self._all_closed = self._all_closed, []
-            for done in waiting:
-                done.callback(None)
-
-    def close_all(self, code: int, reason: str) -> Deferred[None]:
-        """
-        Begin a close of every open connection with C{code}; fires once all have closed
-        (Autobahn drops a peer that does not answer the close within its timeout).
-        """
-        done: Deferred[None] = Deferred()
-        if not self.open_connections:
-            done.callback(None)
-            return done
-        self._all_closed.append(done)
-        for connection in list(self.open_connections):
-            connection.close_with(code, reason)
-        return done
-
-    def unbind(self, connection: ShellyServerProtocol) -> None:
-        """C{connection} closed; if it spoke for its device, the device is gone."""
-        device_id = connection.device_id
-        if device_id is not None and self.devices.get(device_id) is connection:
-            del self.devices[device_id]
-            self.records[device_id].connected = False
-            self.sink.disconnected(device_id)
-            self._gone[device_id] = self.clock.seconds()
-            self.forget_gone()
-
-    def forget_gone(self) -> None:
-        """
-        Forget the devices that left longest ago while more than C{max_devices} records
-        are kept, and those gone for L{FORGET_AFTER}; a device the tracker cannot forget
-        yet (its row for the open minute is not written) goes to the back of the line.
-        """
-        gone = self._gone
-        now = self.clock.seconds()
-        limit = self.limits.max_devices
-        misses = 0
-        # A few misses at most per call: however many devices wait for their row, a new
-        # device costs a bounded amount of work.
-        while gone and misses < MAX_FORGET_MISSES:
-            device_id, since = next(iter(gone.items()))
-            if len(self.records) <= limit and now - since < FORGET_AFTER:
-                return
-            del gone[device_id]
-            if not self.sink.forget(device_id):
-                gone[device_id] = since
-                misses += 1
-                continue
-            del self.records[device_id]
-            self.devices_forgotten += 1
 
 
 #: The close code and reason devices get when the server stops (RFC 6455: going away).
@@ -681,26 +317,26 @@ class CloseOnStop(Service):
     devices before the process exits, instead of a dropped socket (1006).
     """
 
-    def __init__(self, factory: ShellyServerFactory, clock: IReactorTime,
+    def __init__(self, registry: DeviceRegistry, clock: IReactorTime,
                  timeout: float = 5.0) -> None:
-        self.factory = factory
+        self.registry = registry
         self.clock = clock
         self.timeout = timeout
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        closing = self.factory.close_all(CLOSE_GOING_AWAY, STOPPING)
+        closing = self.registry.close_all(CLOSE_GOING_AWAY, STOPPING)
         closing.addTimeout(self.timeout, self.clock)
 
         def late(failure: Failure) -> None:
             failure.trap(defer.TimeoutError)
             log.warn("{count} connections were still open {timeout} s after the stop began",
-                     event="close_timeout", count=len(self.factory.open_connections),
+                     event="close_timeout", count=len(self.registry.open_connections),
                      timeout=self.timeout)
 
         def summarize(_: None) -> None:
             # What the budgets held back until now, before the process ends.
-            self.factory.log_budget.flush()
-            self.factory.access_budget.flush()
+            self.registry.log_budget.flush()
+            self.registry.access_budget.flush()
 
         return closing.addErrback(late).addCallback(summarize)

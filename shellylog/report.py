@@ -14,7 +14,7 @@ from shellylog.csvlog import minute_timestamp
 if TYPE_CHECKING:
     from shellylog.config import Config
     from shellylog.csvlog import CsvSink
-    from shellylog.protocol import ShellyServerFactory
+    from shellylog.registry import DeviceRegistry
     from shellylog.tracker import ChannelTracker
 
 #: Devices in one page of C{/status}: the most C{?limit=} may ask for, and its default.
@@ -42,19 +42,23 @@ def status_report(
     version: str,
     zone: tzinfo,
     options: dict[str, Any],
-    factory: ShellyServerFactory,
+    registry: DeviceRegistry,
+    channels: tuple[int, ...],
     tracker: ChannelTracker,
     sink: CsvSink,
 ) -> dict[str, Any]:
-    """The C{/status} document: the server, then every device seen since start."""
+    """
+    The C{/status} document: the server, then every device seen since start (and not
+    forgotten) with those of its C{channels} the server logs.
+    """
     devices = []
-    for device_id, record in sorted(factory.records.items()):
-        channels = {}
+    for device_id, record in sorted(registry.records.items()):
+        shown = {}
         for channel, view in tracker.view(device_id).items():
-            if channel not in factory.channels:
+            if channel not in channels:
                 continue
             latest = view.latest
-            channels[str(channel)] = {
+            shown[str(channel)] = {
                 "apower_W": latest.apower if latest else None,
                 "voltage_V": latest.voltage if latest else None,
                 "current_A": latest.current if latest else None,
@@ -73,14 +77,14 @@ def status_report(
             "last_frame_at": _when(record.last_frame_at, zone),
             "frames_received": record.frames,
             "reconnects": record.reconnects,
-            "channels": channels,
+            "channels": shown,
         })
     return {
         "server": {
             "version": version,
             "started_at": _when(started_at, zone),
             "uptime_s": round(now - started_at, 3),
-            "connected_devices": len(factory.devices),
+            "connected_devices": len(registry.devices),
             "rows_written": sink.rows_written,
             "rows_pending": sink.pending,
             "rows_dropped": sink.rows_dropped,

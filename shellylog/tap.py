@@ -31,6 +31,7 @@ from shellylog.internals import ProcessPatches
 from shellylog.metrics import ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
 from shellylog.protocol import CloseOnStop, Limits, ShellyServerFactory
+from shellylog.registry import DeviceRegistry
 from shellylog.report import public_options, status_report
 from shellylog.tracker import ChannelTracker
 from shellylog.web import HealthResource, StatusResource, build_site
@@ -414,37 +415,40 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
         max_pending=config.max_pending,
         in_thread=in_reactor_threads(reactor),
     )
+    limits = config.limits
+    registry = DeviceRegistry(sink=tracker, clock=reactor, max_devices=limits.max_devices,
+                              max_warnings=limits.max_warnings)
     factory = ShellyServerFactory(
-        sink=tracker,
-        clock=reactor,
+        registry=registry,
         channels=config.channels,
         poll_interval=config.poll,
-        limits=config.limits,
+        limits=limits,
         admission=config.admission,
         id_pattern=config.id_pattern,
     )
     health = HealthResource(
-        devices=lambda: len(factory.devices),
+        devices=lambda: len(registry.devices),
         rows_written=lambda: sink.rows_written,
         problem=lambda: sink.problem if sink.pending else None,
         rows_pending=lambda: sink.pending,
     )
     # Devices that left with a row to come may be forgotten once the tick wrote it.
-    minutes = MinuteService(tracker, sink, reactor, after_tick=factory.forget_gone)
+    minutes = MinuteService(tracker, sink, reactor, after_tick=registry.forget_gone)
     started_at = reactor.seconds()
     shown = public_options(config)
 
     def status() -> dict[str, Any]:
         return status_report(
             now=reactor.seconds(), started_at=started_at, version=__version__,
-            zone=zone, options=shown, factory=factory, tracker=tracker, sink=sink,
+            zone=zone, options=shown, registry=registry, channels=factory.channels,
+            tracker=tracker, sink=sink,
         )
 
     pages: dict[bytes, IResource] = {
         b"status": StatusResource(status, reactor),
-        b"metrics": metrics_resource(ShellylogCollector(factory, sink, minutes)),
+        b"metrics": metrics_resource(ShellylogCollector(registry, sink, minutes)),
     }
-    site = build_site(factory, health, reactor, pages,
+    site = build_site(factory, registry, health, reactor, pages,
                       allowed_origins=config.allow_origin)
 
     top = MultiService()
@@ -458,7 +462,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     # without accepting any device.
     # Added before the listener, so it stops after it: no new connection comes in while
     # the open ones are closed with 1001.
-    CloseOnStop(factory, reactor).setServiceParent(top)
+    CloseOnStop(registry, reactor).setServiceParent(top)
     listener = strports.service(config.port, site, reactor=cast(IReactorCore, reactor))
     listener.setServiceParent(top)
     return top

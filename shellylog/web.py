@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory
@@ -21,7 +21,8 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from shellylog.handshake import Refusal, check_handshake, origin_key
 from shellylog.internals import HeadersFirstChannel, quiet_http_channel, release_http_channel
-from shellylog.logbudget import ACCESS_LINES_PER_MINUTE, LogBudget
+from shellylog.logbudget import LogBudget
+from shellylog.registry import DeviceRegistry
 from shellylog.report import PAGE_SIZE, status_page
 
 log = Logger(namespace="shellylog.web")
@@ -386,9 +387,9 @@ class DeviceSite(Site):
     The site, with L{RequestChannel} for connections.
 
     @ivar rejected: where requests that missed their deadline are counted (the
-        WebSocket factory's counter, when it has one).
-    @ivar log_budget: the warnings peers may cause (the WebSocket factory's, when it has
-        one).
+        registry's counter).
+    @ivar log_budget: the warnings peers may cause (the registry's).
+    @ivar access_budget: the access log lines they may cause (the registry's).
     """
 
     protocol = RequestChannel  # type: ignore[assignment]
@@ -415,6 +416,7 @@ class DeviceSite(Site):
 
 def build_site(
     ws_factory: WebSocketServerFactory,
+    registry: DeviceRegistry,
     health: HealthResource,
     clock: object = None,
     pages: Mapping[bytes, IResource] | None = None,
@@ -422,24 +424,18 @@ def build_site(
 ) -> Site:
     """
     The site: C{/} health, C{/ws} and C{/ws/} devices, C{pages} (such as C{/status} and
-    C{/metrics}), everything else 404. C{clock} runs its request timeout (the global
-    reactor when C{None}). Web pages of C{allowed_origins} (such as
-    C{http://192.0.2.5:8080}) may open the WebSocket; others are refused (403).
+    C{/metrics}), everything else 404. Requests refused are counted in C{registry}, and
+    logged within its budgets. C{clock} runs its request timeout (the global reactor when
+    C{None}). Web pages of C{allowed_origins} (such as C{http://192.0.2.5:8080}) may open
+    the WebSocket; others are refused (403).
     """
     root = Resource()
     root.putChild(b"", health)
-    rejected = getattr(ws_factory, "rejected", None)
-    if not isinstance(rejected, Counter):
-        rejected = Counter()
+    rejected = registry.rejected
+    budget = registry.log_budget
+    access_budget = registry.access_budget
     if clock is None:
         from twisted.internet import reactor as clock
-    budget = getattr(ws_factory, "log_budget", None)
-    if not isinstance(budget, LogBudget):
-        budget = LogBudget(cast(IReactorTime, clock))
-    access_budget = getattr(ws_factory, "access_budget", None)
-    if not isinstance(access_budget, LogBudget):
-        access_budget = LogBudget(cast(IReactorTime, clock), ACCESS_LINES_PER_MINUTE,
-                                  "access log lines")
     root.putChild(b"ws", DeviceSocketResource(ws_factory, rejected, budget, allowed_origins))
     for name, page in (pages or {}).items():
         root.putChild(name, page)

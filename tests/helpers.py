@@ -28,6 +28,7 @@ from zope.interface import provider
 
 from shellylog.admission import Admission
 from shellylog.protocol import Limits, ShellyServerFactory, ShellyServerProtocol
+from shellylog.registry import DeviceRegistry
 from shellylog.status import ChannelValues
 from shellylog.web import HealthResource, build_site
 from tests.fixtures import load_fixture
@@ -257,19 +258,23 @@ class Harness:
         case.patch(txaio.config, "loop", self.clock)  # type: ignore[attr-defined]
         self.sink = FakeSink()
         self.rows_written = rows_written
+        kept = limits or Limits()
+        self.registry = DeviceRegistry(sink=self.sink, clock=self.clock,
+                                       max_devices=kept.max_devices,
+                                       max_warnings=kept.max_warnings)
         self.factory = ShellyServerFactory(
-            sink=self.sink,
-            clock=self.clock,
+            self.registry,
             channels=channels,
             poll_interval=poll_interval,
             limits=limits,
             admission=admission,
         )
         self.health = HealthResource(
-            devices=lambda: len(self.factory.devices), rows_written=lambda: self.rows_written
+            devices=lambda: len(self.factory.registry.devices),
+            rows_written=lambda: self.rows_written,
         )
         # Twisted Web's own timeouts run on the clock too.
-        self.site: Site = build_site(self.factory, self.health, self.clock,
+        self.site: Site = build_site(self.factory, self.registry, self.health, self.clock,
                                      allowed_origins=allowed_origins)
         self._port = 40000
         #: The address the next clients connect from.

@@ -83,13 +83,15 @@ class Stack:
         factory = site.resource.children[b"ws"].factory
         assert isinstance(factory, ShellyServerFactory)
         self.factory = factory
-        assert isinstance(factory.sink, ChannelTracker)
-        self.tracker: ChannelTracker = factory.sink
+        self.registry = factory.registry
+        assert isinstance(self.registry.sink, ChannelTracker)
+        self.tracker: ChannelTracker = self.registry.sink
         assert isinstance(self.minutes.sink, CsvSink)
         self.sink: CsvSink = self.minutes.sink
         # The harness connects its clients to this site and counts on this factory.
         self.harness.site = site
         self.harness.factory = factory
+        self.harness.registry = factory.registry
         self.minutes.startService()
         case.addCleanup(self.stop)
         # os.write fails while this is set (see fail_writes).
@@ -143,7 +145,8 @@ class Stack:
         return status_report(
             now=self.clock.seconds(), started_at=self.started_at, version=__version__,
             zone=self.config.zone, options=public_options(self.config),
-            factory=self.factory, tracker=self.tracker, sink=self.sink,
+            registry=self.registry, channels=self.factory.channels, tracker=self.tracker,
+            sink=self.sink,
         )
 
     def get(self, path: bytes) -> RawClient:

@@ -16,6 +16,7 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.trial.unittest import TestCase
 
 from shellylog.protocol import ShellyServerFactory, ShellyServerProtocol
+from shellylog.registry import DeviceRegistry
 from shellylog.web import HealthResource, build_site
 from tests.helpers import FakeSink
 
@@ -73,8 +74,9 @@ class RealSocketTests(TestCase):
         # Autobahn's own timers (pings, close handshakes) on a clock that never runs: they
         # play no part here, and would outlive the test.
         self.patch(txaio.config, "loop", task.Clock())
-        factory = ShellyServerFactory(sink=FakeSink(), clock=reactor)
-        site = build_site(factory, HealthResource(lambda: 0, lambda: 0), reactor)
+        registry = DeviceRegistry(sink=FakeSink(), clock=reactor)
+        factory = ShellyServerFactory(registry)
+        site = build_site(factory, registry, HealthResource(lambda: 0, lambda: 0), reactor)
         port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
         self.addCleanup(port.stopListening)
         pingers: list[Pinger] = []
@@ -89,8 +91,9 @@ class RealSocketTests(TestCase):
             "127.0.0.1", port.getHost().port, Factory())
 
         def disconnect() -> Deferred[object]:
-            closed = factory.close_all(1000, "")
-            for connection in list(factory.open_connections):
+            closed = registry.close_all(1000, "")
+            for connection in list(registry.open_connections):
+                assert isinstance(connection, ShellyServerProtocol)
                 connection.dropConnection(abort=True)
             return gatherResults([closed, *(p.lost for p in pingers)])
 
@@ -100,7 +103,8 @@ class RealSocketTests(TestCase):
         stable = [0]
 
         def sample() -> None:
-            servers = [c for c in factory.open_connections if isinstance(c, ShellyServerProtocol)]
+            servers = [c for c in registry.open_connections
+                       if isinstance(c, ShellyServerProtocol)]
             if not servers:
                 return
             transport = servers[0].transport

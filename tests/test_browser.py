@@ -56,7 +56,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from shellylog.csvlog import HEADER
-from shellylog.protocol import ReadingSink
+from shellylog.registry import ReadingSink
 from shellylog.status import ChannelValues
 from tests.helpers import assert_clean_session, capture_log
 from tests.processes import RealReactorTestCase, device_factory, start_service
@@ -514,8 +514,8 @@ class BrowserTests(RealReactorTestCase):
         status_line, response_headers = parse_head(bytes(proxy.response_head))
         self.assertEqual(status_line, "HTTP/1.1 403 Forbidden")
         self.assertNotIn("sec-websocket-accept", response_headers)
-        self.assertEqual(factory.rejected, {"bad_origin": 1})
-        self.assertEqual(factory.devices, {})
+        self.assertEqual(factory.registry.rejected, {"bad_origin": 1})
+        self.assertEqual(factory.registry.devices, {})
         (refused,) = [e for e in self.events if e.get("event") == "origin_refused"]
         self.assertEqual(refused["origin"], origin)
         await service.stopService()
@@ -527,13 +527,13 @@ class BrowserTests(RealReactorTestCase):
         service, proxy, reports, _browser, origin = await self.open_page(admitted=True)
         first = minute_now()
         factory = device_factory(service)
-        watch = UpdateWatch(factory.sink, DEVICE, UPDATE_APOWER)
-        self.patch(factory, "sink", watch)
+        watch = UpdateWatch(factory.registry.sink, DEVICE, UPDATE_APOWER)
+        self.patch(factory.registry, "sink", watch)
 
         exchanged = await reports.next("exchanged")
         await watch.seen
-        self.assertEqual(list(factory.devices), [DEVICE])
-        self.assertEqual(factory.devices[DEVICE].websocket_extensions_in_use, [])
+        self.assertEqual(list(factory.registry.devices), [DEVICE])
+        self.assertEqual(factory.registry.devices[DEVICE].websocket_extensions_in_use, [])
         # The clean stop closes the device's connection (1001, going away) and writes the
         # minute in progress.
         await service.stopService()

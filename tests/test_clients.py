@@ -230,10 +230,10 @@ class ClientTests(RealReactorTestCase):
         self.addCleanup(client.kill)
         seen = await client.first_line
 
-        self.assertEqual(list(factory.devices), [DEVICE])
-        self.assertEqual(factory.devices[DEVICE].websocket_extensions_in_use, [])
+        self.assertEqual(list(factory.registry.devices), [DEVICE])
+        self.assertEqual(factory.registry.devices[DEVICE].websocket_extensions_in_use, [])
         # No --allow-origin: the library, as a device, sent no Origin (a page's would be 403).
-        self.assertEqual(factory.rejected, {})
+        self.assertEqual(factory.registry.rejected, {})
         # The clean stop closes the device's connection (1001, going away) and writes the
         # minute in progress.
         await service.stopService()

@@ -171,7 +171,7 @@ class OddButLegalTests(SiteCase):
         self.assertNotIn(b"sec-websocket-extensions", raw.headers)
         self.assertEqual(raw.headers.get(b"sec-websocket-protocol"), protocol)
         self.assertFalse(raw.lost)
-        self.assertEqual(self.harness.factory.rejected, {})
+        self.assertEqual(self.harness.registry.rejected, {})
         self.assertEqual(unclean(self.events, warnings=False), [])
 
     def test_extensions(self) -> None:
@@ -211,13 +211,13 @@ class BrokenTests(SiteCase):
     """Answered at once with a clear HTTP error, counted and logged."""
 
     def assert_refused(self, data: bytes, status: bytes, reason: str) -> RawClient:
-        before = self.harness.factory.rejected["bad_handshake"]
+        before = self.harness.registry.rejected["bad_handshake"]
         raw = self.send(data)
         self.assertEqual(raw.status_line.split(b" ")[1], status, raw.status_line)
         self.assertNotIn(b"sec-websocket-accept", raw.headers)
         self.assertEqual(raw.headers[b"content-type"], b"text/plain; charset=utf-8")
         self.assertEqual(raw.body, reason.encode() + b"\n")
-        self.assertEqual(self.harness.factory.rejected, {"bad_handshake": before + 1})
+        self.assertEqual(self.harness.registry.rejected, {"bad_handshake": before + 1})
         warnings = [e for e in self.events if e.get("event") == "handshake_refused"]
         self.assertEqual(len(warnings), before + 1)
         self.assertEqual((warnings[-1]["code"], warnings[-1]["why"]), (int(status), reason))
@@ -273,7 +273,7 @@ class OriginTests(SiteCase):
         self.assertNotIn(b"sec-websocket-accept", raw.headers)
         self.assertEqual(raw.body, BAD_ORIGIN.encode() + b"\n")
         self.assertFalse(self.harness.connections[-1].upgraded)
-        self.assertEqual(self.harness.factory.rejected, {"bad_origin": 1})
+        self.assertEqual(self.harness.registry.rejected, {"bad_origin": 1})
         self.assertEqual(self.harness.factory.getConnectionCount(), 0)
         (refused,) = [e for e in self.events if e.get("log_level") == LogLevel.warn]
         self.assertEqual((refused["event"], refused["code"]), ("origin_refused", 403))
@@ -310,7 +310,7 @@ class NullOriginTests(SiteCase):
         raw = self.send(request([*GOOD, (b"Origin", b"null")]))
         self.assertEqual(raw.status_line, b"HTTP/1.1 101 Switching Protocols")
         self.assertTrue(self.harness.connections[-1].upgraded)
-        self.assertEqual(self.harness.factory.rejected, {})
+        self.assertEqual(self.harness.registry.rejected, {})
 
 
 # -- generated handshakes ----------------------------------------------------------------

@@ -4,7 +4,8 @@ Hardening: what a misbehaving peer costs, and that it costs nobody else anything
 Every case here runs against the real site with a second, well-behaved device connected in
 the same harness. After the abuse that device still gets its readings through, whatever the
 abuser already delivered is kept, the rejection is counted by reason in
-C{factory.rejected}, and it is logged once, with the peer, however often it is repeated.
+the registry's C{rejected}, and it is logged once, with the peer, however often it is
+repeated.
 """
 
 from __future__ import annotations
@@ -118,7 +119,7 @@ class HardeningCase(SynchronousTestCase):
         self.assertEqual(self.good_connection.server.state, OPEN)
         device_id, values = self.sink.readings_calls[-1]
         self.assertEqual((device_id, values[0].apower), (self.good_id, self.good_power))
-        self.assertIs(self.factory.devices.get(self.good_id), self.good_connection.server)
+        self.assertIs(self.factory.registry.devices.get(self.good_id), self.good_connection.server)
         self.assertNotIn(self.good_id, self.sink.disconnected_calls)
         self.assertEqual(self.good_connection.server.rejected, {})
 
@@ -150,7 +151,7 @@ class HardeningCase(SynchronousTestCase):
         if closed:
             self.assertEqual([kind for kind, _ in calls].count("disconnected"), 1)
             self.assertEqual(calls[-1][0], "disconnected")
-            self.assertNotIn(device, self.factory.devices)
+            self.assertNotIn(device, self.factory.registry.devices)
         else:
             self.assertNotIn("disconnected", [kind for kind, _ in calls])
 
@@ -202,7 +203,7 @@ class DroppedFrameCase(HardeningCase):
             client.sendMessage(data, isBinary=binary)
         self.harness.flush()
         self.assertEqual(self.sink.calls, before)
-        self.assertEqual(self.factory.rejected, {reason: repeat})
+        self.assertEqual(self.factory.registry.rejected, {reason: repeat})
         self.assertEqual(server.rejected, {reason: repeat})
         drops = [e for e in warn_events(self.events) if e.get("reason") == reason]
         self.assertEqual(len(drops), 1)
@@ -285,7 +286,7 @@ class MalformedJsonTests(DroppedFrameCase):
         for _ in range(5):
             client.send_text("[]")
         self.harness.flush()
-        self.assertEqual(self.factory.rejected, {"not_json": 50, "not_object": 5})
+        self.assertEqual(self.factory.registry.rejected, {"not_json": 50, "not_object": 5})
         self.assertEqual(len([e for e in warn_events(self.events)
                               if e.get("reason") == "not_object"]), 1)
 
@@ -319,11 +320,11 @@ class ValueLimitTests(DroppedFrameCase):
         self.assertEqual(text.count("{}"), 1993)
         client.send_text(text)
         self.harness.flush()
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assertEqual(self.readings_of(BAD)[-1][0].apower, 999)
         client.send_text(text.replace("[{}", "[{},{}"))
         self.harness.flush()
-        self.assertEqual(self.factory.rejected, {"too_many_values": 1})
+        self.assertEqual(self.factory.registry.rejected, {"too_many_values": 1})
         self.assert_still_open(client, connection)
         self.assert_good_served()
 
@@ -347,12 +348,12 @@ class InternalErrorTests(HardeningCase):
             def disconnected(self, device_id: str) -> None:
                 sink.disconnected(device_id)
 
-        self.factory.sink = FailingForBad()
+        self.factory.registry.sink = FailingForBad()
         for i in range(5):
             client.send_json(power_frame(float(i)))
         self.harness.flush()
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
-        self.assertEqual(self.factory.rejected, {"internal": 5})
+        self.assertEqual(self.factory.registry.rejected, {"internal": 5})
         self.assertEqual(len([e for e in warn_events(self.events)
                               if e.get("reason") == "internal"]), 1)
         self.assert_still_open(client, connection)
@@ -375,7 +376,7 @@ class NumberTests(HardeningCase):
         self.assertEqual(self.readings_of(BAD)[-1],
                          {0: ChannelValues(apower=None, voltage=230.5, current=None,
                                            energy_total=None)})
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assert_no_traceback()
         self.assert_good_served()
 
@@ -385,7 +386,7 @@ class NumberTests(HardeningCase):
         self.assertEqual(self.readings_of(BAD)[-1],
                          {0: ChannelValues(apower=None, voltage=None, current=None,
                                            energy_total=2.5)})
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assert_no_traceback()
         self.assert_good_served()
 
@@ -411,7 +412,7 @@ class NumberTests(HardeningCase):
             0: ChannelValues(apower=None, voltage=None, current=None, energy_total=None),
             1: ChannelValues(apower=None, voltage=1e15, current=-10**15, energy_total=0.5),
         })
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assert_no_traceback()
         self.assert_good_served()
 
@@ -440,7 +441,7 @@ class ComponentBudgetTests(DroppedFrameCase):
         client.send_json(notify({"switch:3": {"apower": 33.0}, "switch:4": {"apower": 44.0}},
                                 method="NotifyFullStatus"))
         self.harness.flush()
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assertEqual(connection.server.status.switches,
                          {"switch:3": ChannelValues(33.0, None, None, None)})
         self.assertEqual(self.readings_of(BAD)[-1], {3: ChannelValues(33.0, None, None, None)})
@@ -452,7 +453,7 @@ class ComponentBudgetTests(DroppedFrameCase):
         client, _connection = self.connect_bad()
         client.send_json(notify({"switch:7": [1, 2], "switch:0": {"apower": 70.0}}))
         self.harness.flush()
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assertEqual(self.readings_of(BAD)[-1][0].apower, 70.0)
         self.assert_good_served()
 
@@ -462,7 +463,7 @@ class ComponentBudgetTests(DroppedFrameCase):
         params["switch:0"] = {"apower": 64.0}
         client.send_json(notify(params))
         self.harness.flush()
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assertEqual(self.readings_of(BAD)[-1][0].apower, 64.0)
         self.assert_still_open(client, connection)
 
@@ -488,11 +489,12 @@ class ComponentBudgetTests(DroppedFrameCase):
     def test_get_status_result_of_many_components_dropped(self) -> None:
         client, connection = self.connect_bad()
         server = connection.server
-        request_id = next(i for i, m in server._outstanding.items() if m == "Shelly.GetStatus")
+        outstanding = server.session.outstanding
+        request_id = next(i for i, m in outstanding.items() if m == "Shelly.GetStatus")
         result = {f"switch:{i}": {"apower": 5000.0} for i in range(65)}
         client.send_json({"id": request_id, "src": BAD, "result": result})
         self.harness.flush()
-        self.assertEqual(self.factory.rejected, {"too_many_components": 1})
+        self.assertEqual(self.factory.registry.rejected, {"too_many_components": 1})
         self.assertEqual(server.status.switches,
                          {"switch:0": ChannelValues(EARLY_POWER, None, None, None)})
         self.assert_still_open(client, connection)
@@ -550,11 +552,11 @@ class SrcTests(DroppedFrameCase):
             self.assertEqual(connection.server.rejected, {"bad_src": 2})
             self.assertIsNone(connection.server.device_id)
             self.assert_still_open(client, connection)
-            self.assertNotIn(word, self.factory.devices)
+            self.assertNotIn(word, self.factory.registry.devices)
             connections.append(connection)
         self.assertEqual(self.sink.calls[-1][1], GOOD)
         self.assertEqual({d for _, d, _ in self.sink.calls}, {GOOD})
-        self.assertEqual(self.factory.rejected, {"bad_src": 2 * len(words)})
+        self.assertEqual(self.factory.registry.rejected, {"bad_src": 2 * len(words)})
         drops = [e for e in warn_events(self.events) if e.get("reason") == "bad_src"]
         self.assertEqual(len(drops), len(words))
         for connection, event in zip(connections, drops, strict=True):
@@ -569,7 +571,7 @@ class SrcTests(DroppedFrameCase):
         other = "shellypro4pm-001122334455"
         text = self.assert_dropped(json.dumps(power_frame(9.0, other)), "src_mismatch")
         self.assertIn(other, text)
-        self.assertNotIn(other, self.factory.devices)
+        self.assertNotIn(other, self.factory.registry.devices)
 
     def test_other_device_id_of_a_connected_device(self) -> None:
         """Claiming the good device's id does not reach the good device's readings."""
@@ -587,12 +589,12 @@ class BinaryTests(HardeningCase):
             client.sendMessage(payload, isBinary=True)
         self.harness.flush()
         self.assert_still_open(client, connection)
-        self.assertEqual(self.factory.rejected, {"binary": 9})
+        self.assertEqual(self.factory.registry.rejected, {"binary": 9})
         self.assertNotIn(500.0, [v[0].apower for v in self.readings_of(BAD)])
         self.assert_good_served()
         client.sendMessage(payload, isBinary=True)
         self.assert_close_code(client, connection, 1003)
-        self.assertEqual(self.factory.rejected, {"binary": 10})
+        self.assertEqual(self.factory.registry.rejected, {"binary": 10})
         peer = connection.server.peer
         self.assert_logged_once("devices send text", peer)
         self.assert_logged_once("with 1003", peer)
@@ -624,14 +626,14 @@ class MessageSizeTests(HardeningCase):
         self.harness.flush()
         self.assert_still_open(client, connection)
         self.assertEqual(self.readings_of(BAD)[-1][0].apower, 77.0)
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
 
     def test_over_the_limit_closed(self) -> None:
         client, connection = self.connect_bad()
         client.sendMessage(sized_frame(4097, apower=77.0))
         self.assert_close_code(client, connection, 1009)
         self.assertNotIn(77.0, [v[0].apower for v in self.readings_of(BAD)])
-        self.assertEqual(self.factory.rejected, {"too_big": 1})
+        self.assertEqual(self.factory.registry.rejected, {"too_big": 1})
         self.assert_logged_once("1009", connection.server.peer)
         self.assert_no_traceback()
         self.assert_bad_kept()
@@ -643,7 +645,7 @@ class MessageSizeTests(HardeningCase):
         client.sendMessage(sized_frame(6000, apower=77.0), fragmentSize=1500)
         self.assert_close_code(client, connection, 1009)
         self.assertNotIn(77.0, [v[0].apower for v in self.readings_of(BAD)])
-        self.assertEqual(self.factory.rejected, {"too_big": 1})
+        self.assertEqual(self.factory.registry.rejected, {"too_big": 1})
         self.assert_bad_kept()
         self.assert_good_served()
 
@@ -661,14 +663,14 @@ class FragmentTests(HardeningCase):
         self.fragmented(client, 64, 64.0)
         self.assert_still_open(client, connection)
         self.assertEqual(self.readings_of(BAD)[-1][0].apower, 64.0)
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
 
     def test_65_fragments_closed(self) -> None:
         client, connection = self.connect_bad()
         self.fragmented(client, 65, 65.0)
         self.assert_close_code(client, connection, 1009)
         self.assertNotIn(65.0, [v[0].apower for v in self.readings_of(BAD)])
-        self.assertEqual(self.factory.rejected, {"too_many_fragments": 1})
+        self.assertEqual(self.factory.registry.rejected, {"too_many_fragments": 1})
         self.assert_logged_once("(too_many_fragments)", connection.server.peer)
         self.assert_no_traceback()
         self.assert_bad_kept()
@@ -691,7 +693,7 @@ class FragmentTests(HardeningCase):
         self.assertEqual(max(held), 64)
         self.assertEqual(server.state, CLOSED)
         self.assertEqual(client.closed, (True, 1009, "more than 64 fragments in a message"))
-        self.assertEqual(self.factory.rejected, {"too_many_fragments": 1})
+        self.assertEqual(self.factory.registry.rejected, {"too_many_fragments": 1})
         self.assert_no_traceback()
         self.assert_bad_kept()
         self.assert_good_served()
@@ -732,7 +734,7 @@ class RateTests(HardeningCase):
         self.assertEqual(self.powers(), [EARLY_POWER, 2, 3, 4, 5])
         self.send_powers(client, 6, 7, 8, 9, 10)
         self.assertEqual(self.powers(), [EARLY_POWER, 2, 3, 4, 5])
-        self.assertEqual(self.factory.rejected, {"rate_limited": 5})
+        self.assertEqual(self.factory.registry.rejected, {"rate_limited": 5})
         self.assertEqual(connection.server.rejected, {"rate_limited": 5})
         self.assert_still_open(client, connection)
         self.assert_logged_once("more than 5 frames a minute", connection.server.peer)
@@ -747,7 +749,7 @@ class RateTests(HardeningCase):
         self.send_powers(client, 11)
         self.assert_close_code(client, connection, 1008)
         self.assertEqual(self.powers(), [EARLY_POWER, 2, 3, 4, 5])
-        self.assertEqual(self.factory.rejected, {"rate_limited": 6})
+        self.assertEqual(self.factory.registry.rejected, {"rate_limited": 6})
         peer = connection.server.peer
         self.assert_logged_once("more than 5 frames a minute", peer)
         self.assert_logged_once("with 1008", peer)
@@ -774,7 +776,7 @@ class RateTests(HardeningCase):
         self.harness.advance(1)
         self.send_powers(client, 10, 11, 12, 13, 14, 15)
         self.assertEqual(self.powers(), [EARLY_POWER, 2, 3, 4, 5, 10, 11, 12, 13, 14])
-        self.assertEqual(self.factory.rejected, {"rate_limited": 5})
+        self.assertEqual(self.factory.registry.rejected, {"rate_limited": 5})
         self.assert_still_open(client, connection)
         self.assert_logged_once("more than 5 frames a minute", connection.server.peer)
         self.assert_good_served()
@@ -805,7 +807,7 @@ class ByteRateTests(HardeningCase):
         self.assertEqual(self.powers(), [EARLY_POWER, 1, 2])
         self.send_sized(client, 3)  # 12,084: over
         self.assertEqual(self.powers(), [EARLY_POWER, 1, 2])
-        self.assertEqual(self.factory.rejected, {"byte_rate_limited": 1})
+        self.assertEqual(self.factory.registry.rejected, {"byte_rate_limited": 1})
         self.assertEqual(connection.server.rejected, {"byte_rate_limited": 1})
         self.assert_still_open(client, connection)
         self.assert_logged_once("more than 10000 bytes a minute", connection.server.peer)
@@ -817,7 +819,7 @@ class ByteRateTests(HardeningCase):
         self.send_sized(client, 1, 2, 3, 4, 5)  # 20,084 bytes: over twice the limit
         self.assert_close_code(client, connection, 1008)
         self.assertEqual(self.powers(), [EARLY_POWER, 1, 2])
-        self.assertEqual(self.factory.rejected, {"byte_rate_limited": 3})
+        self.assertEqual(self.factory.registry.rejected, {"byte_rate_limited": 3})
         peer = connection.server.peer
         self.assert_logged_once("more than 10000 bytes a minute", peer)
         self.assert_logged_once("with 1008: too many bytes", peer)
@@ -832,7 +834,7 @@ class ByteRateTests(HardeningCase):
         client.sendMessage(sized_frame(20_000 - early - 16_000, apower=5))
         self.harness.flush()
         self.assert_still_open(client, connection)
-        self.assertEqual(self.factory.rejected, {"byte_rate_limited": 3})
+        self.assertEqual(self.factory.registry.rejected, {"byte_rate_limited": 3})
 
     def test_new_window_after_a_minute(self) -> None:
         client, connection = self.connect_bad()
@@ -852,7 +854,7 @@ class ByteRateTests(HardeningCase):
         for apower in (1, 2, 3):  # 4,000, 8,000 (over the bytes) and 12,000 (over both)
             client.sendMessage(sized_frame(4000, apower=apower))
         harness.flush()
-        self.assertEqual(harness.factory.rejected, {"byte_rate_limited": 1, "rate_limited": 1})
+        self.assertEqual(harness.registry.rejected, {"byte_rate_limited": 1, "rate_limited": 1})
         self.assertEqual([v[0].apower for _, v in harness.sink.readings_calls], [1])
 
 
@@ -868,7 +870,7 @@ class InvalidUtf8Tests(HardeningCase):
                 client.sendMessage(b'{"src":"' + raw + b'","method":"NotifyStatus"}',
                                    isBinary=False)
                 self.assert_close_code(client, connection, 1007)
-                self.assertEqual(self.factory.rejected, {"bad_utf8": 1})
+                self.assertEqual(self.factory.registry.rejected, {"bad_utf8": 1})
                 self.assert_logged_once("1007", connection.server.peer)
                 self.assert_no_traceback()
                 self.assert_bad_kept()
@@ -880,7 +882,7 @@ class InvalidUtf8Tests(HardeningCase):
         client.sendMessage(json.dumps(power_frame(5.0)).encode("utf-8") + b"\xe2\x82",
                            isBinary=False)
         self.assert_close_code(client, connection, 1007)
-        self.assertEqual(self.factory.rejected, {"bad_utf8": 1})
+        self.assertEqual(self.factory.registry.rejected, {"bad_utf8": 1})
         self.assert_bad_kept()
         self.assert_good_served()
 
@@ -903,8 +905,8 @@ class HttpTimeoutTests(HardeningCase):
         after = self.assert_timed_out(raw)
         self.assertLessEqual(after, 1.0)
         self.assertNotIn(b"101", raw.status_line)
-        self.assertEqual(self.factory.devices.keys(), {GOOD})
-        self.assertEqual(self.factory.rejected, {"request_timeout": 1})
+        self.assertEqual(self.factory.registry.devices.keys(), {GOOD})
+        self.assertEqual(self.factory.registry.rejected, {"request_timeout": 1})
         self.assert_logged_once("request", "192.0.2.7")
         self.assert_good_served()
 
@@ -933,7 +935,7 @@ class HttpTimeoutTests(HardeningCase):
         self.assertTrue(raw.lost)
         self.assertLessEqual(self.harness.clock.seconds(), REQUEST_TIMEOUT + 1)
         self.assertFalse(connection.upgraded)
-        self.assertEqual(self.factory.rejected, {"request_timeout": 1})
+        self.assertEqual(self.factory.registry.rejected, {"request_timeout": 1})
         self.assert_good_served()
 
     def test_partial_body(self) -> None:
@@ -942,7 +944,7 @@ class HttpTimeoutTests(HardeningCase):
                                           + b"{")
         self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 405"), raw.status_line)
         self.assertTrue(raw.lost)
-        self.assertEqual(self.factory.rejected, {"request_body": 1})
+        self.assertEqual(self.factory.registry.rejected, {"request_body": 1})
         self.assert_good_served()
 
     def test_keep_alive_idle_is_not_a_rejection(self) -> None:
@@ -950,7 +952,7 @@ class HttpTimeoutTests(HardeningCase):
         raw, _ = self.harness.connect_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertEqual(raw.status_line, b"HTTP/1.1 200 OK")
         self.assert_timed_out(raw)
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assertEqual(warn_events(self.events), [])
 
     def test_websocket_not_killed_by_the_request_timeout(self) -> None:
@@ -958,7 +960,7 @@ class HttpTimeoutTests(HardeningCase):
         self.harness.advance(120)
         self.assertEqual(self.good_connection.server.state, OPEN)
         self.assertIsNone(self.good.closed)
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assert_good_served()
 
     def test_raw_websocket_after_handshake(self) -> None:
@@ -973,7 +975,7 @@ class HttpTimeoutTests(HardeningCase):
         self.assertEqual(connection.server.state, OPEN)
         self.harness.advance(41)
         self.assertTrue(raw.lost)
-        self.assertEqual(self.factory.rejected, {"no_device": 1})
+        self.assertEqual(self.factory.registry.rejected, {"no_device": 1})
         self.assert_good_served()
 
 
@@ -1026,12 +1028,12 @@ class RequestBodyTests(HardeningCase):
         self.assertEqual(raw.received.count(b"HTTP/1.1 "), 1)
         self.assertFalse(connection.upgraded)
         self.assertEqual((self.spooled, self.stored), ([], []))
-        self.assertEqual(self.factory.rejected, {"request_body": 1})
+        self.assertEqual(self.factory.registry.rejected, {"request_body": 1})
         text = self.assert_logged_once("with a body", "192.0.2.7")
         self.assertIn("request_body_refused",
                       [e.get("event") for e in warn_events(self.events)])
         self.assertNotIn("token", text)
-        self.assertEqual(self.factory.devices.keys(), {GOOD})
+        self.assertEqual(self.factory.registry.devices.keys(), {GOOD})
         self.assert_good_served()
         return raw
 
@@ -1094,7 +1096,7 @@ class RequestBodyTests(HardeningCase):
         connection.client_transport.write(head(b"GET / HTTP/1.1"))
         connection.flush()
         self.assertEqual(raw.received.count(b"HTTP/1.1 200 OK"), 2)
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assertEqual(warn_events(self.events), [])
 
 
@@ -1106,14 +1108,14 @@ class PingTimeoutTests(HardeningCase):
         # From now on the device hears nothing, so it answers nothing.
         client.dataReceived = lambda data: None  # type: ignore[method-assign]
         start = self.harness.clock.seconds()
-        while BAD in self.factory.devices:
+        while BAD in self.factory.registry.devices:
             self.assertLess(self.harness.clock.seconds() - start, 120, "never dropped")
             self.harness.advance(0.5, step=0.5)
         lost_after = self.harness.clock.seconds() - start
         self.assertGreaterEqual(lost_after, 55)
         self.assertLessEqual(lost_after, 65)
         self.assertEqual(connection.server.state, CLOSED)
-        self.assertEqual(self.factory.rejected, {"ping_timeout": 1})
+        self.assertEqual(self.factory.registry.rejected, {"ping_timeout": 1})
         self.assert_logged_once("ping", connection.server.peer)
         self.assert_bad_kept()
         # The good device answered every ping meanwhile.
@@ -1127,7 +1129,7 @@ class PingTimeoutTests(HardeningCase):
         start = self.harness.clock.seconds()
         sent = start
         client.beginMessage()
-        while BAD in self.factory.devices:
+        while BAD in self.factory.registry.devices:
             self.assertLess(self.harness.clock.seconds() - start, 120, "never dropped")
             if self.harness.clock.seconds() - sent >= 25:
                 client.beginMessageFrame(1)
@@ -1137,7 +1139,7 @@ class PingTimeoutTests(HardeningCase):
         lost_after = self.harness.clock.seconds() - start
         self.assertGreaterEqual(lost_after, 55)
         self.assertLessEqual(lost_after, 65)
-        self.assertEqual(self.factory.rejected, {"ping_timeout": 1})
+        self.assertEqual(self.factory.registry.rejected, {"ping_timeout": 1})
         self.assert_bad_kept()
         self.assert_good_served()
 
@@ -1179,12 +1181,12 @@ class BackpressureTests(HardeningCase):
         self.assertLessEqual(transport.buffered, transport.bufferSize + 127)
         paused_at = self.harness.clock.seconds()
         self.harness.advance(29)
-        self.assertIn(BAD, self.factory.devices)
+        self.assertIn(BAD, self.factory.registry.devices)
         self.harness.advance(2)
-        self.assertNotIn(BAD, self.factory.devices)
+        self.assertNotIn(BAD, self.factory.registry.devices)
         self.assertLessEqual(self.harness.clock.seconds() - paused_at, 31)
         self.assertTrue(transport.disconnecting)
-        self.assertEqual(self.factory.rejected, {"backpressure": 1})
+        self.assertEqual(self.factory.registry.rejected, {"backpressure": 1})
         self.assert_logged_once("did not read", peer)
         self.assert_bad_kept()
         self.assert_good_served()
@@ -1203,7 +1205,7 @@ class BackpressureTests(HardeningCase):
         self.assertEqual(transport.unread, [])
         self.harness.advance(60)
         self.assert_still_open(client, connection)
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         client.send_json(power_frame(7.0))
         self.harness.flush()
         self.assertEqual(self.readings_of(BAD)[-1][0].apower, 7.0)
@@ -1227,7 +1229,7 @@ class SlotsCase(HardeningCase):
         raw, _ = self.harness.connect_raw(raw_upgrade(b"/ws"))
         self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 503"), raw.status_line)
         self.assertNotIn(b"sec-websocket-accept", raw.headers)
-        self.assertEqual(self.factory.rejected, {reason: 2})
+        self.assertEqual(self.factory.registry.rejected, {reason: 2})
         warnings = [formatEvent(e) for e in warn_events(self.events)]
         self.assertEqual(len(warnings), 2)
         self.assertIn(third_connection.server.peer, warnings[0])
@@ -1269,16 +1271,16 @@ class NoDeviceTests(HardeningCase):
         self.assert_close_code(client, connection, 1008)
         assert client.closed is not None
         self.assertEqual(client.closed[2], "no device id")
-        self.assertEqual(self.factory.rejected["no_device"], 1)
+        self.assertEqual(self.factory.registry.rejected["no_device"], 1)
         self.assert_logged_once("no device id", peer)
-        self.assertEqual(self.factory.records.keys(), {self.good_id})
+        self.assertEqual(self.factory.registry.records.keys(), {self.good_id})
         self.assert_good_served()
 
     def test_named_device_kept(self) -> None:
         client, connection = self.connect_bad()
         self.harness.advance(120, step=5)
         self.assert_still_open(client, connection)
-        self.assertNotIn("no_device", self.factory.rejected)
+        self.assertNotIn("no_device", self.factory.registry.rejected)
         self.assert_good_served()
 
 
@@ -1295,10 +1297,10 @@ class PerAddressLimitTests(SlotsCase):
     def test_refusals_within_the_warnings_budget(self) -> None:
         """A host that dials again and again is refused each time, logged within budget."""
         self.connect_bad()
-        self.factory.log_budget = LogBudget(self.harness.clock, 5)
+        self.factory.registry.log_budget = LogBudget(self.harness.clock, 5)
         for _ in range(50):
             self.harness.connect_ws("/ws")
-        self.assertEqual(self.factory.rejected, {"too_many_from_address": 50})
+        self.assertEqual(self.factory.registry.rejected, {"too_many_from_address": 50})
         # Autobahn's own lines about the refused handshakes share the budget.
         self.assertTrue(0 < len(warn_events(self.events)) <= 5, warn_events(self.events))
         self.assert_good_served()
@@ -1306,12 +1308,12 @@ class PerAddressLimitTests(SlotsCase):
     def test_other_address_let_in(self) -> None:
         self.connect_bad()
         self.harness.connect_ws("/ws")
-        self.assertEqual(self.factory.rejected, {"too_many_from_address": 1})
+        self.assertEqual(self.factory.registry.rejected, {"too_many_from_address": 1})
         # The same limit, a different host.
         self.harness.client_host = "198.51.100.9"
         other, _ = self.harness.connect_ws("/ws")
         self.assertTrue(other.opened)
-        self.assertEqual(self.factory.rejected, {"too_many_from_address": 1})
+        self.assertEqual(self.factory.registry.rejected, {"too_many_from_address": 1})
 
 
 class PathAndMethodTests(HardeningCase):
@@ -1325,7 +1327,7 @@ class PathAndMethodTests(HardeningCase):
             # Autobahn answered, and hung up.
             self.assertTrue(raw.lost)
             self.assertEqual(connection.server.state, CLOSED)
-        self.assertEqual(self.factory.devices.keys(), {GOOD})
+        self.assertEqual(self.factory.registry.devices.keys(), {GOOD})
         self.assertEqual(self.factory.countConnections, 1)
         self.assert_good_served()
         return raw
@@ -1372,8 +1374,8 @@ class TokenTests(HardeningCase):
         raw, _ = self.harness.connect_raw(raw_upgrade(path.encode("ascii")))
         self.assertTrue(raw.status_line.startswith(b"HTTP/1.1 403"), raw.status_line)
         self.assertNotIn(b"sec-websocket-accept", raw.headers)
-        self.assertEqual(self.factory.rejected, {"bad_token": count})
-        self.assertEqual(self.factory.devices.keys(), {GOOD})
+        self.assertEqual(self.factory.registry.rejected, {"bad_token": count})
+        self.assertEqual(self.factory.registry.devices.keys(), {GOOD})
         self.assert_good_served()
 
     def test_no_token(self) -> None:
@@ -1397,7 +1399,7 @@ class TokenTests(HardeningCase):
                 client, connection = self.harness.connect_ws(path)
                 self.assertTrue(client.opened)
                 self.assertEqual(connection.server.state, OPEN)
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
 
     def test_refusal_logged_with_peer(self) -> None:
         _client, connection = self.harness.connect_ws("/ws?token=wrong")
@@ -1452,8 +1454,8 @@ class TokenFileRuleTests(HardeningCase):
         client.send_json(power_frame(301.0, BAD))
         self.assert_close_code(client, connection, 1008)
         self.assertEqual(self.readings_of(BAD), [])
-        self.assertNotIn(BAD, self.factory.devices)
-        self.assertEqual(self.factory.rejected["not_allowed"], 2)
+        self.assertNotIn(BAD, self.factory.registry.devices)
+        self.assertEqual(self.factory.registry.rejected["not_allowed"], 2)
         self.assert_logged_once("not allowed here", connection.server.peer)
         self.assert_good_served()
 
@@ -1461,7 +1463,7 @@ class TokenFileRuleTests(HardeningCase):
         client, connection = self.connect_bad("/ws?token=t2")
         self.assertEqual(self.readings_of(BAD)[-1][0].apower, EARLY_POWER)
         self.assert_still_open(client, connection)
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assert_good_served()
 
     def test_prefix_of_glob_only(self) -> None:
@@ -1491,8 +1493,8 @@ class AllowTests(HardeningCase):
         client.send_json(power_frame(300.0, GOOD))
         self.assert_close_code(client, connection, 1008)
         self.assertEqual(self.readings_of(GOOD), [])
-        self.assertNotIn(GOOD, self.factory.devices)
-        self.assertEqual(self.factory.rejected, {"not_allowed": 1})
+        self.assertNotIn(GOOD, self.factory.registry.devices)
+        self.assertEqual(self.factory.registry.rejected, {"not_allowed": 1})
         self.assert_logged_once("not allowed here", connection.server.peer)
         self.assert_good_served()
 
@@ -1503,7 +1505,7 @@ class AllowTests(HardeningCase):
         self.harness.flush()
         self.assertEqual(self.readings_of(other)[-1][0].apower, 300.0)
         self.assert_still_open(client, connection)
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
 
 
 class CsvCellTests(SynchronousTestCase):
@@ -1547,9 +1549,9 @@ class CsvCellTests(SynchronousTestCase):
             "999999999999999.9",
         ])
         # Naming no usable device, each connection is closed after 30 s (no_device).
-        self.assertEqual(self.stack.factory.rejected,
+        self.assertEqual(self.stack.registry.rejected,
                          {"bad_src": len(self.WORDS), "no_device": len(self.WORDS)})
-        self.assertEqual(sorted(self.stack.factory.devices), [DEVICE])
+        self.assertEqual(sorted(self.stack.registry.devices), [DEVICE])
 
     def test_read_with_csv_module(self) -> None:
         """
@@ -1599,7 +1601,7 @@ class IdPatternTests(SynchronousTestCase):
         written, clients = self.rows_of(stack, "meter7", DEVICE, "meter1234", "NaN")
         self.assertEqual(written, ["meter7"])
         # Naming no usable device, each connection is closed after 30 s (no_device).
-        self.assertEqual(stack.factory.rejected, {"bad_src": 3, "no_device": 3})
+        self.assertEqual(stack.registry.rejected, {"bad_src": 3, "no_device": 3})
         self.assertEqual(stack.status()["server"]["options"]["id-pattern"], r"meter[0-9]{1,3}")
         self.assertIsNone(clients["meter7"].closed)
         for device in (DEVICE, "meter1234", "NaN"):
@@ -1615,7 +1617,7 @@ class IdPatternTests(SynchronousTestCase):
         written, _ = self.rows_of(stack, "NaN", *unsafe)
         self.assertEqual(written, ["NaN"])
         # Naming no usable device, each connection is closed after 30 s (no_device).
-        self.assertEqual(stack.factory.rejected,
+        self.assertEqual(stack.registry.rejected,
                          {"bad_src": len(unsafe), "no_device": len(unsafe)})
 
     def test_default(self) -> None:
@@ -1623,7 +1625,7 @@ class IdPatternTests(SynchronousTestCase):
         written, _ = self.rows_of(stack, "NaN", DEVICE, "shellyplus1pm-08b61fcd0b1c")
         self.assertEqual(written, ["shellyplus1pm-08b61fcd0b1c", DEVICE])  # sorted by id
         # Naming no usable device, the connection is closed after 30 s (no_device).
-        self.assertEqual(stack.factory.rejected, {"bad_src": 1, "no_device": 1})
+        self.assertEqual(stack.registry.rejected, {"bad_src": 1, "no_device": 1})
 
     def test_resume_with_other_shape(self) -> None:
         """
@@ -1719,7 +1721,7 @@ class PipelineTests(HardeningCase):
             self.turn()
         self.assertEqual(self.status_lines(raw), expected)
         self.assertTrue(raw.lost)
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assertEqual(warn_events(self.events), [])
         self.assert_good_served()
 
@@ -1747,7 +1749,7 @@ class PipelineTests(HardeningCase):
         self.harness.advance(REQUEST_TIMEOUT + 1, step=0.5)
         self.assertTrue(raw.lost)
         self.assertEqual(self.status_lines(raw), expected[:1])
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assert_good_served()
 
     def test_disconnect_while_the_next_waits(self) -> None:
@@ -1786,7 +1788,7 @@ class QuietLogTests(HardeningCase):
             if n % 500 == 0:
                 self.harness.flush()
         self.harness.flush()
-        self.assertEqual(self.factory.received["error"], 12_000)
+        self.assertEqual(self.factory.registry.received["error"], 12_000)
         lines = [formatEvent(e) for e in warn_events(self.events)]
         self.assertEqual(len(lines), 3, lines)
         self.assertEqual(
@@ -1807,7 +1809,7 @@ class QuietLogTests(HardeningCase):
                 client.send_json(error_answer(1_000_000 + n))
             self.harness.flush()
         self.assertEqual(len(self.events_named("device_error")), 6)
-        self.assertEqual(self.factory.received["error"], 10)
+        self.assertEqual(self.factory.registry.received["error"], 10)
 
     def test_a_thousand_peers_one_warning_each(self) -> None:
         """Each of 1,000 peers sends a GET /ws that is no handshake, in three minutes."""
@@ -1821,7 +1823,7 @@ class QuietLogTests(HardeningCase):
             self.harness.advance(start + 60 * (minute + 1) - self.harness.clock.seconds(),
                                  step=10)
         self.harness.advance(60, step=10)
-        self.assertEqual(self.factory.rejected, {"bad_handshake": 1000})
+        self.assertEqual(self.factory.registry.rejected, {"bad_handshake": 1000})
         self.assertEqual(len(self.events_named("handshake_refused")), 60 * 3)
         summaries = self.events_named("log_suppressed")
         self.assertEqual([(e["count"], e["reasons"]) for e in summaries],
@@ -1839,7 +1841,7 @@ class QuietLogTests(HardeningCase):
             client, _ = self.connect_bad(device=None)
             client.send_text("not json")
         self.harness.flush()
-        self.assertEqual(self.factory.rejected, {"bad_handshake": 50, "not_json": 20})
+        self.assertEqual(self.factory.registry.rejected, {"bad_handshake": 50, "not_json": 20})
         self.assertEqual(len(warn_events(self.events)), 60)
         self.harness.advance(60)
         (summary,) = self.events_named("log_suppressed")
@@ -1886,7 +1888,7 @@ class QuietLogTests(HardeningCase):
         connection.client_transport.write(keep_alive_get(b"/ws") * 30 + raw_get(b"/ws"))
         self.harness.flush()
         self.assertEqual(raw.received.count(b"HTTP/1.1 400 Bad Request"), 31)
-        self.assertEqual(self.factory.rejected, {"bad_handshake": 31})
+        self.assertEqual(self.factory.registry.rejected, {"bad_handshake": 31})
         self.assertEqual(len(self.events_named("handshake_refused")), 1)
         self.assert_good_served()
 
@@ -1907,7 +1909,7 @@ class MaxWarningsOptionTests(SynchronousTestCase):
         stack.advance(60)
         (summary,) = [e for e in events if e.get("event") == "log_suppressed"]
         self.assertEqual((summary["count"], summary["reasons"]), (3, {"handshake_refused": 3}))
-        self.assertEqual(stack.factory.rejected, {"bad_handshake": 5})
+        self.assertEqual(stack.registry.rejected, {"bad_handshake": 5})
         self.assertEqual(stack.status()["server"]["options"]["max-warnings"], 2)
 
     def test_default_sixty(self) -> None:
@@ -1924,7 +1926,7 @@ class MaxWarningsOptionTests(SynchronousTestCase):
         events = capture_log(self)
         stack = Stack(self, "--max-warnings", "1")
         self.refuse(stack, 3)
-        stopped = CloseOnStop(stack.factory, stack.clock).stopService()
+        stopped = CloseOnStop(stack.registry, stack.clock).stopService()
         self.successResultOf(stopped)
         self.assertEqual([e["count"] for e in events if e.get("event") == "log_suppressed"],
                          [2])

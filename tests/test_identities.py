@@ -33,7 +33,7 @@ class MaxPerAddressTests(SynchronousTestCase):
         self.assertFalse(second.opened)
         assert second.closed is not None
         self.assertIn("503", second.closed[2] or "")
-        self.assertEqual(stack.factory.rejected, {"too_many_from_address": 1})
+        self.assertEqual(stack.registry.rejected, {"too_many_from_address": 1})
         self.assertEqual(stack.get_status()["server"]["options"]["max-per-address"], 1)
         # Another host still gets in.
         stack.harness.client_host = "198.51.100.9"
@@ -44,7 +44,7 @@ class MaxPerAddressTests(SynchronousTestCase):
         stack = Stack(self)
         clients = [stack.connect()[0] for _ in range(201)]
         self.assertEqual([c.opened for c in clients], [True] * 200 + [False])
-        self.assertEqual(stack.factory.rejected, {"too_many_from_address": 1})
+        self.assertEqual(stack.registry.rejected, {"too_many_from_address": 1})
 
     def test_bad_values(self) -> None:
         for value in ("0", "-1", "many"):
@@ -90,7 +90,7 @@ class MaxDevicesTests(SynchronousTestCase):
         self.assertEqual(self.listed(stack), [device(0), device(4)])
         self.assertEqual(stack.tracker.view(device(1)), {})
         self.assertNotEqual(stack.tracker.view(device(4)), {})
-        self.assertEqual(stack.factory.devices_forgotten, 3)
+        self.assertEqual(stack.registry.devices_forgotten, 3)
         self.assertEqual(stack.get_status()["server"]["options"]["max-devices"], 2)
         # A connected device is never forgotten, however many come and go.
         for n in (5, 6, 7):

@@ -166,7 +166,7 @@ class FullDiskTests(SynchronousTestCase):
         self.addCleanup(service.stopService)
         site = clock.tcpServers[0][1]
         root = site.resource
-        tracker: ChannelTracker = root.getStaticEntity(b"ws").factory.sink
+        tracker: ChannelTracker = root.getStaticEntity(b"ws").factory.registry.sink
 
         def report(count: int) -> None:
             for n in range(count):

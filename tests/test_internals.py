@@ -155,7 +155,7 @@ class UnmaskingTests(SynchronousTestCase):
         rest = masked_frame(text[7:].encode(), b"\xa0\x0b\xfc\x7d", opcode=0)
         feed(self.connection, first + rest)
         self.assertEqual(self.harness.sink.readings_calls[-1][1][1].apower, 42.5)
-        self.assertEqual(self.harness.factory.rejected, {})
+        self.assertEqual(self.harness.registry.rejected, {})
 
     def test_ping_answered_with_its_payload(self) -> None:
         pongs: list[bytes] = []
@@ -470,13 +470,13 @@ class QuietLoggerTests(SynchronousTestCase):
         lines, harness = self.refused_token(60)
         # Autobahn writes these through the connection's own logger ...
         self.assertTrue(any("missing or wrong token" in line for line in lines), lines)
-        self.assertNotIn("autobahn", harness.factory.log_budget.suppressed_total)
+        self.assertNotIn("autobahn", harness.registry.log_budget.suppressed_total)
 
     def test_autobahn_lines_past_the_budget(self) -> None:
         lines, harness = self.refused_token(0)
         # ... so that none is written once the budget is spent; they are counted.
         self.assertEqual(lines, [])
-        self.assertGreaterEqual(harness.factory.log_budget.suppressed_total["autobahn"], 1)
+        self.assertGreaterEqual(harness.registry.log_budget.suppressed_total["autobahn"], 1)
 
     def timed_out(self, max_warnings: int) -> tuple[list[LogEvent], Harness]:
         events = capture_log(self)
@@ -492,12 +492,12 @@ class QuietLoggerTests(SynchronousTestCase):
         self.assertEqual(event["log_namespace"], "shellylog.web.RequestChannel")
         self.assertEqual(event["log_level"], LogLevel.info)
         self.assertTrue(formatEvent(event).startswith("Timing out client: "))
-        self.assertEqual(harness.factory.log_budget.suppressed_total, {})
+        self.assertEqual(harness.registry.log_budget.suppressed_total, {})
 
     def test_twisted_timeout_line_past_the_budget(self) -> None:
         lines, harness = self.timed_out(0)
         self.assertEqual(lines, [])
-        self.assertEqual(harness.factory.log_budget.suppressed_total,
+        self.assertEqual(harness.registry.log_budget.suppressed_total,
                          {"request_timeout": 1, "twisted.web": 1})
 
     def test_connections_freed_without_the_cycle_collector(self) -> None:

@@ -111,7 +111,7 @@ class DeviceEventTests(LogCase):
         for i in range(100):
             client.send_json(notify({"switch:0": {"apower": 100.0 + i}}))
         self.stack.harness.flush()
-        self.assertEqual(self.stack.factory.received["notifystatus"], 101)
+        self.assertEqual(self.stack.registry.received["notifystatus"], 101)
         self.assertEqual(names(self.events), ["device_connected"])
 
     def test_no_info_per_poll(self) -> None:
@@ -127,7 +127,7 @@ class DeviceEventTests(LogCase):
                                   "result": {"switch:0": switch(2)}})
             answered = len(client.json_messages())
         stack.harness.flush()
-        self.assertGreaterEqual(stack.factory.received["response"], 59)
+        self.assertGreaterEqual(stack.registry.received["response"], 59)
         self.assertEqual(names(self.events), ["device_connected"])
 
 
@@ -229,7 +229,7 @@ class RowEventTests(LogCase):
         self.only("rows_written", LogLevel.info, count=1)
 
     def test_idle_tick_logs_nothing(self) -> None:
-        self.stack.factory.devices[DEVICE].sendClose(code=1000)
+        self.stack.registry.devices[DEVICE].sendClose(code=1000)
         self.stack.advance_to(T0 + 60)  # the row of minute T0
         self.stack.advance(300)
         self.assertEqual(len(self.named("rows_written")), 1)
@@ -302,11 +302,11 @@ class NamedEventsTests(LogCase):
             def readings(self, device_id: str, values: dict[int, ChannelValues]) -> None:
                 raise RuntimeError("tracker broke")
 
-        stack.factory.sink = Broken()  # type: ignore[assignment]
+        stack.registry.sink = Broken()  # type: ignore[assignment]
         stack.send(client, notify({"switch:0": switch(451)}))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
-        stack.factory.sink = stack.tracker
-        self.assertEqual(stack.factory.rejected["internal"], 1)
+        stack.registry.sink = stack.tracker
+        self.assertEqual(stack.registry.rejected["internal"], 1)
         # A replacement, a flood that closes the connection, a full disk, a stop.
         stack.connect()
         replacement, _ = stack.connect()

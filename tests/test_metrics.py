@@ -20,7 +20,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import Agent, readBody
 
 from shellylog.metrics import ShellylogCollector
-from shellylog.protocol import Limits
 from tests import test_end_to_end as e2e
 from tests.helpers import DEVICE
 from tests.processes import RealReactorTestCase, client_factory, start_service
@@ -54,7 +53,7 @@ class CollectorCase(SynchronousTestCase):
         self.stack = Stack(self, *self.args)
         self.registry = CollectorRegistry()
         self.registry.register(
-            ShellylogCollector(self.stack.factory, self.stack.sink, self.stack.minutes)
+            ShellylogCollector(self.stack.registry, self.stack.sink, self.stack.minutes)
         )
 
     def value(self, name: str, **labels: str) -> float | None:
@@ -98,7 +97,7 @@ class ConnectionMetricsTests(CollectorCase):
 
     def test_devices_forgotten(self) -> None:
         self.assertEqual(self.value("shellylog_devices_forgotten_total"), 0)
-        self.stack.factory.limits = Limits(max_devices=1)
+        self.stack.registry.max_devices = 1
         for device_id in (DEVICE, OTHER):
             client, _ = self.stack.connect()
             self.stack.send(client, notify({"switch:0": {"apower": 1}}, src=device_id))

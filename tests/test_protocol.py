@@ -137,7 +137,7 @@ class BootstrapTests(DeviceCase):
 
     def test_nothing_to_the_sink_before_a_frame(self) -> None:
         self.assertEqual(self.sink.calls, [])
-        self.assertEqual(self.factory.devices, {})
+        self.assertEqual(self.factory.registry.devices, {})
 
     def test_polls_every_interval(self) -> None:
         self.name_device()
@@ -316,13 +316,13 @@ class StatusTests(DeviceCase):
         self.send({"id": 4711, "src": DEVICE, "result": {"switch:0": {"apower": 600.0}}})
         self.send({"id": "x", "src": DEVICE, "result": None})
         self.assertEqual(self.sink.calls, [("readings", DEVICE, PRO4PM_VALUES)])
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
 
     def test_get_status_result_not_object(self) -> None:
         get_status_id = self.request_id("Shelly.GetStatus")
         self.send({"id": get_status_id, "src": DEVICE, "result": None})
         self.assertEqual(self.sink.readings_calls, [])
-        self.assertEqual(self.factory.rejected, {"bad_result": 1})
+        self.assertEqual(self.factory.registry.rejected, {"bad_result": 1})
         self.assert_still_open()
 
     def test_notify_status_error_is_expected(self) -> None:
@@ -334,9 +334,9 @@ class StatusTests(DeviceCase):
         self.assertEqual([e["event"] for e in events
                           if e.get("log_namespace") == "shellylog.protocol"],
                          ["device_connected"])
-        self.assertEqual(self.factory.received["error"], 1)
+        self.assertEqual(self.factory.registry.received["error"], 1)
         self.assertEqual(self.sink.readings_calls, [])
-        self.assertEqual(self.factory.rejected, {})
+        self.assertEqual(self.factory.registry.rejected, {})
         self.assert_still_open()
 
     def test_get_status_error_is_warning(self) -> None:
@@ -359,7 +359,7 @@ class StatusTests(DeviceCase):
              "ts": 1764403300.2}]}))
         self.assertEqual(self.sink.calls, [])
         # It does identify the device.
-        self.assertEqual(list(self.factory.devices), [DEVICE])
+        self.assertEqual(list(self.factory.registry.devices), [DEVICE])
         self.send(full_status())
         self.send(notify("NotifyEvent", {"events": [{"component": "input:0",
                                                      "event": "single_push"}]}))
@@ -377,7 +377,7 @@ class StatusTests(DeviceCase):
         device = fixture_device_id("pro3em-fw1.1.0.json")
         self.send(notify("NotifyFullStatus", fixture_status("pro3em-fw1.1.0.json"), device))
         self.assertEqual(self.sink.calls, [])
-        self.assertEqual(list(self.factory.devices), [device])
+        self.assertEqual(list(self.factory.registry.devices), [device])
 
 
 class ChannelSelectionTests(DeviceCase):
@@ -432,7 +432,7 @@ class GarbageTests(DeviceCase):
         status_before = dict(self.connection.server.status.switches)
         self.send_raw(payload, binary)
         self.assertEqual(len(self.sink.calls), before)
-        self.assertEqual(self.factory.rejected, {reason: 1})
+        self.assertEqual(self.factory.registry.rejected, {reason: 1})
         self.assertEqual(self.connection.server.rejected, {reason: 1})
         self.assertEqual(self.connection.server.status.switches, status_before)
         self.assert_still_open()
@@ -440,7 +440,7 @@ class GarbageTests(DeviceCase):
         self.send(notify("NotifyStatus", {"switch:0": {"apower": 321.0}}))
         self.assertEqual(self.sink.readings_calls[-1][0], DEVICE)
         self.assertEqual(self.sink.readings_calls[-1][1][0].apower, 321.0)
-        self.assertEqual(list(self.factory.devices), [DEVICE])
+        self.assertEqual(list(self.factory.registry.devices), [DEVICE])
 
     def test_each_before_binding(self) -> None:
         for reason, payload, binary in GARBAGE:
@@ -458,10 +458,10 @@ class GarbageTests(DeviceCase):
         self.send(full_status())
         self.send(notify("NotifyStatus", {"switch:0": {"apower": 777.0}},
                          "shellypro4pm-001122334455"))
-        self.assertEqual(self.factory.rejected, {"src_mismatch": 1})
+        self.assertEqual(self.factory.registry.rejected, {"src_mismatch": 1})
         self.assertEqual(self.connection.server.rejected, {"src_mismatch": 1})
         self.assertEqual(self.sink.calls, [("readings", DEVICE, PRO4PM_VALUES)])
-        self.assertEqual(list(self.factory.devices), [DEVICE])
+        self.assertEqual(list(self.factory.registry.devices), [DEVICE])
         self.assertEqual(self.connection.server.device_id, DEVICE)
         self.assert_still_open()
         self.send(notify("NotifyStatus", {"switch:0": {"apower": 5.0}}))
@@ -470,7 +470,7 @@ class GarbageTests(DeviceCase):
     def test_bad_src_does_not_bind(self) -> None:
         self.send(notify("NotifyStatus", {"switch:0": {"apower": 1.0}}, "evil\nid"))
         self.assertIsNone(self.connection.server.device_id)
-        self.assertEqual(self.factory.devices, {})
+        self.assertEqual(self.factory.registry.devices, {})
         self.send(notify("NotifyStatus", {"switch:0": {"apower": 2.0}}))
         self.assertEqual(self.connection.server.device_id, DEVICE)
         self.assertEqual(self.last_readings()[0].apower, 2.0)
@@ -480,14 +480,14 @@ class GarbageTests(DeviceCase):
         self.send(full_status())
         self.send(notify("NotifyStatus", {"switch:0": {"apower": 50.0}, "switch:1": 3}))
         self.assertEqual(self.sink.calls, [("readings", DEVICE, PRO4PM_VALUES)])
-        self.assertEqual(self.factory.rejected, {"bad_component": 1})
+        self.assertEqual(self.factory.registry.rejected, {"bad_component": 1})
 
     def test_flood_logs_once(self) -> None:
         events = capture_log(self)
         for i in range(100):
             self.client.send_text(f"garbage {i}")
         self.flush_all()
-        self.assertEqual(self.factory.rejected, {"not_json": 100})
+        self.assertEqual(self.factory.registry.rejected, {"not_json": 100})
         self.assertEqual(self.connection.server.rejected, {"not_json": 100})
         dropped = [w for w in warnings_from(events) if "dropped a frame" in w]
         self.assertEqual(len(dropped), 1)
@@ -497,7 +497,7 @@ class GarbageTests(DeviceCase):
         self.flush_all()
         dropped = [w for w in warnings_from(events) if "dropped a frame" in w]
         self.assertEqual(len(dropped), 2)
-        self.assertEqual(self.factory.rejected, {"not_json": 100, "not_object": 10})
+        self.assertEqual(self.factory.registry.rejected, {"not_json": 100, "not_object": 10})
         self.assert_still_open()
         self.send(notify("NotifyStatus", {"switch:0": {"apower": 8.0}}))
         self.assertEqual(self.last_readings()[0].apower, 8.0)
@@ -513,7 +513,7 @@ class GarbageTests(DeviceCase):
         other, other_connection = self.harness.connect_ws("/ws")
         other.send_text("nope either")
         other_connection.flush()
-        self.assertEqual(self.factory.rejected, {"not_json": 2})
+        self.assertEqual(self.factory.registry.rejected, {"not_json": 2})
         self.assertEqual(self.connection.server.rejected, {"not_json": 1})
         self.assertEqual(other_connection.server.rejected, {"not_json": 1})
 
@@ -530,9 +530,9 @@ class BindingTests(DeviceCase):
     """Which connection speaks for which device."""
 
     def test_bound_on_first_frame(self) -> None:
-        self.assertEqual(self.factory.devices, {})
+        self.assertEqual(self.factory.registry.devices, {})
         self.send(notify("NotifyEvent", {}))
-        self.assertEqual(self.factory.devices, {DEVICE: self.connection.server})
+        self.assertEqual(self.factory.registry.devices, {DEVICE: self.connection.server})
         self.assertEqual(self.connection.server.device_id, DEVICE)
 
     def test_close_unbinds(self) -> None:
@@ -541,7 +541,7 @@ class BindingTests(DeviceCase):
         self.flush_all()
         self.assertEqual(self.sink.calls[-1:], [("disconnected", DEVICE, None)])
         self.assertEqual(self.sink.disconnected_calls, [DEVICE])
-        self.assertEqual(self.factory.devices, {})
+        self.assertEqual(self.factory.registry.devices, {})
 
     def test_dropped_connection_unbinds(self) -> None:
         """A socket lost without a close handshake counts as a disconnect too."""
@@ -550,7 +550,7 @@ class BindingTests(DeviceCase):
         self.flush_all()
         self.assertIsNotNone(self.client.closed)
         self.assertEqual(self.sink.disconnected_calls, [DEVICE])
-        self.assertEqual(self.factory.devices, {})
+        self.assertEqual(self.factory.registry.devices, {})
 
     def test_unbound_close_no_disconnect(self) -> None:
         self.client.sendClose(code=1000)
@@ -564,14 +564,14 @@ class BindingTests(DeviceCase):
         other.send_json(notify("NotifyFullStatus", fixture_status(PLUS1PM), other_id))
         other_connection.flush()
         self.assertEqual(
-            self.factory.devices,
+            self.factory.registry.devices,
             {DEVICE: self.connection.server, other_id: other_connection.server},
         )
         self.assertEqual(self.sink.disconnected_calls, [])
         other.sendClose(code=1000)
         other_connection.flush()
         self.assertEqual(self.sink.disconnected_calls, [other_id])
-        self.assertEqual(self.factory.devices, {DEVICE: self.connection.server})
+        self.assertEqual(self.factory.registry.devices, {DEVICE: self.connection.server})
         self.assert_still_open()
 
     def test_reconnect_replaces(self) -> None:
@@ -601,14 +601,14 @@ class BindingTests(DeviceCase):
             ],
         )
         # ... and the old connection's close left the new binding alone.
-        self.assertEqual(self.factory.devices, {DEVICE: new_server})
+        self.assertEqual(self.factory.registry.devices, {DEVICE: new_server})
         self.assertEqual(new.closed, None)
         self.assertEqual(new_server.state, WebSocketProtocol.STATE_OPEN)
         # The new connection's own close ends the device.
         new.sendClose(code=1000)
         new_connection.flush()
         self.assertEqual(self.sink.disconnected_calls, [DEVICE, DEVICE])
-        self.assertEqual(self.factory.devices, {})
+        self.assertEqual(self.factory.registry.devices, {})
 
     def test_old_connection_lost_late(self) -> None:
         """The old socket dies (no close handshake) after the new one took over."""
@@ -622,7 +622,7 @@ class BindingTests(DeviceCase):
         self.flush_all()
         self.assertEqual(self.connection.server.state, WebSocketProtocol.STATE_CLOSED)
         self.assertEqual(self.sink.disconnected_calls, [DEVICE])
-        self.assertEqual(self.factory.devices, {DEVICE: new_connection.server})
+        self.assertEqual(self.factory.registry.devices, {DEVICE: new_connection.server})
 
     def test_stale_frames_from_replaced_connection(self) -> None:
         """
@@ -649,13 +649,13 @@ class BindingTests(DeviceCase):
                                    energy_total=None)}),
             ],
         )
-        self.assertEqual(self.factory.devices, {DEVICE: new_connection.server})
+        self.assertEqual(self.factory.registry.devices, {DEVICE: new_connection.server})
 
     def test_same_connection_rebind_is_noop(self) -> None:
         self.send(full_status())
         self.send(notify("NotifyStatus", {"switch:0": {"apower": 1.5}}))
         self.assertEqual(self.sink.disconnected_calls, [])
-        self.assertEqual(self.factory.devices, {DEVICE: self.connection.server})
+        self.assertEqual(self.factory.registry.devices, {DEVICE: self.connection.server})
         self.assert_still_open()
 
 
@@ -669,7 +669,7 @@ class CloseOnStopTests(SynchronousTestCase):
         self.bound.send_json(notify("NotifyStatus", {"switch:0": {"apower": 50.0}}))
         self.unbound, _ = self.harness.connect_ws("/ws")
         self.harness.flush()
-        self.service = CloseOnStop(self.factory, self.harness.clock, timeout=5)
+        self.service = CloseOnStop(self.factory.registry, self.harness.clock, timeout=5)
         self.service.startService()
 
     def test_closed_with_going_away(self) -> None:
@@ -678,8 +678,8 @@ class CloseOnStopTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(stopped), None)
         for client in (self.bound, self.unbound):
             self.assertEqual(client.closed, (True, 1001, "server stopping"))
-        self.assertEqual(self.factory.open_connections, set())
-        self.assertEqual(self.factory.devices, {})
+        self.assertEqual(self.factory.registry.open_connections, set())
+        self.assertEqual(self.factory.registry.devices, {})
         self.assertEqual(self.harness.sink.disconnected_calls, [DEVICE])
 
     def test_waits_for_a_silent_peer(self) -> None:
@@ -691,7 +691,7 @@ class CloseOnStopTests(SynchronousTestCase):
         self.assertEqual(self.bound.closed, (True, 1001, "server stopping"))
         self.harness.advance(3)
         self.assertEqual(self.successResultOf(stopped), None)
-        self.assertEqual(self.factory.open_connections, set())
+        self.assertEqual(self.factory.registry.open_connections, set())
 
     def test_slow_answer_is_clean(self) -> None:
         """

@@ -417,6 +417,6 @@ class AgainstServerTests(SynchronousTestCase):
         assert values[0].energy_total is not None and last[0].energy_total is not None
         self.assertGreater(last[0].energy_total, values[0].energy_total)
         self.assertEqual(warnings_from(events), [])
-        self.assertEqual(dict(harness.factory.rejected), {})
+        self.assertEqual(dict(harness.registry.rejected), {})
         factory.stop()
         connection.flush()

@@ -49,7 +49,7 @@ def parse(*args: str) -> Options:
 def rejected_in_metrics(stack: Stack) -> dict[str, float]:
     """C{shellylog_frames_rejected_total} of C{stack}, by reason, as /metrics serves it."""
     registry = CollectorRegistry()
-    registry.register(ShellylogCollector(stack.factory, stack.sink, stack.minutes))
+    registry.register(ShellylogCollector(stack.registry, stack.sink, stack.minutes))
     return {sample.labels["reason"]: sample.value for family in registry.collect()
             for sample in family.samples if sample.name == "shellylog_frames_rejected_total"}
 
@@ -477,14 +477,14 @@ class HardeningOptionsTests(TestCase):
                   for apower in (100, 200, 300, 400, 500, 600)]
         self.assertEqual({len(frame) for frame in frames}, {4027})
         stack.send(client, *frames[:3])  # 12,081 bytes: the third is over
-        self.assertEqual(stack.factory.rejected, {"byte_rate_limited": 1})
+        self.assertEqual(stack.registry.rejected, {"byte_rate_limited": 1})
         self.assertEqual(stack.status()["devices"][0]["channels"]["0"]["apower_W"], 200)
         stack.send(client, *frames[3:5])  # 20,135: at most twice the limit
         self.assertIsNone(client.closed)
         stack.send(client, frames[5])
         self.assertEqual(client.closed, (True, 1008, "too many bytes"))
         self.assertEqual(stack.status()["devices"][0]["channels"]["0"]["apower_W"], 200)
-        self.assertEqual(stack.factory.rejected, {"byte_rate_limited": 4})
+        self.assertEqual(stack.registry.rejected, {"byte_rate_limited": 4})
 
     def test_max_connections(self) -> None:
         self.assertEqual(parse().config.limits.max_connections, 10000)
@@ -603,7 +603,7 @@ class HardeningOptionsTests(TestCase):
         for origin in [b"https://evil.example", b"null", b"http://127.0.0.1:5000"]:
             with self.subTest(origin=origin):
                 self.assertEqual(self.upgrade_status(stack, origin), b"HTTP/1.1 403 Forbidden")
-        self.assertEqual(stack.factory.rejected, {"bad_origin": 3})
+        self.assertEqual(stack.registry.rejected, {"bad_origin": 3})
         self.assertEqual(self.upgrade_status(stack, None), b"HTTP/1.1 101 Switching Protocols")
         self.assertEqual(rejected_in_metrics(stack), {"bad_origin": 3.0})
 
@@ -628,7 +628,7 @@ class HardeningOptionsTests(TestCase):
                        b"http://shelly.example", b"https://evil.example"]:
             with self.subTest(origin=origin):
                 self.assertEqual(self.upgrade_status(stack, origin), b"HTTP/1.1 403 Forbidden")
-        self.assertEqual(stack.factory.rejected, {"bad_origin": 4})
+        self.assertEqual(stack.registry.rejected, {"bad_origin": 4})
         self.assertEqual(stack.get_status()["server"]["options"]["allow-origin"],
                          ["http://192.0.2.5:8080", "null", "https://shelly.example"])
 

@@ -76,7 +76,7 @@ class HandshakePathTests(SynchronousTestCase):
         self.assertNotIn(b"upgrade", raw.headers)
         self.assertNotIn(b"sec-websocket-accept", raw.headers)
         self.assertFalse(raw_connection.upgraded)
-        self.assertEqual(harness.factory.devices, {})
+        self.assertEqual(harness.registry.devices, {})
 
     def test_ws_other(self) -> None:
         self.assert_not_found("/ws/other")
