@@ -22,8 +22,8 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet import reactor
 
+from shellylog.config import Limits
 from shellylog.internals import TAKEN_OVER, protocol_options
-from shellylog.protocol import Limits
 
 # What shellylog sends on open, byte for byte the same size.
 BOOTSTRAP = [

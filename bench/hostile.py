@@ -45,7 +45,7 @@ def _harness(unmetered: bool = False) -> Harness:
     The tests' harness; C{unmetered}: without C{--max-bytes-rate} in the way, to measure
     what the frames themselves cost (a tree before it has the option runs as it is).
     """
-    from shellylog.protocol import Limits
+    from shellylog.config import Limits
 
     case = SynchronousTestCase()
     if not unmetered:

@@ -19,8 +19,42 @@ from attrs import AttrsInstance, field, frozen
 
 from shellylog.admission import Admission
 from shellylog.csvlog import DEFAULT_FSYNC, DEFAULT_MAX_PENDING
-from shellylog.protocol import Limits
+from shellylog.logbudget import PER_MINUTE
 from shellylog.rpc import DEVICE_ID
+
+
+@frozen
+class Limits:
+    """
+    What one peer may cost us.
+
+    @ivar max_message: bytes in one WebSocket message (larger: closed with 1009).
+    @ivar max_rate: frames per minute per connection (beyond: dropped; beyond twice
+        that: closed with 1008).
+    @ivar max_connections: open WebSocket connections (beyond: HTTP 503 at the handshake).
+    @ivar max_bytes_rate: bytes of messages per minute per connection (beyond: dropped;
+        beyond twice that: closed with 1008). A device sends its full status (about
+        4 KiB) once a minute and deltas of a few hundred bytes: far less than 1 MiB.
+    @ivar max_per_address: open WebSocket connections from one IP address (beyond: HTTP
+        503 at the handshake), so that one host cannot take every slot.
+    @ivar max_devices: device records kept (for C{/status}, with the tracker's state);
+        beyond it, those of devices that left longest ago are forgotten first.
+    @ivar max_warnings: warnings peers may cause per minute, all connections together
+        (beyond: counted, and summarized once a minute; see L{shellylog.logbudget.LogBudget}).
+
+    The last two are the registry's to apply: L{shellylog.tap.makeService} hands them to
+    the L{DeviceRegistry} it makes.
+    """
+
+    # In the order in which /status shows them (see shellylog.config.public_values).
+    max_message: int = 256 * 1024
+    max_rate: int = 600
+    max_bytes_rate: int = 1024 * 1024
+    max_connections: int = 10000
+    max_per_address: int = 200
+    max_devices: int = 20000
+    max_warnings: int = PER_MINUTE
+
 
 #: The key of field metadata that marks a value never to be shown (a token).
 SECRET = "secret"

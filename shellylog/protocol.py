@@ -13,7 +13,6 @@ import re
 from collections import Counter
 from typing import Any
 
-from attrs import frozen
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -24,8 +23,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from shellylog.admission import Admission
+from shellylog.config import Limits
 from shellylog.internals import ServerFactory, ServerProtocol, protocol_options
-from shellylog.logbudget import PER_MINUTE
 from shellylog.registry import DeviceRegistry
 from shellylog.rpc import DEVICE_ID
 from shellylog.session import GET_STATUS, Rules, Session
@@ -44,39 +43,6 @@ CLOSE_NORMAL = 1000
 #: Close codes Autobahn sends when it fails a connection itself, and the reason that is
 #: counted under.
 AUTOBAHN_FAILURES = {1002: "protocol_error", 1009: "too_big"}
-
-
-@frozen
-class Limits:
-    """
-    What one peer may cost us.
-
-    @ivar max_message: bytes in one WebSocket message (larger: closed with 1009).
-    @ivar max_rate: frames per minute per connection (beyond: dropped; beyond twice
-        that: closed with 1008).
-    @ivar max_connections: open WebSocket connections (beyond: HTTP 503 at the handshake).
-    @ivar max_bytes_rate: bytes of messages per minute per connection (beyond: dropped;
-        beyond twice that: closed with 1008). A device sends its full status (about
-        4 KiB) once a minute and deltas of a few hundred bytes: far less than 1 MiB.
-    @ivar max_per_address: open WebSocket connections from one IP address (beyond: HTTP
-        503 at the handshake), so that one host cannot take every slot.
-    @ivar max_devices: device records kept (for C{/status}, with the tracker's state);
-        beyond it, those of devices that left longest ago are forgotten first.
-    @ivar max_warnings: warnings peers may cause per minute, all connections together
-        (beyond: counted, and summarized once a minute; see L{shellylog.logbudget.LogBudget}).
-
-    The last two are the registry's to apply: L{shellylog.tap.makeService} hands them to
-    the L{DeviceRegistry} it makes.
-    """
-
-    # In the order in which /status shows them (see shellylog.config.public_values).
-    max_message: int = 256 * 1024
-    max_rate: int = 600
-    max_bytes_rate: int = 1024 * 1024
-    max_connections: int = 10000
-    max_per_address: int = 200
-    max_devices: int = 20000
-    max_warnings: int = PER_MINUTE
 
 
 class ShellyServerProtocol(ServerProtocol):

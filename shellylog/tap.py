@@ -25,12 +25,12 @@ from twisted.web.resource import IResource
 
 from shellylog import __version__
 from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
-from shellylog.config import Config
+from shellylog.config import Config, Limits
 from shellylog.csvlog import CsvFileError, CsvSink, InThread, check_header
 from shellylog.internals import ProcessPatches
 from shellylog.metrics import ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
-from shellylog.protocol import CloseOnStop, Limits, ShellyServerFactory
+from shellylog.protocol import CloseOnStop, ShellyServerFactory
 from shellylog.registry import DeviceRegistry
 from shellylog.report import public_options, status_report
 from shellylog.tracker import ChannelTracker

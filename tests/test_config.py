@@ -61,12 +61,16 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(Config(tz="Europe/Berlin").zone, ZoneInfo("Europe/Berlin"))
 
     def test_no_reactor(self) -> None:
-        """Importing the configuration installs no reactor."""
+        """
+        Importing the configuration installs no reactor, and loads neither Autobahn nor
+        the WebSocket protocol: the command line and a report can use it alone.
+        """
         code = ("import sys, shellylog.config; "
-                "print('twisted.internet.reactor' in sys.modules)")
+                "print([m for m in ('twisted.internet.reactor', 'autobahn', "
+                "'shellylog.protocol') if m in sys.modules])")
         result = subprocess.run([sys.executable, "-c", code], env=child_environment(),
                                 capture_output=True, text=True, timeout=60, check=True)
-        self.assertEqual(result.stdout, "False\n")
+        self.assertEqual(result.stdout, "[]\n")
 
 
 class PublicValuesTests(SynchronousTestCase):
