@@ -7,6 +7,8 @@ service started in this process on a real port.
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sys
 import sysconfig
 from typing import cast
@@ -18,7 +20,10 @@ from twisted.application.service import MultiService
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 import shellylog
@@ -106,3 +111,55 @@ class RealReactorTestCase(TestCase):
         self.folder = os.path.abspath(self.mktemp())
         os.makedirs(self.folder)
         self.csv = os.path.join(self.folder, "power.csv")
+
+
+class TwistdProcess(ProcessProtocol):
+    """A twistd child: its output, the port it listens on, and its end."""
+
+    def __init__(self) -> None:
+        self.output = bytearray()
+        self.listening: Deferred[int] = Deferred()
+        # Fired with the reason (not errbacked): ProcessDone or ProcessTerminated.
+        self.ended: Deferred[BaseException] = Deferred()
+
+    def text(self) -> str:
+        return self.output.decode("utf-8", errors="replace")
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+        if not self.listening.called:
+            # Up to the line's end: output may arrive with a number cut in two.
+            found = re.search(rb"Site starting on (\d+)\r?\n", self.output)
+            if found:
+                self.listening.callback(int(found.group(1)))
+
+    def errReceived(self, data: bytes) -> None:
+        self.output += data
+
+    def processEnded(self, reason: Failure) -> None:
+        if not self.listening.called:
+            self.listening.errback(
+                RuntimeError(f"twistd ended before it listened:\n{self.text()}")
+            )
+        value = reason.value
+        assert value is not None
+        self.ended.callback(value)
+
+    async def terminate(self) -> None:
+        """SIGTERM, as systemd stops a service; the child must end cleanly."""
+        assert self.transport is not None
+        self.transport.signalProcess("TERM")
+        reason = await self.ended
+        # twistd exits 0, or (newer Twisted) ends by the signal it stopped on.
+        if isinstance(reason, ProcessTerminated):
+            if reason.signal != signal.SIGTERM:
+                raise AssertionError(f"ended by {reason}:\n{self.text()}")
+        elif not isinstance(reason, ProcessDone):
+            raise AssertionError(f"ended by {reason}:\n{self.text()}")
+
+    async def kill(self) -> None:
+        """After a failure: end the child, if it still runs."""
+        if not self.ended.called:
+            assert self.transport is not None
+            self.transport.signalProcess("KILL")
+        await self.ended

@@ -25,31 +25,11 @@ from shellylog.protocol import ShellyServerFactory
 from shellylog.report import public_options, status_report
 from shellylog.tap import Options, makeService
 from shellylog.tracker import ChannelTracker
-from tests.support.wire import DEVICE, Connection, Harness, RawClient, RecordingClient
-from tests.wire.test_web import raw_get
+from tests.support.wire import Connection, Harness, RawClient, RecordingClient, raw_get
 
 #: A minute boundary: 2027-01-15T08:00:00Z, 09:00 in Berlin.
 T0 = 1_800_000_000
 assert T0 % 60 == 0
-
-
-def notify(params: dict[str, Any], src: str = DEVICE,
-           method: str = "NotifyStatus") -> dict[str, Any]:
-    """A notification as a device sends it."""
-    return {"src": src, "dst": "ws", "method": method, "params": params}
-
-
-def switch(apower: float, voltage: float | None = None, current: float | None = None,
-           energy: float | None = None) -> dict[str, Any]:
-    """A C{switch:N} component with the values given."""
-    component: dict[str, Any] = {"apower": apower}
-    if voltage is not None:
-        component["voltage"] = voltage
-    if current is not None:
-        component["current"] = current
-    if energy is not None:
-        component["aenergy"] = {"total": energy}
-    return component
 
 
 class Stack:

@@ -20,21 +20,16 @@ from autobahn.websocket.types import ConnectionResponse
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
 from twisted.test.iosim import FakeTransport, IOPump
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
-from zope.interface import provider
 
 from shellylog.admission import Admission
 from shellylog.protocol import Limits, ShellyServerFactory, ShellyServerProtocol
 from shellylog.status import ChannelValues
 from shellylog.web import HealthResource, build_site
-from tests.fixtures import load_fixture
 
 txaio.use_twisted()
-
-DEVICE = "shellypro4pm-aabbccddeeff"
 
 
 def step_clock(clock: Clock, seconds: float, step: float, flush: Callable[[], None]) -> None:
@@ -51,16 +46,26 @@ def step_clock(clock: Clock, seconds: float, step: float, flush: Callable[[], No
         flush()
 
 
-def fixture_status(name: str) -> dict[str, Any]:
-    """The C{status} of a fixture file: a full status as a device sends it."""
-    status: dict[str, Any] = load_fixture(name)["status"]
-    return status
+def raw_get(path: bytes, method: bytes = b"GET", extra: bytes = b"") -> bytes:
+    """A plain HTTP request for C{path}, as raw bytes."""
+    return (
+        method + b" " + path + b" HTTP/1.1\r\n"
+        b"Host: 127.0.0.1:5000\r\n"
+        b"Connection: close\r\n" + extra + b"\r\n"
+    )
 
 
-def fixture_device_id(name: str) -> str:
-    """The device id of a fixture file's device."""
-    device_id: str = load_fixture(name)["shelly"]["id"]
-    return device_id
+def raw_upgrade(path: bytes) -> bytes:
+    """A WebSocket opening handshake as a device sends it."""
+    return (
+        b"GET " + path + b" HTTP/1.1\r\n"
+        b"Host: 127.0.0.1:5000\r\n"
+        b"Upgrade: websocket\r\n"
+        b"Connection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n"
+        b"\r\n"
+    )
 
 
 @attrs.define
@@ -338,53 +343,3 @@ class Harness:
         return client, connection
 
 
-def capture_log(case: SynchronousTestCase) -> list[LogEvent]:
-    """Every log event emitted until the end of the test."""
-    events: list[LogEvent] = []
-
-    @provider(ILogObserver)
-    def observer(event: LogEvent) -> None:
-        events.append(event)
-
-    globalLogPublisher.addObserver(observer)
-    case.addCleanup(globalLogPublisher.removeObserver, observer)
-    return events
-
-
-def unclean(events: list[LogEvent], warnings: bool = True) -> list[str]:
-    """
-    The text of every event that is an error (a failure logged, or the error or critical
-    level) and, with C{warnings}, of every warning of shellylog's own.
-    """
-    return [
-        formatEvent(e) + "\n" + str(e.get("log_failure", ""))
-        for e in events
-        if e.get("log_failure") is not None
-        or e.get("isError")
-        or e.get("log_level") in (LogLevel.error, LogLevel.critical)
-        or (warnings and e.get("log_level") == LogLevel.warn
-            and str(e.get("log_namespace", "")).startswith("shellylog"))
-    ]
-
-
-def assert_clean_session(case: SynchronousTestCase, events: list[LogEvent], device: str,
-                         code: int) -> None:
-    """
-    Nothing in C{events} failed, was dropped or refused; C{device} connected once and
-    disconnected once, with close code C{code}.
-    """
-    case.assertEqual(unclean(events), [])
-    (connected,) = [e for e in events if e.get("event") == "device_connected"]
-    (disconnected,) = [e for e in events if e.get("event") == "device_disconnected"]
-    case.assertEqual((connected["device"], disconnected["device"]), (device, device))
-    case.assertEqual(disconnected["code"], code)
-
-
-def warnings_from(events: list[LogEvent], namespace: str = "shellylog.protocol") -> list[str]:
-    """The formatted text of every warning (or worse) logged in C{namespace}."""
-    return [
-        formatEvent(e)
-        for e in events
-        if e.get("log_namespace") == namespace
-        and e.get("log_level") in (LogLevel.warn, LogLevel.error, LogLevel.critical)
-    ]

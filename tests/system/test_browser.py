@@ -58,11 +58,11 @@ from twisted.web.server import Request, Site
 from shellylog.csvlog import HEADER
 from shellylog.protocol import ReadingSink
 from shellylog.status import ChannelValues
+from tests.support.client_plan import DEFLATE, DEVICE, ROW_VALUES, UPDATE, device_plan
+from tests.support.logs import assert_clean_session, capture_log
 from tests.support.processes import RealReactorTestCase, device_factory, start_service
+from tests.support.realtime import minute_now, minute_start, room_in_minute
 from tests.support.tools import tool
-from tests.support.wire import assert_clean_session, capture_log
-from tests.system.test_clients import DEFLATE, DEVICE, ROW_VALUES, UPDATE, device_plan
-from tests.system.test_end_to_end import minute_now, minute_start, room_in_minute
 
 #: The page the browser opens; C{@PLAN@} in it becomes the plan, as JSON.
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "browser", "device.html")

@@ -32,41 +32,23 @@ from twisted.logger import LogEvent
 from twisted.python.failure import Failure
 
 from shellylog.csvlog import HEADER
-from tests.fixtures import load_fixture
 from tests.support.certificates import make_certificate
+from tests.support.client_plan import (
+    DEFLATE,
+    DEVICE,
+    ROW_VALUES,
+    device_plan,
+)
+from tests.support.logs import assert_clean_session, capture_log
 from tests.support.processes import RealReactorTestCase, device_factory, start_service
+from tests.support.realtime import minute_now, minute_start, room_in_minute
 from tests.support.tools import node_ws
-from tests.support.wire import assert_clean_session, capture_log
-from tests.system.test_end_to_end import minute_now, minute_start, room_in_minute
 
 CLIENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients")
-FIXTURE = "plus1pm-fw1.1.0.json"
-DEVICE = "shellyplus1pm-aabbccddeeff"  # the fixture's device id
 
-#: switch:0 in the full status the device answers Shelly.GetStatus with: above the 5 W
-#: threshold, so the channel is active from the start.
-STATUS_SWITCH = {"apower": 412.7, "voltage": 231.4, "current": 1.79}
-ENERGY_TOTAL = 5123.456
-#: The NotifyStatus the device sends after the bootstrap: the minute's latest active power.
-UPDATE = {"switch:0": {"id": 0, "apower": 433.1}}
-#: The minute's row after its timestamp: apower from the update, the rest from the status.
-ROW_VALUES = f"{DEVICE},0,433.1,231.4,1.79,5123.456"
 
-#: What a client's default configuration offers (and the server must decline).
-DEFLATE = "permessage-deflate"
 #: Seconds the client's start, its exchange and the stop may take, at most, in one minute.
 EXCHANGE_ROOM = 10.0
-
-
-def device_plan() -> dict[str, Any]:
-    """The device a client script plays: its id, its full status and its update."""
-    fixture = load_fixture(FIXTURE)
-    assert fixture["shelly"]["id"] == DEVICE, fixture["shelly"]["id"]
-    status: dict[str, Any] = fixture["status"]
-    switch = status["switch:0"]
-    switch.update(STATUS_SWITCH)
-    switch["aenergy"]["total"] = ENERGY_TOTAL
-    return {"device_id": DEVICE, "status": status, "update": UPDATE}
 
 
 class ClientProcess(ProcessProtocol):

@@ -31,15 +31,16 @@ from shellylog.status import ChannelValues
 from shellylog.tap import Options, makeService
 from shellylog.tracker import ChannelTracker
 from tests.support.certificates import make_certificate
+from tests.support.devices import FULL_STATUS, FakeDevice
 from tests.support.processes import (
     TWISTD,
     RealReactorTestCase,
+    TwistdProcess,
     child_environment,
     client_factory,
     start_service,
 )
 from tests.support.tools import faketime_library, missing, root
-from tests.system.test_end_to_end import FULL_STATUS, FakeDevice, TwistdProcess
 
 
 def spawn_twistd(

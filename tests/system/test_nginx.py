@@ -30,27 +30,25 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
 
-from tests.support.processes import (
-    TWISTD,
-    RealReactorTestCase,
-    child_environment,
-    client_factory,
-    device_factory,
-    start_service,
-)
-from tests.support.tools import missing, tool
-from tests.system.test_end_to_end import (
+from tests.support.devices import (
     DEVICE,
     FULL_STATUS,
     HEADER,
     PARTIAL_STATUS,
     ROW_VALUES,
     FakeDevice,
-    TwistdProcess,
-    minute_now,
-    minute_start,
-    room_in_minute,
 )
+from tests.support.processes import (
+    TWISTD,
+    RealReactorTestCase,
+    TwistdProcess,
+    child_environment,
+    client_factory,
+    device_factory,
+    start_service,
+)
+from tests.support.realtime import minute_now, minute_start, room_in_minute
+from tests.support.tools import missing, tool
 
 T = TypeVar("T")
 

@@ -26,17 +26,16 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog.tap import DESCRIPTOR_MARGIN, Options
-from tests.support.processes import TWISTD, RealReactorTestCase, child_environment, client_factory
-from tests.support.tools import missing, tool
-from tests.system.test_end_to_end import (
-    DEVICE,
-    FULL_STATUS,
-    FakeDevice,
+from tests.support.devices import DEVICE, FULL_STATUS, FakeDevice
+from tests.support.processes import (
+    TWISTD,
+    RealReactorTestCase,
     TwistdProcess,
-    minute_now,
-    minute_start,
-    room_in_minute,
+    child_environment,
+    client_factory,
 )
+from tests.support.realtime import minute_now, minute_start, room_in_minute
+from tests.support.tools import missing, tool
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "contrib" / "systemd"

@@ -33,7 +33,7 @@ from shellylog.csvlog import (
 from shellylog.rpc import Notification, decode_frame, status_params
 from shellylog.status import ChannelValues, DeviceStatus
 from shellylog.tracker import ChannelTracker, Row, minute_of
-from tests.support.wire import capture_log
+from tests.support.logs import capture_log
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")

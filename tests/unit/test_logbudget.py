@@ -10,7 +10,7 @@ from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog.logbudget import LogBudget
-from tests.support.wire import capture_log
+from tests.support.logs import capture_log
 
 log = Logger(namespace="shellylog.test")
 

@@ -17,7 +17,9 @@ from twisted.web.http_headers import Headers
 
 from shellylog.handshake import Refusal, check_handshake, origin_key
 from shellylog.web import REQUEST_TIMEOUT
-from tests.support.wire import DEVICE, Harness, RawClient, capture_log, unclean
+from tests.support.frames import DEVICE
+from tests.support.logs import capture_log, unclean
+from tests.support.wire import Harness, RawClient
 
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 #: A handshake as a device sends it, header by header.

@@ -28,18 +28,18 @@ from shellylog.logbudget import LogBudget
 from shellylog.protocol import CloseOnStop, Limits
 from shellylog.status import ChannelValues
 from shellylog.web import REQUEST_TIMEOUT, access_log_line
+from tests.support.frames import DEVICE, fixture_device_id, notify
+from tests.support.logs import capture_log
 from tests.support.stack import T0, Stack
 from tests.support.wire import (
-    DEVICE,
     BufferedTransport,
     Connection,
     Harness,
     RawClient,
     RecordingClient,
-    capture_log,
-    fixture_device_id,
+    raw_get,
+    raw_upgrade,
 )
-from tests.wire.test_web import raw_get, raw_upgrade
 
 #: The well-behaved device of every test (unless a test needs another one).
 GOOD = fixture_device_id("plus1pm-fw1.1.0.json")
@@ -52,12 +52,8 @@ OPEN = WebSocketProtocol.STATE_OPEN
 CLOSED = WebSocketProtocol.STATE_CLOSED
 
 
-def notify(params: Any, src: str = BAD, method: str = "NotifyStatus") -> dict[str, Any]:
-    return {"src": src, "dst": "ws", "method": method, "params": params}
-
-
 def power_frame(apower: float, src: str = BAD) -> dict[str, Any]:
-    return notify({"switch:0": {"apower": apower}}, src)
+    return notify({"switch:0": {"apower": apower}}, src=src)
 
 
 def raw_notify(params: str, src: str = BAD, method: str = "NotifyStatus") -> str:
@@ -67,10 +63,10 @@ def raw_notify(params: str, src: str = BAD, method: str = "NotifyStatus") -> str
 
 def sized_frame(size: int, src: str = BAD, apower: float = 7.0) -> bytes:
     """A NotifyStatus of exactly C{size} bytes (padded with an ignored component)."""
-    base = json.dumps(notify({"switch:0": {"apower": apower}, "pad": ""}, src))
+    base = json.dumps(notify({"switch:0": {"apower": apower}, "pad": ""}, src=src))
     assert len(base) <= size, (len(base), size)
-    frame = json.dumps(notify({"switch:0": {"apower": apower}, "pad": "x" * (size - len(base))},
-                              src)).encode("utf-8")
+    padded = {"switch:0": {"apower": apower}, "pad": "x" * (size - len(base))}
+    frame = json.dumps(notify(padded, src=src)).encode("utf-8")
     assert len(frame) == size
     return frame
 
@@ -96,6 +92,14 @@ class HardeningCase(SynchronousTestCase):
     good_path = "/ws"
 
     def setUp(self) -> None:
+        self.fresh_harness()
+
+    def fresh_harness(self) -> Harness:
+        """
+        A new harness (and log) with the good device connected and reporting, which this
+        case's C{harness}, C{good} and the rest are from then on: each case of a C{subTest}
+        loop starts from its own.
+        """
         self.events = capture_log(self)
         self.harness = Harness(self, limits=self.limits, admission=self.admission)
         self.factory = self.harness.factory
@@ -106,6 +110,7 @@ class HardeningCase(SynchronousTestCase):
         self.assertTrue(self.good.opened)
         self.good_power = 100.0
         self.assert_good_served()
+        return self.harness
 
     # -- the well-behaved device --------------------------------------------------------
 
@@ -188,8 +193,8 @@ class HardeningCase(SynchronousTestCase):
 class DroppedFrameCase(HardeningCase):
     """Frames that are dropped while the connection carries on."""
 
-    def assert_dropped(self, payload: bytes | str, reason: str, repeat: int = 3,
-                       binary: bool = False) -> str:
+    def assert_dropped_warns_once(self, payload: bytes | str, reason: str, repeat: int = 3,
+                                  binary: bool = False) -> str:
         """
         Send C{payload} C{repeat} times from a device that already reported: each one is
         dropped and counted under C{reason}; the one warning is returned.
@@ -223,16 +228,16 @@ class MalformedJsonTests(DroppedFrameCase):
     """Text that is not a usable JSON object: dropped, never a crash."""
 
     def test_text_not_json_flood(self) -> None:
-        self.assert_dropped("{not json", "not_json")
+        self.assert_dropped_warns_once("{not json", "not_json")
 
     def test_json_not_an_object(self) -> None:
-        self.assert_dropped('"just a string"', "not_object")
+        self.assert_dropped_warns_once('"just a string"', "not_object")
 
     def test_params_a_string(self) -> None:
-        self.assert_dropped(json.dumps(notify("switch:0")), "bad_params")
+        self.assert_dropped_warns_once(json.dumps(notify("switch:0")), "bad_params")
 
     def test_switch_a_list(self) -> None:
-        self.assert_dropped(json.dumps(notify({"switch:0": [1, 2]})), "bad_component")
+        self.assert_dropped_warns_once(json.dumps(notify({"switch:0": [1, 2]})), "bad_component")
 
     def test_nesting_deeper_than_json_recursion(self) -> None:
         """
@@ -240,8 +245,8 @@ class MalformedJsonTests(DroppedFrameCase):
         MAX_VALUES: deeper still is refused before parsing, as too_many_values).
         """
         depth = 1990
-        self.assert_dropped('{"src":"x","method":"M","params":{"a":' + "[" * depth
-                            + "]" * depth + "}}", "too_deep")
+        self.assert_dropped_warns_once('{"src":"x","method":"M","params":{"a":' + "[" * depth
+                                       + "]" * depth + "}}", "too_deep")
 
     def test_nested_objects_json_accepts(self) -> None:
         """
@@ -252,35 +257,35 @@ class MalformedJsonTests(DroppedFrameCase):
         depth = 600
         deep = '{"a":' * depth + "1" + "}" * depth
         text = raw_notify('{"switch:0":{"apower":999,"x":' + deep + "}}")
-        self.assert_dropped(text, "too_deep")
+        self.assert_dropped_warns_once(text, "too_deep")
 
     def test_nested_objects_in_other_component(self) -> None:
         depth = 600
         deep = '{"a":' * depth + "1" + "}" * depth
         text = raw_notify('{"sys":' + deep + ',"switch:0":{"apower":999}}',
                           method="NotifyFullStatus")
-        self.assert_dropped(text, "too_deep")
+        self.assert_dropped_warns_once(text, "too_deep")
 
     def test_integer_too_long_for_python(self) -> None:
         """An integer literal beyond Python's digit limit does not parse: not JSON."""
-        self.assert_dropped(raw_notify('{"switch:0":{"apower":' + "9" * 5000 + "}}"),
-                            "not_json")
+        self.assert_dropped_warns_once(raw_notify('{"switch:0":{"apower":' + "9" * 5000 + "}}"),
+                                       "not_json")
 
     def test_duplicate_keys_dropped(self) -> None:
         """
         Two values for one key: which one the sender meant is unknown, so the frame is
         dropped, whether the key is C{src} or a value.
         """
-        self.assert_dropped('{"src":"evil\\nid",' + raw_notify('{"switch:0":{"apower":1.0}}')[1:],
-                            "duplicate_key")
+        text = '{"src":"evil\\nid",' + raw_notify('{"switch:0":{"apower":1.0}}')[1:]
+        self.assert_dropped_warns_once(text, "duplicate_key")
 
     def test_duplicate_value_keys_dropped(self) -> None:
-        self.assert_dropped(raw_notify('{"switch:0":{"apower":1.0,"apower":2.0}}'),
-                            "duplicate_key")
+        self.assert_dropped_warns_once(raw_notify('{"switch:0":{"apower":1.0,"apower":2.0}}'),
+                                       "duplicate_key")
 
     def test_invalid_json_flood_then_other_reason(self) -> None:
         """A second reason gets its own single warning; both are counted."""
-        self.assert_dropped("{", "not_json", repeat=50)
+        self.assert_dropped_warns_once("{", "not_json", repeat=50)
         client = self.harness.connections[-1].client
         for _ in range(5):
             client.send_text("[]")
@@ -304,12 +309,12 @@ class ValueLimitTests(DroppedFrameCase):
         """The attack: 256 KiB of empty objects, within every other limit."""
         text = tiny_objects(256 * 1024)
         self.assertGreater(len(text), 256 * 1024 - 3)
-        detail = self.assert_dropped(text, "too_many_values")
+        detail = self.assert_dropped_warns_once(text, "too_many_values")
         # The frame, src, method, params, switch:0, apower, x, and the objects.
         self.assertIn(f"{7 + text.count('{}')} JSON values, more than 2000", detail)
 
     def test_tiny_objects_for_the_exact_decoder_dropped(self) -> None:
-        self.assert_dropped(tiny_objects(256 * 1024, ", "), "too_many_values")
+        self.assert_dropped_warns_once(tiny_objects(256 * 1024, ", "), "too_many_values")
 
     def test_at_the_limit_used(self) -> None:
         client, connection = self.connect_bad()
@@ -469,7 +474,7 @@ class ComponentBudgetTests(DroppedFrameCase):
     def test_65_components_dropped(self) -> None:
         params: dict[str, Any] = {f"x:{i}": {} for i in range(64)}
         params["switch:0"] = {"apower": 65.0}
-        text = self.assert_dropped(json.dumps(notify(params)), "too_many_components")
+        text = self.assert_dropped_warns_once(json.dumps(notify(params)), "too_many_components")
         self.assertIn("65 components, more than 64", text)
         self.assertNotIn(65.0, [v[0].apower for v in self.readings_of(BAD)])
 
@@ -481,7 +486,7 @@ class ComponentBudgetTests(DroppedFrameCase):
         params = {f"switch:{i}": {} for i in range(15_000)}
         text = json.dumps(notify(params, method="NotifyFullStatus"), separators=(",", ":"))
         self.assertLess(len(text), 256 * 1024)
-        self.assert_dropped(text, "too_many_values", repeat=1)
+        self.assert_dropped_warns_once(text, "too_many_values", repeat=1)
         self.assertEqual(self.harness.connections[-1].server.status.switches,
                          {"switch:0": ChannelValues(43.0, None, None, None)})
 
@@ -508,30 +513,32 @@ class SrcTests(DroppedFrameCase):
             self.assertNotIn(raw, formatEvent(event))
 
     def test_missing(self) -> None:
-        self.assert_dropped(json.dumps({"method": "NotifyStatus",
-                                        "params": {"switch:0": {"apower": 5.0}}}), "bad_src")
+        self.assert_dropped_warns_once(json.dumps({"method": "NotifyStatus",
+                                                   "params": {"switch:0": {"apower": 5.0}}}),
+                                       "bad_src")
 
     def test_not_a_string(self) -> None:
-        self.assert_dropped(json.dumps({"src": 12, "method": "NotifyStatus", "params": {}}),
-                            "bad_src")
+        self.assert_dropped_warns_once(
+            json.dumps({"src": 12, "method": "NotifyStatus", "params": {}}), "bad_src"
+        )
 
     def test_newline(self) -> None:
         src = "shelly\nFAKE log line"
-        text = self.assert_dropped(json.dumps(power_frame(9.0, src)), "bad_src")
+        text = self.assert_dropped_warns_once(json.dumps(power_frame(9.0, src)), "bad_src")
         self.assertIn("shelly\\nFAKE log line", text)
         self.assertNotIn("\n", text)
         self.assert_escaped(src)
 
     def test_ansi_escape(self) -> None:
         src = "\x1b[2J\x1b[31mshelly"
-        text = self.assert_dropped(json.dumps(power_frame(9.0, src)), "bad_src")
+        text = self.assert_dropped_warns_once(json.dumps(power_frame(9.0, src)), "bad_src")
         self.assertIn("\\x1b[2J\\x1b[31mshelly", text)
         self.assertNotIn("\x1b", text)
         self.assert_escaped("\x1b")
 
     def test_long(self) -> None:
         src = "a" * 65
-        text = self.assert_dropped(json.dumps(power_frame(9.0, src)), "bad_src")
+        text = self.assert_dropped_warns_once(json.dumps(power_frame(9.0, src)), "bad_src")
         self.assertNotIn("a" * 81, text)
 
     def test_spreadsheet_words(self) -> None:
@@ -563,17 +570,17 @@ class SrcTests(DroppedFrameCase):
         self.assert_good_served()
 
     def test_spreadsheet_word_on_a_bound_connection(self) -> None:
-        self.assert_dropped(json.dumps(power_frame(9.0, "NaN")), "bad_src")
+        self.assert_dropped_warns_once(json.dumps(power_frame(9.0, "NaN")), "bad_src")
 
     def test_different_from_bound(self) -> None:
         other = "shellypro4pm-001122334455"
-        text = self.assert_dropped(json.dumps(power_frame(9.0, other)), "src_mismatch")
+        text = self.assert_dropped_warns_once(json.dumps(power_frame(9.0, other)), "src_mismatch")
         self.assertIn(other, text)
         self.assertNotIn(other, self.factory.devices)
 
     def test_other_device_id_of_a_connected_device(self) -> None:
         """Claiming the good device's id does not reach the good device's readings."""
-        self.assert_dropped(json.dumps(power_frame(9999.0, GOOD)), "src_mismatch")
+        self.assert_dropped_warns_once(json.dumps(power_frame(9999.0, GOOD)), "src_mismatch")
         self.assertNotIn(9999.0, [v[0].apower for v in self.readings_of(GOOD)])
 
 
@@ -863,7 +870,7 @@ class InvalidUtf8Tests(HardeningCase):
         for name, raw in [("ff", b"\xff"), ("overlong", b"\xc0\xaf"),
                           ("surrogate", b"\xed\xa0\x80"), ("cut short", b"\xe2\x82")]:
             with self.subTest(name):
-                self.setUp()
+                self.fresh_harness()
                 client, connection = self.connect_bad()
                 client.sendMessage(b'{"src":"' + raw + b'","method":"NotifyStatus"}',
                                    isBinary=False)
@@ -1517,6 +1524,14 @@ class CsvCellTests(SynchronousTestCase):
     WORDS = ("NaN", "NULL", "2026-01-01", "1E5", "true", "-1")
 
     def setUp(self) -> None:
+        self.fresh_harness()
+
+    def fresh_harness(self) -> Harness:
+        """
+        A new harness (and log) with the good device connected and reporting, which this
+        case's C{harness}, C{good} and the rest are from then on: each case of a C{subTest}
+        loop starts from its own.
+        """
         self.events = capture_log(self)
         self.stack = Stack(self)
         stack = self.stack

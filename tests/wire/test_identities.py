@@ -12,7 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from shellylog.status import ChannelValues
 from shellylog.tap import Options
 from shellylog.tracker import ChannelTracker
-from tests.support.stack import T0, Stack, notify, switch
+from tests.support.frames import notify, switch
+from tests.support.stack import T0, Stack
 
 
 def parse(*args: str) -> Options:

@@ -38,7 +38,9 @@ from shellylog.internals import (
     protocol_options,
 )
 from shellylog.protocol import Limits, ShellyServerProtocol
-from tests.support.wire import DEVICE, Connection, Harness, capture_log
+from tests.support.frames import DEVICE
+from tests.support.logs import capture_log
+from tests.support.wire import Connection, Harness
 
 UPGRADE = (
     b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

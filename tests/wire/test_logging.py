@@ -31,8 +31,10 @@ from shellylog.logs import json_observer
 from shellylog.protocol import Limits
 from shellylog.status import ChannelValues
 from shellylog.tracker import Row
-from tests.support.stack import T0, Stack, notify, switch
-from tests.support.wire import DEVICE, Harness, RecordingClient, capture_log
+from tests.support.frames import DEVICE, notify, switch
+from tests.support.logs import capture_log
+from tests.support.stack import T0, Stack
+from tests.support.wire import Harness, RecordingClient
 
 OTHER = "shellyplus1pm-112233445566"
 SECRET = "s3cret"

@@ -15,16 +15,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog.protocol import CloseOnStop, ShellyServerProtocol
 from shellylog.status import ChannelValues
-from tests.support.wire import (
-    DEVICE,
-    Connection,
-    Harness,
-    RecordingClient,
-    capture_log,
-    fixture_device_id,
-    fixture_status,
-    warnings_from,
-)
+from tests.support.frames import DEVICE, fixture_device_id, fixture_status, notify
+from tests.support.logs import capture_log, warnings_from
+from tests.support.wire import Connection, Harness, RecordingClient
 
 PRO4PM = "pro4pm-fw1.0.3.json"
 PLUS1PM = "plus1pm-fw1.1.0.json"
@@ -39,12 +32,8 @@ PRO4PM_VALUES = {
 }
 
 
-def notify(method: str, params: Any, src: str = DEVICE) -> dict[str, Any]:
-    return {"src": src, "dst": "ws", "method": method, "params": params}
-
-
 def full_status(name: str = PRO4PM, ts: float = 5.01) -> dict[str, Any]:
-    return notify("NotifyFullStatus", {"ts": ts, **fixture_status(name)})
+    return notify({"ts": ts, **fixture_status(name)}, method="NotifyFullStatus")
 
 
 def pollers(clock: Clock) -> list[DelayedCall]:
@@ -67,11 +56,20 @@ class DeviceCase(SynchronousTestCase):
     channels: tuple[int, ...] = (0, 1, 2, 3)
 
     def setUp(self) -> None:
+        self.fresh_device()
+
+    def fresh_device(self) -> Harness:
+        """
+        A new harness with one device client connected, which this case's C{harness},
+        C{client} and the rest are from then on: each case of a C{subTest} loop starts
+        from its own.
+        """
         self.harness = Harness(self, poll_interval=self.poll_interval, channels=self.channels)
         self.sink = self.harness.sink
         self.factory = self.harness.factory
         self.client, self.connection = self.harness.connect_ws("/ws", protocols=["json-rpc"])
         self.assertTrue(self.client.opened)
+        return self.harness
 
     def send(self, obj: object, client: RecordingClient | None = None) -> None:
         client = client or self.client
@@ -219,7 +217,8 @@ class StatusTests(DeviceCase):
 
     def test_full_status_plus1pm(self) -> None:
         device = fixture_device_id(PLUS1PM)
-        self.send(notify("NotifyFullStatus", {"ts": 7.5, **fixture_status(PLUS1PM)}, device))
+        self.send(notify({"ts": 7.5, **fixture_status(PLUS1PM)}, method="NotifyFullStatus",
+                         src=device))
         self.assertEqual(
             self.sink.calls,
             [("readings", device,
@@ -228,25 +227,25 @@ class StatusTests(DeviceCase):
 
     def test_partial_merges(self) -> None:
         self.send(full_status())
-        self.send(notify("NotifyStatus", {"ts": 1764403215.4,
+        self.send(notify({"ts": 1764403215.4,
                                           "switch:0": {"id": 0, "apower": 433.1}}))
         self.assertEqual(len(self.sink.readings_calls), 2)
         expected = dict(PRO4PM_VALUES)
         expected[0] = ChannelValues(apower=433.1, voltage=121.7, current=0.0, energy_total=0.0)
         self.assertEqual(self.last_readings(), expected)
         # Nested objects merge too: a new total keeps nothing else from changing.
-        self.send(notify("NotifyStatus", {"switch:0": {"id": 0, "aenergy": {
+        self.send(notify({"switch:0": {"id": 0, "aenergy": {
             "by_minute": [120.4, 7198.3, 6879.1], "minute_ts": 1764403260, "total": 10439.316}}}))
         expected[0] = ChannelValues(apower=433.1, voltage=121.7, current=0.0,
                                     energy_total=10439.316)
         self.assertEqual(self.last_readings(), expected)
-        self.send(notify("NotifyStatus", {"switch:3": {"current": 1.91}}))
+        self.send(notify({"switch:3": {"current": 1.91}}))
         expected[3] = ChannelValues(apower=0.0, voltage=121.8, current=1.91, energy_total=0.0)
         self.assertEqual(self.last_readings(), expected)
 
     def test_partial_before_full(self) -> None:
         """A partial first is all that is known."""
-        self.send(notify("NotifyStatus", {"switch:1": {"id": 1, "apower": 12.0}}))
+        self.send(notify({"switch:1": {"id": 1, "apower": 12.0}}))
         self.assertEqual(
             self.sink.calls,
             [("readings", DEVICE,
@@ -254,7 +253,7 @@ class StatusTests(DeviceCase):
         )
 
     def test_method_case_insensitive(self) -> None:
-        self.send(notify("notifystatus", {"switch:0": {"apower": 3.0}}))
+        self.send(notify({"switch:0": {"apower": 3.0}}, method="notifystatus"))
         self.assertEqual(
             self.last_readings(),
             {0: ChannelValues(apower=3.0, voltage=None, current=None, energy_total=None)},
@@ -262,21 +261,21 @@ class StatusTests(DeviceCase):
 
     def test_null_deletes(self) -> None:
         self.send(full_status())
-        self.send(notify("NotifyStatus", {"switch:0": {"id": 0, "voltage": None}}))
+        self.send(notify({"switch:0": {"id": 0, "voltage": None}}))
         readings = self.last_readings()
         self.assertEqual(
             readings[0], ChannelValues(apower=0.0, voltage=None, current=0.0, energy_total=0.0)
         )
         self.assertEqual(readings[1], PRO4PM_VALUES[1])
         # A whole component set to null is gone.
-        self.send(notify("NotifyStatus", {"switch:1": None}))
+        self.send(notify({"switch:1": None}))
         self.assertEqual(sorted(self.last_readings()), [0, 2, 3])
 
     def test_device_status_unwrapped(self) -> None:
-        self.send(notify("NotifyFullStatus",
-                         {"ts": 1.0, "device_status": {"ts": 2.0, **fixture_status(PRO4PM)}}))
+        self.send(notify({"ts": 1.0, "device_status": {"ts": 2.0, **fixture_status(PRO4PM)}},
+                         method="NotifyFullStatus"))
         self.assertEqual(self.sink.calls, [("readings", DEVICE, PRO4PM_VALUES)])
-        self.send(notify("NotifyStatus", {"device_status": {"switch:2": {"apower": 99.5}}}))
+        self.send(notify({"device_status": {"switch:2": {"apower": 99.5}}}))
         expected = dict(PRO4PM_VALUES)
         expected[2] = ChannelValues(apower=99.5, voltage=121.8, current=0.0, energy_total=0.0)
         self.assertEqual(self.last_readings(), expected)
@@ -354,20 +353,21 @@ class StatusTests(DeviceCase):
         self.assert_still_open()
 
     def test_notify_event_no_readings(self) -> None:
-        self.send(notify("NotifyEvent", {"ts": 1764403300.2, "events": [
+        self.send(notify({"ts": 1764403300.2, "events": [
             {"component": "sys", "event": "scheduled_restart", "time_ms": 996,
-             "ts": 1764403300.2}]}))
+             "ts": 1764403300.2}]}, method="NotifyEvent"))
         self.assertEqual(self.sink.calls, [])
         # It does identify the device.
         self.assertEqual(list(self.factory.devices), [DEVICE])
         self.send(full_status())
-        self.send(notify("NotifyEvent", {"events": [{"component": "input:0",
-                                                     "event": "single_push"}]}))
+        self.send(notify({"events": [{"component": "input:0", "event": "single_push"}]},
+                         method="NotifyEvent"))
         self.assertEqual(self.sink.calls, [("readings", DEVICE, PRO4PM_VALUES)])
 
     def test_unmetered(self) -> None:
         device = fixture_device_id(PRO3)
-        self.send(notify("NotifyFullStatus", {"ts": 3.0, **fixture_status(PRO3)}, device))
+        self.send(notify({"ts": 3.0, **fixture_status(PRO3)}, method="NotifyFullStatus",
+                         src=device))
         nothing = ChannelValues(apower=None, voltage=None, current=None, energy_total=None)
         self.assertEqual(self.sink.calls,
                          [("readings", device, {0: nothing, 1: nothing, 2: nothing})])
@@ -375,7 +375,8 @@ class StatusTests(DeviceCase):
     def test_no_switches(self) -> None:
         """The Pro 3EM has no switch: nothing to log."""
         device = fixture_device_id("pro3em-fw1.1.0.json")
-        self.send(notify("NotifyFullStatus", fixture_status("pro3em-fw1.1.0.json"), device))
+        self.send(notify(fixture_status("pro3em-fw1.1.0.json"), method="NotifyFullStatus",
+                         src=device))
         self.assertEqual(self.sink.calls, [])
         self.assertEqual(list(self.factory.devices), [device])
 
@@ -391,22 +392,22 @@ class ChannelSelectionTests(DeviceCase):
 
     def test_other_channels_give_nothing(self) -> None:
         device = fixture_device_id(PLUS1PM)
-        self.send(notify("NotifyFullStatus", fixture_status(PLUS1PM), device))
-        self.send(notify("NotifyStatus", {"switch:0": {"apower": 40.0}}, device))
-        self.send(notify("NotifyStatus", {"switch:3": {"apower": 40.0}}, device))
+        self.send(notify(fixture_status(PLUS1PM), method="NotifyFullStatus", src=device))
+        self.send(notify({"switch:0": {"apower": 40.0}}, src=device))
+        self.send(notify({"switch:3": {"apower": 40.0}}, src=device))
         self.assertEqual(self.sink.calls, [])
 
 
 #: Unusable frames, each with the reason it is counted under.
 GARBAGE: list[tuple[str, str | bytes, bool]] = [
     ("not_json", "this is not json {", False),
-    ("not_object", json.dumps([notify("NotifyStatus", {"switch:0": {"apower": 1}})]), False),
-    ("bad_params", json.dumps(notify("NotifyStatus", "switch:0")), False),
-    ("bad_component", json.dumps(notify("NotifyStatus", {"switch:0": [1, 2]})), False),
-    ("bad_component", json.dumps(notify("NotifyFullStatus", {"switch:0": "on"})), False),
-    ("binary", json.dumps(notify("NotifyStatus", {"switch:0": {"apower": 1}})).encode(), True),
-    ("bad_src", json.dumps(notify("NotifyStatus", {"switch:0": {"apower": 1}}, "../etc")), False),
-    ("bad_src", json.dumps(notify("NotifyStatus", {"switch:0": {"apower": 1}}, "a b")), False),
+    ("not_object", json.dumps([notify({"switch:0": {"apower": 1}})]), False),
+    ("bad_params", json.dumps(notify("switch:0")), False),
+    ("bad_component", json.dumps(notify({"switch:0": [1, 2]})), False),
+    ("bad_component", json.dumps(notify({"switch:0": "on"}, method="NotifyFullStatus")), False),
+    ("binary", json.dumps(notify({"switch:0": {"apower": 1}})).encode(), True),
+    ("bad_src", json.dumps(notify({"switch:0": {"apower": 1}}, src="../etc")), False),
+    ("bad_src", json.dumps(notify({"switch:0": {"apower": 1}}, src="a b")), False),
     ("bad_src", json.dumps({"method": "NotifyStatus", "params": {}}), False),
     ("bad_method", json.dumps({"src": DEVICE, "method": 7}), False),
     ("unknown_shape", json.dumps({"src": DEVICE, "id": 1}), False),
@@ -424,8 +425,12 @@ class GarbageTests(DeviceCase):
         self.client.sendMessage(data, isBinary=binary)
         self.flush_all()
 
-    def assert_dropped(self, reason: str, payload: str | bytes, binary: bool,
-                       bound: bool) -> None:
+    def assert_dropped_keeps_status(self, reason: str, payload: str | bytes, binary: bool,
+                                    bound: bool) -> None:
+        """
+        One C{payload} is dropped and counted once under C{reason}: the device's status is
+        what it was, and its connection carries on.
+        """
         if bound:
             self.send(full_status())
         before = len(self.sink.calls)
@@ -437,7 +442,7 @@ class GarbageTests(DeviceCase):
         self.assertEqual(self.connection.server.status.switches, status_before)
         self.assert_still_open()
         # The same connection still works.
-        self.send(notify("NotifyStatus", {"switch:0": {"apower": 321.0}}))
+        self.send(notify({"switch:0": {"apower": 321.0}}))
         self.assertEqual(self.sink.readings_calls[-1][0], DEVICE)
         self.assertEqual(self.sink.readings_calls[-1][1][0].apower, 321.0)
         self.assertEqual(list(self.factory.devices), [DEVICE])
@@ -445,40 +450,39 @@ class GarbageTests(DeviceCase):
     def test_each_before_binding(self) -> None:
         for reason, payload, binary in GARBAGE:
             with self.subTest(reason=reason, payload=payload[:60]):
-                self.setUp()
-                self.assert_dropped(reason, payload, binary, bound=False)
+                self.fresh_device()
+                self.assert_dropped_keeps_status(reason, payload, binary, bound=False)
 
     def test_each_after_binding(self) -> None:
         for reason, payload, binary in GARBAGE:
             with self.subTest(reason=reason, payload=payload[:60]):
-                self.setUp()
-                self.assert_dropped(reason, payload, binary, bound=True)
+                self.fresh_device()
+                self.assert_dropped_keeps_status(reason, payload, binary, bound=True)
 
     def test_src_mismatch(self) -> None:
         self.send(full_status())
-        self.send(notify("NotifyStatus", {"switch:0": {"apower": 777.0}},
-                         "shellypro4pm-001122334455"))
+        self.send(notify({"switch:0": {"apower": 777.0}}, src="shellypro4pm-001122334455"))
         self.assertEqual(self.factory.rejected, {"src_mismatch": 1})
         self.assertEqual(self.connection.server.rejected, {"src_mismatch": 1})
         self.assertEqual(self.sink.calls, [("readings", DEVICE, PRO4PM_VALUES)])
         self.assertEqual(list(self.factory.devices), [DEVICE])
         self.assertEqual(self.connection.server.device_id, DEVICE)
         self.assert_still_open()
-        self.send(notify("NotifyStatus", {"switch:0": {"apower": 5.0}}))
+        self.send(notify({"switch:0": {"apower": 5.0}}))
         self.assertEqual(self.last_readings()[0].apower, 5.0)
 
     def test_bad_src_does_not_bind(self) -> None:
-        self.send(notify("NotifyStatus", {"switch:0": {"apower": 1.0}}, "evil\nid"))
+        self.send(notify({"switch:0": {"apower": 1.0}}, src="evil\nid"))
         self.assertIsNone(self.connection.server.device_id)
         self.assertEqual(self.factory.devices, {})
-        self.send(notify("NotifyStatus", {"switch:0": {"apower": 2.0}}))
+        self.send(notify({"switch:0": {"apower": 2.0}}))
         self.assertEqual(self.connection.server.device_id, DEVICE)
         self.assertEqual(self.last_readings()[0].apower, 2.0)
 
     def test_bad_component_changes_nothing(self) -> None:
         """A frame with one bad switch leaves the good ones of it unapplied too."""
         self.send(full_status())
-        self.send(notify("NotifyStatus", {"switch:0": {"apower": 50.0}, "switch:1": 3}))
+        self.send(notify({"switch:0": {"apower": 50.0}, "switch:1": 3}))
         self.assertEqual(self.sink.calls, [("readings", DEVICE, PRO4PM_VALUES)])
         self.assertEqual(self.factory.rejected, {"bad_component": 1})
 
@@ -499,7 +503,7 @@ class GarbageTests(DeviceCase):
         self.assertEqual(len(dropped), 2)
         self.assertEqual(self.factory.rejected, {"not_json": 100, "not_object": 10})
         self.assert_still_open()
-        self.send(notify("NotifyStatus", {"switch:0": {"apower": 8.0}}))
+        self.send(notify({"switch:0": {"apower": 8.0}}))
         self.assertEqual(self.last_readings()[0].apower, 8.0)
         # On close, one summary.
         self.client.sendClose(code=1000)
@@ -519,7 +523,7 @@ class GarbageTests(DeviceCase):
 
     def test_unsafe_src_not_logged_raw(self) -> None:
         events = capture_log(self)
-        self.send(notify("NotifyStatus", {}, "x\n" + "y" * 500))
+        self.send(notify({}, src="x\n" + "y" * 500))
         warnings = warnings_from(events)
         self.assertEqual(len(warnings), 1)
         self.assertNotIn("\n", warnings[0])
@@ -531,7 +535,7 @@ class BindingTests(DeviceCase):
 
     def test_bound_on_first_frame(self) -> None:
         self.assertEqual(self.factory.devices, {})
-        self.send(notify("NotifyEvent", {}))
+        self.send(notify({}, method="NotifyEvent"))
         self.assertEqual(self.factory.devices, {DEVICE: self.connection.server})
         self.assertEqual(self.connection.server.device_id, DEVICE)
 
@@ -561,7 +565,7 @@ class BindingTests(DeviceCase):
         self.send(full_status())
         other_id = fixture_device_id(PLUS1PM)
         other, other_connection = self.harness.connect_ws("/ws/")
-        other.send_json(notify("NotifyFullStatus", fixture_status(PLUS1PM), other_id))
+        other.send_json(notify(fixture_status(PLUS1PM), method="NotifyFullStatus", src=other_id))
         other_connection.flush()
         self.assertEqual(
             self.factory.devices,
@@ -578,7 +582,7 @@ class BindingTests(DeviceCase):
         old_server = self.connection.server
         self.send(full_status())
         new, new_connection = self.harness.connect_ws("/ws")
-        new.send_json(notify("NotifyStatus", {"switch:0": {"apower": 10.0}}))
+        new.send_json(notify({"switch:0": {"apower": 10.0}}))
         new_connection.flush()
         new_server = new_connection.server
         self.assertIsNot(new_server, old_server)
@@ -614,7 +618,7 @@ class BindingTests(DeviceCase):
         """The old socket dies (no close handshake) after the new one took over."""
         self.send(full_status())
         new, new_connection = self.harness.connect_ws("/ws")
-        new.send_json(notify("NotifyEvent", {}))
+        new.send_json(notify({}, method="NotifyEvent"))
         new_connection.flush()
         self.assertEqual(self.sink.disconnected_calls, [DEVICE])
         # The old device side vanishes before answering the close.
@@ -631,9 +635,9 @@ class BindingTests(DeviceCase):
         """
         self.send(full_status())
         new, new_connection = self.harness.connect_ws("/ws")
-        new.send_json(notify("NotifyStatus", {"switch:0": {"apower": 10.0}}))
+        new.send_json(notify({"switch:0": {"apower": 10.0}}))
         # The old device side sends before it has seen the server's close frame.
-        self.client.send_json(notify("NotifyStatus", {"switch:0": {"apower": 99.0}}))
+        self.client.send_json(notify({"switch:0": {"apower": 99.0}}))
         new_connection.pump.pump()  # the new connection binds; the old one is closing
         self.assertIsInstance(self.connection.server, ShellyServerProtocol)
         self.assertEqual(self.connection.server.state, WebSocketProtocol.STATE_CLOSING)
@@ -653,7 +657,7 @@ class BindingTests(DeviceCase):
 
     def test_same_connection_rebind_is_noop(self) -> None:
         self.send(full_status())
-        self.send(notify("NotifyStatus", {"switch:0": {"apower": 1.5}}))
+        self.send(notify({"switch:0": {"apower": 1.5}}))
         self.assertEqual(self.sink.disconnected_calls, [])
         self.assertEqual(self.factory.devices, {DEVICE: self.connection.server})
         self.assert_still_open()
@@ -666,7 +670,7 @@ class CloseOnStopTests(SynchronousTestCase):
         self.harness = Harness(self)
         self.factory = self.harness.factory
         self.bound, self.bound_connection = self.harness.connect_ws("/ws")
-        self.bound.send_json(notify("NotifyStatus", {"switch:0": {"apower": 50.0}}))
+        self.bound.send_json(notify({"switch:0": {"apower": 50.0}}))
         self.unbound, _ = self.harness.connect_ws("/ws")
         self.harness.flush()
         self.service = CloseOnStop(self.factory, self.harness.clock, timeout=5)

@@ -18,9 +18,9 @@ from shellylog import __version__, tap
 from shellylog.csvlog import HEADER
 from shellylog.report import SHOWN_OPTIONS, public_options
 from shellylog.tap import Options
-from tests.support.stack import T0, Stack, notify, switch
-from tests.support.wire import DEVICE
-from tests.wire.test_web import raw_get
+from tests.support.frames import DEVICE, notify, switch
+from tests.support.stack import T0, Stack
+from tests.support.wire import raw_get
 
 OTHER = "shellyplus1pm-112233445566"
 PEER = "tcp4:192.0.2.7:40001"  # the harness's first client

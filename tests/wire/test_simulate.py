@@ -28,7 +28,8 @@ from shellylog.simulate.switch import (
     SwitchDevice,
     SwitchProfile,
 )
-from tests.support.wire import Harness, capture_log, warnings_from
+from tests.support.logs import capture_log, warnings_from
+from tests.support.wire import Harness
 
 T0 = 1_800_000_000  # a minute boundary
 assert T0 % 60 == 0

@@ -34,8 +34,9 @@ from shellylog.metrics import ShellylogCollector
 from shellylog.minutes import MinuteService
 from shellylog.protocol import Limits
 from shellylog.tap import Options, makeService
-from tests.support.stack import Stack, notify, switch
-from tests.wire.test_web import raw_upgrade
+from tests.support.frames import notify, switch
+from tests.support.stack import Stack
+from tests.support.wire import raw_upgrade
 
 
 def parse(*args: str) -> Options:

@@ -11,28 +11,8 @@ from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog.protocol import ShellyServerProtocol
-from tests.support.wire import DEVICE, Harness, RawClient
-
-
-def raw_get(path: bytes, method: bytes = b"GET", extra: bytes = b"") -> bytes:
-    return (
-        method + b" " + path + b" HTTP/1.1\r\n"
-        b"Host: 127.0.0.1:5000\r\n"
-        b"Connection: close\r\n" + extra + b"\r\n"
-    )
-
-
-def raw_upgrade(path: bytes) -> bytes:
-    """A WebSocket opening handshake as a device sends it."""
-    return (
-        b"GET " + path + b" HTTP/1.1\r\n"
-        b"Host: 127.0.0.1:5000\r\n"
-        b"Upgrade: websocket\r\n"
-        b"Connection: Upgrade\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        b"Sec-WebSocket-Version: 13\r\n"
-        b"\r\n"
-    )
+from tests.support.frames import DEVICE
+from tests.support.wire import Harness, RawClient, raw_get, raw_upgrade
 
 
 class HandshakePathTests(SynchronousTestCase):
