@@ -1524,14 +1524,6 @@ class CsvCellTests(SynchronousTestCase):
     WORDS = ("NaN", "NULL", "2026-01-01", "1E5", "true", "-1")
 
     def setUp(self) -> None:
-        self.fresh_harness()
-
-    def fresh_harness(self) -> Harness:
-        """
-        A new harness (and log) with the good device connected and reporting, which this
-        case's C{harness}, C{good} and the rest are from then on: each case of a C{subTest}
-        loop starts from its own.
-        """
         self.events = capture_log(self)
         self.stack = Stack(self)
         stack = self.stack
