@@ -18,7 +18,7 @@ from twisted.application.service import MultiService
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
-from shellylog import __version__, csvlog
+from shellylog import __version__
 from shellylog.csvlog import CsvSink
 from shellylog.minutes import MinuteService
 from shellylog.protocol import ShellyServerFactory
@@ -112,7 +112,7 @@ class Stack:
                 raise OSError(errno.ENOSPC, "No space left on device")
             return self._real_write(fd, data)
 
-        self._case.patch(csvlog.os, "write", write)
+        self._case.patch(os, "write", write)
         self.disk_full = True
 
     # -- what it shows ----------------------------------------------------------------

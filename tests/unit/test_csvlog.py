@@ -281,13 +281,13 @@ class WriteFailureTests(SynchronousTestCase):
         self.sink.open()
         self.addCleanup(self.sink.close)
         self.real_write = os.write
-        self.fail = False
+        self.disk_full = False
 
     def row(self, minute: int, device: str = "dev-1") -> Row:
         return Row(minute, device, 0, ChannelValues(450, 230.1, 1.9, 100.0))
 
     def failing_write(self, fd: int, data: bytes | memoryview) -> int:
-        if self.fail:
+        if self.disk_full:
             # Half a line gets out, then the disk is full.
             self.real_write(fd, bytes(data[:10]))
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -298,16 +298,16 @@ class WriteFailureTests(SynchronousTestCase):
             return f.read().splitlines()
 
     def test_rows_wait_and_are_written_in_order(self) -> None:
-        self.patch(csvlog.os, "write", self.failing_write)
+        self.patch(os, "write", self.failing_write)
         self.sink.write([self.row(1)])
-        self.fail = True
+        self.disk_full = True
         self.sink.write([self.row(2)])
         self.sink.write([self.row(3)])
         self.assertEqual(self.sink.pending, 2)
         self.assertEqual(self.sink.problem,
                          f"cannot write {self.path}: No space left on device")
         self.assertEqual(len(self.lines()), 2)  # header and minute 1; the torn bytes undone
-        self.fail = False
+        self.disk_full = False
         self.sink.write([self.row(4)])
         self.assertEqual(self.sink.pending, 0)
         self.assertIsNone(self.sink.problem)
@@ -322,13 +322,13 @@ class WriteFailureTests(SynchronousTestCase):
         self.assertEqual((self.sink.rows_written, self.sink.rows_written_carried), (2, 1))
 
     def test_max_pending_drops_and_counts(self) -> None:
-        self.patch(csvlog.os, "write", self.failing_write)
+        self.patch(os, "write", self.failing_write)
         self.sink.max_pending = 3
-        self.fail = True
+        self.disk_full = True
         self.sink.write([self.row(1), self.row(2)])
         self.sink.write([self.row(3), self.row(4), self.row(5)])
         self.assertEqual((self.sink.pending, self.sink.rows_dropped), (3, 2))
-        self.fail = False
+        self.disk_full = False
         self.sink.write([])
         self.assertEqual([parse_row_key(x)[0] for x in self.lines()[1:]],  # type: ignore[index]
                          [1, 2, 3])
@@ -360,7 +360,7 @@ class WriteFailureTests(SynchronousTestCase):
 
     def test_fsync_after_each_write(self) -> None:
         synced: list[int] = []
-        self.patch(csvlog.os, "fsync", synced.append)
+        self.patch(os, "fsync", synced.append)
         self.sink.fsync = True
         self.sink.write([self.row(1)])
         self.sink.write([])
@@ -399,7 +399,7 @@ class ThreadedFsyncTests(SynchronousTestCase):
         # The inode each fsync was for: which file it synced, whatever the descriptor.
         self.synced: list[int] = []
         self.fsync_error: OSError | None = None
-        self.patch(csvlog.os, "fsync", self.fake_fsync)
+        self.patch(os, "fsync", self.fake_fsync)
 
     def fake_fsync(self, fd: int) -> None:
         self.synced.append(os.fstat(fd).st_ino)
@@ -507,7 +507,7 @@ class ThreadedFsyncTests(SynchronousTestCase):
         def full(fd: int, data: bytes | memoryview) -> int:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        self.patch(csvlog.os, "write", full)
+        self.patch(os, "write", full)
         self.sink.write([self.row(1)])
         self.assertEqual((self.sink.pending, self.thread.jobs), (1, []))
         self.flushLoggedErrors()

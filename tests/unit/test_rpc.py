@@ -29,7 +29,8 @@ class DecodeTests(SynchronousTestCase):
     def reason(self, text: str | bytes) -> str:
         with self.assertRaises(FrameError) as cm:
             decode_frame(text)
-        return cm.exception.reason
+        reason: str = cm.exception.reason
+        return reason
 
     def test_notify_status(self) -> None:
         frame = decode_frame(
@@ -94,7 +95,7 @@ class DecodeTests(SynchronousTestCase):
         )
 
     def test_unusable_frames(self) -> None:
-        cases = {
+        cases: dict[str | bytes, str] = {
             "not json": "not_json",
             b"\xff\xfe\x00": "not_json",
             "[1,2]": "not_object",

@@ -5,6 +5,7 @@ A device's known status: full replace, partial deep-merge, channel values.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -161,7 +162,7 @@ class MergeTests(SynchronousTestCase):
     def test_too_many_components_leave_no_trace(self) -> None:
         before = copy.deepcopy(self.status.switches)
         self.assertEqual(MAX_COMPONENTS, 64)
-        many = {f"c:{i}": {} for i in range(64)} | {"switch:0": {"apower": 9}}
+        many: dict[str, object] = {f"c:{i}": {} for i in range(64)} | {"switch:0": {"apower": 9}}
         for change in (self.status.merge, self.status.replace):
             with self.assertRaises(FrameError) as cm:
                 change(many)
@@ -173,9 +174,9 @@ class MergeTests(SynchronousTestCase):
 
     def test_merge_is_a_merge_of_the_json(self) -> None:
         """Merging into the values reads as merging into the JSON object and reading it."""
-        component = {"id": 0, "apower": {"x": 1}, "voltage": 230.1,
+        component: dict[str, Any] = {"id": 0, "apower": {"x": 1}, "voltage": 230.1,
                      "aenergy": {"total": 5.0, "by_minute": [1]}}
-        partials = [
+        partials: list[dict[str, Any]] = [
             {"apower": {"y": None}}, {"apower": 3}, {"aenergy": {"by_minute": [2]}},
             {"aenergy": None}, {"aenergy": {"total": 6.5}}, {"voltage": None},
             {"current": 0.5, "apower": None}, {"aenergy": {"total": None}}, {},

@@ -352,6 +352,9 @@ class InternalErrorTests(HardeningCase):
             def disconnected(self, device_id: str) -> None:
                 sink.disconnected(device_id)
 
+            def forget(self, device_id: str) -> bool:
+                return sink.forget(device_id)
+
         self.factory.sink = FailingForBad()
         for i in range(5):
             client.send_json(power_frame(float(i)))
@@ -483,7 +486,7 @@ class ComponentBudgetTests(DroppedFrameCase):
         The attack's full status of 15,000 empty components: dropped, nothing kept. Its
         30,000 values trip MAX_VALUES first, before it is even parsed.
         """
-        params = {f"switch:{i}": {} for i in range(15_000)}
+        params: dict[str, object] = {f"switch:{i}": {} for i in range(15_000)}
         text = json.dumps(notify(params, method="NotifyFullStatus"), separators=(",", ":"))
         self.assertLess(len(text), 256 * 1024)
         self.assert_dropped_warns_once(text, "too_many_values", repeat=1)

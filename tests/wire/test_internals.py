@@ -15,6 +15,7 @@ import os
 import pprint
 import tempfile
 import weakref
+from typing import Any
 
 import autobahn.websocket.protocol as autobahn_protocol
 from autobahn.twisted.websocket import WebSocketServerProtocol
@@ -63,6 +64,28 @@ def feed(connection: Connection, data: bytes) -> None:
     connection.flush()
 
 
+
+def option(protocol: object, name: str) -> Any:
+    """
+    An Autobahn protocol option: C{setProtocolOptions} puts it on the protocol's class,
+    where no type declares it.
+    """
+    return getattr(protocol, name)
+
+
+def autobahn_global(name: str) -> Any:
+    """
+    A module-level name of C{autobahn.websocket.protocol}, the very one Autobahn calls (and
+    the process patches replace); the module imports it, so it exports none of them.
+    """
+    return vars(autobahn_protocol)[name]
+
+
+class SocketLikeTransport(StringTransport):
+    """A L{StringTransport} with the C{protocol} attribute a socket's transport has."""
+
+    protocol: object = None
+
 class OptionsClassTests(SynchronousTestCase):
     """
     C{CONFIG_ATTRS}, and Autobahn copying an option into a connection only when the
@@ -82,16 +105,16 @@ class OptionsClassTests(SynchronousTestCase):
         for connection, size in [(one, 1000), (other, 5000)]:
             server = connection.server
             self.assertEqual(set(vars(server)) & set(server.CONFIG_ATTRS), set())
-            self.assertEqual(server.maxMessagePayloadSize, size)
-            self.assertEqual(server.autoPingInterval, 30)
-            self.assertIs(server.applyMask, False)
+            self.assertEqual(option(server, "maxMessagePayloadSize"), size)
+            self.assertEqual(option(server, "autoPingInterval"), 30)
+            self.assertIs(option(server, "applyMask"), False)
 
     def test_options_set_later_reach_new_connections(self) -> None:
         harness = Harness(self)
         harness.factory.setProtocolOptions(autoPingInterval=7, allowNullOrigin=True)
         _client, connection = harness.connect_ws("/ws")
-        self.assertEqual(connection.server.autoPingInterval, 7)
-        self.assertEqual(connection.server.autoPingTimeout, 30)
+        self.assertEqual(option(connection.server, "autoPingInterval"), 7)
+        self.assertEqual(option(connection.server, "autoPingTimeout"), 30)
 
     def test_function_option_stays_a_function(self) -> None:
         """
@@ -100,7 +123,7 @@ class OptionsClassTests(SynchronousTestCase):
         """
         harness = Harness(self)
         _client, connection = harness.connect_ws("/ws")
-        accept = connection.server.perMessageCompressionAccept
+        accept = option(connection.server, "perMessageCompressionAccept")
         self.assertIsNone(accept([PerMessageDeflateOffer()]))
         self.assertIs(type(connection.server).__dict__["perMessageCompressionAccept"].__func__,
                       decline_compression)
@@ -161,7 +184,11 @@ class UnmaskingTests(SynchronousTestCase):
 
     def test_ping_answered_with_its_payload(self) -> None:
         pongs: list[bytes] = []
-        self.client.onPong = pongs.append  # type: ignore[method-assign]
+
+        def pong(payload: bytes) -> None:
+            pongs.append(payload)
+
+        self.client.onPong = pong  # type: ignore[method-assign]
         feed(self.connection, masked_frame(b"are you there?", b"\x5a\x17\x00\xe1", opcode=9))
         self.assertEqual(pongs, [b"are you there?"])
 
@@ -179,7 +206,7 @@ class MessageEndTests(SynchronousTestCase):
         self.client, self.connection = self.harness.connect_ws("/ws")
         self.got: list[tuple[bytes, bool]] = []
         self.connection.server.onMessage = (  # type: ignore[method-assign]
-            lambda payload, binary: self.got.append((payload, binary))
+            lambda payload, isBinary: self.got.append((payload, isBinary))
         )
 
     def test_whole_message_once_without_observer_event(self) -> None:
@@ -197,7 +224,7 @@ class MessageEndTests(SynchronousTestCase):
         client, connection = harness.connect_ws("/ws")
         got: list[bytes] = []
         connection.server.onMessage = (  # type: ignore[method-assign]
-            lambda payload, binary: got.append(payload)
+            lambda payload, isBinary: got.append(payload)
         )
         client.sendMessage(b"x" * 2000)
         connection.flush()
@@ -220,7 +247,7 @@ class FragmentLimitTests(SynchronousTestCase):
         self.got: list[bytes] = []
         self.calls: list[int] = []
         server.onMessage = (  # type: ignore[method-assign]
-            lambda payload, binary: self.got.append(payload)
+            lambda payload, isBinary: self.got.append(payload)
         )
         server.too_many_fragments = (  # type: ignore[method-assign]
             lambda: self.calls.append(len(server.message_data))
@@ -322,10 +349,10 @@ class HttpChannelTests(SynchronousTestCase):
         harness = Harness(self)
         # A StringTransport, unlike iosim's, is a push producer: the HTTP channel registers
         # with it as a real socket's channel does.
-        transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.9", 4321))
+        transport = SocketLikeTransport(peerAddress=IPv4Address("TCP", "192.0.2.9", 4321))
         channel = harness.site.buildProtocol(transport.getPeer())
         assert channel is not None
-        transport.protocol = channel  # type: ignore[attr-defined]  # as a socket's has
+        transport.protocol = channel
         channel.makeConnection(transport)
         self.assertIs(transport.producer, channel)
         channel.dataReceived(UPGRADE + b"\r\n")
@@ -525,7 +552,7 @@ class ProcessPatchesTests(SynchronousTestCase):
         # Whatever an earlier test left there, start from a function that counts, and put
         # back what was there after the test.
         self.patch(autobahn_protocol, "pformat", counting)
-        self.patch(autobahn_protocol, "hltype", autobahn_protocol.hltype)
+        self.patch(autobahn_protocol, "hltype", autobahn_global("hltype"))
         self.patch(Timings, "__str__", inspect.unwrap(Timings.__str__))
 
     def test_autobahn_uses_them(self) -> None:
@@ -537,14 +564,14 @@ class ProcessPatchesTests(SynchronousTestCase):
     def test_not_applied_by_a_constructor(self) -> None:
         harness = Harness(self)
         harness.connect_ws("/ws")
-        self.assertFalse(hasattr(autobahn_protocol.pformat, "__wrapped__"))
+        self.assertFalse(hasattr(autobahn_global("pformat"), "__wrapped__"))
         self.assertNotEqual(self.calls, [])  # formatted at once, as Autobahn does
 
     def test_applied_when_the_service_starts(self) -> None:
         service = ProcessPatches()
         service.startService()
         self.assertTrue(service.running)
-        self.assertTrue(hasattr(autobahn_protocol.pformat, "__wrapped__"))
+        self.assertTrue(hasattr(autobahn_global("pformat"), "__wrapped__"))
 
     def test_connection_formats_nothing(self) -> None:
         internals.install_process_patches()
@@ -557,7 +584,7 @@ class ProcessPatchesTests(SynchronousTestCase):
     def test_same_text_when_read(self) -> None:
         internals.install_process_patches()
         value = [("autoPingInterval", 30, "ShellyServerFactory")] * 5
-        lazy = autobahn_protocol.pformat(value)
+        lazy = autobahn_global("pformat")(value)
         self.assertEqual(self.calls, [])
         self.assertEqual(str(lazy), pprint.pformat(value))
         self.assertEqual(f"\n{lazy}", "\n" + pprint.pformat(value))
@@ -568,9 +595,9 @@ class ProcessPatchesTests(SynchronousTestCase):
 
     def test_once_per_process(self) -> None:
         internals.install_process_patches()
-        wrapped, timings = autobahn_protocol.pformat, Timings.__str__
+        wrapped, timings = autobahn_global("pformat"), Timings.__str__
         internals.install_process_patches()
-        self.assertIs(autobahn_protocol.pformat, wrapped)
+        self.assertIs(autobahn_global("pformat"), wrapped)
         self.assertIs(Timings.__str__, timings)
 
     def test_timings_still_text(self) -> None:

@@ -24,7 +24,6 @@ from twisted.logger import (
 )
 from twisted.trial.unittest import SynchronousTestCase
 
-from shellylog import csvlog
 from shellylog.admission import ANY_DEVICE, Admission, TokenRule
 from shellylog.csvlog import HEADER, CsvSink
 from shellylog.logs import json_observer
@@ -280,7 +279,7 @@ class WriteFailureTests(LogCase):
                 raise OSError(errno.ENOSPC, "No space left on device")
             return real(fd, data)
 
-        self.patch(csvlog.os, "write", write)
+        self.patch(os, "write", write)
         row = Row(T0 // 60, DEVICE, 0, ChannelValues(450, 230.1, 1.9, 100.0))
         sink.write([row])
         self.only("write_failed", LogLevel.error, count=1)

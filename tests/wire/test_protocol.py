@@ -706,7 +706,11 @@ class CloseOnStopTests(SynchronousTestCase):
         self.harness.clock.advance(0.999)
         held: list[bytes] = []
         receive = self.unbound.dataReceived
-        self.unbound.dataReceived = held.append  # type: ignore[method-assign]
+
+        def hold(data: bytes) -> None:
+            held.append(data)
+
+        self.unbound.dataReceived = hold  # type: ignore[method-assign]
         stopped = self.service.stopService()
         self.harness.advance(1.9, step=0.1)
         self.assertEqual(self.unbound.closed, None)

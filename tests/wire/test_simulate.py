@@ -231,6 +231,7 @@ class RequestTests(SynchronousTestCase):
             )
         full = device.connected()[0]["params"]
         del full["ts"]
+        assert answer is not None
         self.assertEqual(answer["result"], full)
 
     def test_unknown_method(self) -> None:
@@ -306,7 +307,10 @@ class IdentityTests(SynchronousTestCase):
         b = Fleet.create("ws://127.0.0.1:5000/ws", PROFILES["pro4pm"], 5, clock, first=5)
         ids = [f.device.device_id for f in a.factories + b.factories]
         self.assertEqual(len(set(ids)), 10)
-        totals = {f.device.channels[0].total for f in a.factories}
+        totals: set[float] = set()
+        for f in a.factories:
+            assert isinstance(f.device, SwitchDevice), f.device
+            totals.add(f.device.channels[0].total)
         self.assertEqual(len(totals), 5)
 
     def test_profiles(self) -> None:

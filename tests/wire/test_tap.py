@@ -9,6 +9,8 @@ import json
 import os
 import resource
 import socket
+from collections.abc import Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import autobahn.websocket.protocol as autobahn_protocol
@@ -19,7 +21,7 @@ from twisted.application.service import IServiceMaker, MultiService
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import LogEvent, LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogEvent, LogLevel, formatEvent
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
@@ -35,6 +37,7 @@ from shellylog.minutes import MinuteService
 from shellylog.protocol import Limits
 from shellylog.tap import Options, makeService
 from tests.support.frames import notify, switch
+from tests.support.logs import capture_log
 from tests.support.stack import Stack
 from tests.support.wire import raw_upgrade
 
@@ -239,10 +242,12 @@ class ThreadedMemoryReactor(MemoryReactorClock):
     def getThreadPool(self) -> ThreadPool:
         return self.pool
 
-    def callInThread(self, f: object, *args: object, **kwargs: object) -> None:
+    def callInThread(self, callable: Callable[..., Any], *args: object,
+                     **kwargs: object) -> None:
         raise NotImplementedError
 
-    def callFromThread(self, f: object, *args: object, **kwargs: object) -> None:
+    def callFromThread(self, callable: Callable[..., Any], *args: object,
+                       **kwargs: object) -> None:
         raise NotImplementedError
 
     def suggestThreadPoolSize(self, size: int) -> None:
@@ -315,14 +320,14 @@ class MakeServiceTests(TestCase):
 
     def test_autobahn_patches_applied_when_started(self) -> None:
         """Autobahn's process-wide patches: none when the service is built, all at start."""
-        self.patch(autobahn_protocol, "pformat", inspect.unwrap(autobahn_protocol.pformat))
+        self.patch(autobahn_protocol, "pformat", inspect.unwrap(vars(autobahn_protocol)["pformat"]))
         self.patch(Timings, "__str__", inspect.unwrap(Timings.__str__))
         service = makeService(self.options("--port", "tcp:5001:interface=127.0.0.1"),
                               MemoryReactorClock())
-        self.assertFalse(hasattr(autobahn_protocol.pformat, "__wrapped__"))
+        self.assertFalse(hasattr(vars(autobahn_protocol)["pformat"], "__wrapped__"))
         service.startService()
         self.addCleanup(service.stopService)
-        self.assertTrue(hasattr(autobahn_protocol.pformat, "__wrapped__"))
+        self.assertTrue(hasattr(vars(autobahn_protocol)["pformat"], "__wrapped__"))
         self.assertTrue(hasattr(Timings.__str__, "__wrapped__"))
 
     def test_port_in_use_fails_start(self) -> None:
@@ -687,10 +692,7 @@ class DescriptorLimitTests(TestCase):
         self.patch(tap, "resource", limits)
         folder = os.path.abspath(self.mktemp())
         os.makedirs(folder)
-        events: list[LogEvent] = []
-        publisher = globalLogPublisher
-        publisher.addObserver(events.append)
-        self.addCleanup(publisher.removeObserver, events.append)
+        events = capture_log(self)
         service = makeService(parse("--csv", os.path.join(folder, "log.csv"), *args),
                               MemoryReactorClock())
         self.assertEqual(limits.set_calls, [])
