@@ -1,7 +1,8 @@
 """
 Running shellylog for real: in child processes (the environment that lets a child import
-the same shellylog as the tests, and the command line that starts twistd with it), or as a
-service started in this process on a real port.
+the same shellylog as the tests, the command line that starts twistd with it, and
+L{TwistdProcess}, which watches one), or as a service started in this process on a real
+port; and listening on a real port of this process's own.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import re
 import signal
 import sys
 import sysconfig
-from typing import cast
+from typing import Any, cast
 
 import txaio
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -22,7 +23,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.protocol import Factory, ProcessProtocol, ServerFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
@@ -75,6 +76,15 @@ async def start_service(case: TestCase, args: list[str]) -> tuple[MultiService, 
     listener._waitingForPort.addCallback(bound)
     return service, await listening
 
+
+def listen_local(factory: Factory[Any]) -> tuple[IListeningPort, int]:
+    """
+    Listen with C{factory} on a free port of 127.0.0.1, on the real reactor: the listening
+    port and its number. (C{listenTCP} is typed for a C{ServerFactory} of protocols that
+    know their factory, which no L{Site} is: hence the cast.)
+    """
+    port = reactor.listenTCP(0, cast(ServerFactory, factory), interface="127.0.0.1")
+    return port, cast(IPv4Address, port.getHost()).port
 
 def device_factory(service: MultiService) -> ShellyServerFactory:
     """The devices' WebSocket factory of a service built by C{makeService}."""

@@ -1,6 +1,7 @@
 """
-Shared test helpers: a recording sink, a recording WebSocket client, and a way to connect
-that client to the real site (HTTP upgrade included) over an in-memory transport.
+The real site over in-memory transports: a recording sink, a recording WebSocket client, a
+raw TCP client and the raw requests it sends, and a way to connect a client to the site
+(HTTP upgrade included).
 
 Nothing here touches the network or the real reactor: bytes move with
 L{twisted.test.iosim.IOPump}; every timer (ours, Twisted Web's and Autobahn's, which runs

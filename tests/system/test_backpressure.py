@@ -17,6 +17,7 @@ from twisted.trial.unittest import TestCase
 
 from shellylog.protocol import ShellyServerFactory, ShellyServerProtocol
 from shellylog.web import HealthResource, build_site
+from tests.support.processes import listen_local
 from tests.support.wire import FakeSink
 
 txaio.use_twisted()
@@ -72,10 +73,10 @@ class RealSocketTests(TestCase):
     def test_pinger_never_reading_stays_bounded(self) -> Deferred[None]:
         # Autobahn's own timers (pings, close handshakes) on a clock that never runs: they
         # play no part here, and would outlive the test.
-        self.patch(txaio.config, "loop", task.Clock())
+        self.patch(txaio.config, "loop", task.Clock())  # type: ignore[attr-defined]
         factory = ShellyServerFactory(sink=FakeSink(), clock=reactor)
         site = build_site(factory, HealthResource(lambda: 0, lambda: 0), reactor)
-        port = reactor.listenTCP(0, site, interface="127.0.0.1")  # type: ignore[attr-defined]
+        port, number = listen_local(site)
         self.addCleanup(port.stopListening)
         pingers: list[Pinger] = []
 
@@ -85,10 +86,9 @@ class RealSocketTests(TestCase):
                 pingers.append(pinger)
                 return pinger
 
-        reactor.connectTCP(  # type: ignore[attr-defined]
-            "127.0.0.1", port.getHost().port, Factory())
+        reactor.connectTCP("127.0.0.1", number, Factory())
 
-        def disconnect() -> Deferred[object]:
+        def disconnect() -> Deferred[list[None]]:
             closed = factory.close_all(1000, "")
             for connection in list(factory.open_connections):
                 connection.dropConnection(abort=True)

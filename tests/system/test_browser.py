@@ -60,7 +60,7 @@ from shellylog.protocol import ReadingSink
 from shellylog.status import ChannelValues
 from tests.support.client_plan import DEFLATE, DEVICE, ROW_VALUES, UPDATE, device_plan
 from tests.support.logs import assert_clean_session, capture_log
-from tests.support.processes import RealReactorTestCase, device_factory, start_service
+from tests.support.processes import RealReactorTestCase, device_factory, listen_local, start_service
 from tests.support.realtime import minute_now, minute_start, room_in_minute
 from tests.support.tools import tool
 
@@ -145,7 +145,9 @@ class Connections:
 
 async def close_listener(port: IListeningPort, connections: Connections) -> None:
     """Stop listening on C{port}, and end its connections."""
-    await port.stopListening()
+    stopped = port.stopListening()
+    if stopped is not None:
+        await stopped
     await connections.close()
 
 
@@ -472,18 +474,18 @@ class BrowserTests(RealReactorTestCase):
         chromium = tool("chromium")
         reports = Reports()
         site = PageSite(reports)
-        web_port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        web_port, web_number = listen_local(site)
         self.addCleanup(close_listener, web_port, site.connections)
         # What Chromium sends as the WebSocket's Origin: the page's scheme, host and port.
-        origin = f"http://127.0.0.1:{web_port.getHost().port}"
+        origin = f"http://127.0.0.1:{web_number}"
         service, port = await start_service(
             self, ["--port", "tcp:0:interface=127.0.0.1", "--csv", self.csv, "--poll", "0",
                    *(["--allow-origin", origin] if admitted else [])]
         )
         proxy = HandshakeProxy("127.0.0.1", port)
-        proxy_port = reactor.listenTCP(0, proxy, interface="127.0.0.1")
+        proxy_port, proxy_number = listen_local(proxy)
         self.addCleanup(close_listener, proxy_port, proxy.connections)
-        plan = {**device_plan(), "url": f"ws://127.0.0.1:{proxy_port.getHost().port}/ws"}
+        plan = {**device_plan(), "url": f"ws://127.0.0.1:{proxy_number}/ws"}
         site.page.page = page_with(plan)
 
         # Chromium's profile and home: its own, so it reads and writes nothing of the user's.

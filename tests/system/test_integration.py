@@ -13,17 +13,18 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from twisted.internet import reactor, ssl
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.error import ProcessTerminated
-from twisted.internet.interfaces import ITCPTransport
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, ITCPTransport
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import IResource
+from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyRequest
 
 from shellylog.csvlog import HEADER, parse_row_key
@@ -42,6 +43,8 @@ from tests.support.processes import (
 )
 from tests.support.tools import faketime_library, missing, root
 
+T = TypeVar("T")
+
 
 def spawn_twistd(
     case: TestCase, folder: str, args: list[str], faketime: str | None = None
@@ -59,7 +62,7 @@ def spawn_twistd(
 
 
 async def connect(case: TestCase, port: int, device: type[FakeDevice] = FakeDevice,
-                  tls: ssl.ClientContextFactory | Any = None) -> FakeDevice:
+                  tls: IOpenSSLClientConnectionCreator | None = None) -> FakeDevice:
     """A device connected to C{/ws} (over TLS with C{tls}), once open."""
     scheme = "wss" if tls is not None else "ws"
     factory = client_factory(f"{scheme}://127.0.0.1:{port}/ws", device)
@@ -141,7 +144,7 @@ class FullDiskTests(SynchronousTestCase):
     def health(self, root: IResource) -> tuple[int, str]:
         request = DummyRequest([b""])
         resource = root.getChildWithDefault(b"", request)
-        body = resource.render(request)  # type: ignore[attr-defined]
+        body = resource.render(request)
         return request.responseCode or 200, body.decode()
 
     def fill(self) -> str:
@@ -166,6 +169,7 @@ class FullDiskTests(SynchronousTestCase):
         service.startService()
         self.addCleanup(service.stopService)
         site = clock.tcpServers[0][1]
+        assert isinstance(site, Site), site
         root = site.resource
         tracker: ChannelTracker = root.getStaticEntity(b"ws").factory.sink
 
@@ -193,7 +197,7 @@ class FullDiskTests(SynchronousTestCase):
         rows = read_rows(csv_path)
         self.assertEqual(len(rows), 300)
         keys = [parse_row_key(",".join(r)) for r in rows]
-        self.assertEqual(keys, sorted(keys))  # type: ignore[type-var]
+        self.assertEqual(keys, sorted(keys))
         self.flushLoggedErrors()
 
 
@@ -311,8 +315,13 @@ class FastClockTests(RealReactorTestCase):
 
         reporter = LoopingCall(report)
         reporter.start(0.1)
-        self.addCleanup(lambda: reporter.running and reporter.stop())
+        def stop_reporting(result: T) -> T:
+            if reporter.running:
+                reporter.stop()
+            return result
+
+        self.addCleanup(stop_reporting, None)
         for device in devices:
-            device.closed.addBoth(lambda result: reporter.running and reporter.stop())
+            device.closed.addBoth(stop_reporting)
         return devices
 
