@@ -8,7 +8,6 @@ import inspect
 import json
 import os
 import resource
-import socket
 from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,7 +17,6 @@ from autobahn.websocket.protocol import Timings
 from prometheus_client import CollectorRegistry
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IServiceMaker, MultiService
-from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogEvent, LogLevel, formatEvent
@@ -329,19 +327,6 @@ class MakeServiceTests(TestCase):
         self.addCleanup(service.stopService)
         self.assertTrue(hasattr(vars(autobahn_protocol)["pformat"], "__wrapped__"))
         self.assertTrue(hasattr(Timings.__str__, "__wrapped__"))
-
-    def test_port_in_use_fails_start(self) -> None:
-        """
-        A port that cannot be listened on fails the (privileged) start, as twistd runs it,
-        rather than leaving a server that accepts no device.
-        """
-        taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.addCleanup(taken.close)
-        taken.bind(("127.0.0.1", 0))
-        taken.listen(1)
-        number = taken.getsockname()[1]
-        service = makeService(self.options("--port", f"tcp:{number}:interface=127.0.0.1"))
-        self.assertRaises(CannotListenError, service.privilegedStartService)
 
 
 class PluginTests(TestCase):
