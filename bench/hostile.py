@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.helpers import Harness
+from tests.support.wire import Harness
 
 DEVICE = "shellypro4pm-aabbccddeeff"
 

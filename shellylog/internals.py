@@ -3,7 +3,7 @@ The one door to Autobahn's and Twisted's internals.
 
 Everything shellylog does that is not Autobahn's or Twisted's public API lives here, so that
 an upgrade has one module to check. Each name below is relied on, and each has a contract
-test in C{tests/test_internals.py} that fails on an Autobahn (or Twisted) that changed it:
+test in C{tests/wire/test_internals.py} that fails on an Autobahn (or Twisted) that changed it:
 
 Autobahn, C{autobahn.websocket.protocol}:
 

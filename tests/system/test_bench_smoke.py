@@ -1,0 +1,53 @@
+"""
+A smoke run of the benchmark (C{bench/run.py --quick}): every step runs, with real server
+processes and the load generator, and the table comes out. What the figures are is not
+checked; a shared CI machine could not promise any.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.support.processes import child_environment
+from tests.support.tools import missing, tool
+
+RUN = Path(__file__).resolve().parents[2] / "bench" / "run.py"
+
+MEASURES = (
+    "1. throughput, ",
+    "2. idle ",
+    "3. storm, ",
+    "4. minute tick, ",
+)
+
+
+class BenchSmokeTests(SynchronousTestCase):
+    def test_quick_run_prints_the_table(self) -> None:
+        if not RUN.exists():
+            missing("no bench/ next to the tests")
+        tool("taskset", "util-linux")
+        if len(os.sched_getaffinity(0)) < 2:
+            missing("needs two CPUs")
+        done = subprocess.run(
+            [sys.executable, str(RUN), "--quick"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            # Its server and load generator import the shellylog under test, not another.
+            env=child_environment(),
+        )
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        out = done.stdout
+        self.assertIn("bare autobahn", out)
+        self.assertIn("shellylog/bare", out)
+        for measure in MEASURES:
+            [line] = [line for line in out.splitlines() if measure in line]
+            # Every measure has a figure for shellylog (the third column).
+            cells = [c.strip() for c in line.split("|")]
+            self.assertNotEqual(cells[2], "n/a", line)
+        self.assertNotIn("error", out)
