@@ -1,18 +1,22 @@
 """
 The simulator's metering families after the switch: each new profile's full status has the
 components and fields of a real device's payload (C{tests/fixtures/}), its deltas are
-partial components as real devices send them.
+partial components as real devices send them, and a fleet mixes profiles.
 """
 
 from __future__ import annotations
 
+import io
 import re
+import sys
 from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog.rpc import decode_frame
+from shellylog.simulate.__main__ import parse_args
+from shellylog.simulate.client import Fleet
 from shellylog.simulate.cover import CoverDevice
 from shellylog.simulate.em import EmDevice
 from shellylog.simulate.em1 import Em1Device
@@ -23,10 +27,12 @@ from shellylog.simulate.model import (
     MeteredDevice,
     SimulatedDevice,
     daylight,
+    device_id,
     encode,
 )
 from shellylog.simulate.pm1 import Pm1Device
 from shellylog.simulate.profiles import PROFILES
+from shellylog.simulate.switch import SwitchDevice
 from tests.fixtures import load_fixture
 
 #: Midnight UTC, a minute boundary.
@@ -346,3 +352,41 @@ class CoverTests(SynchronousTestCase):
                 return
         self.fail("cover:0 never moved")
 
+
+class FleetTests(SynchronousTestCase):
+    def test_profile_list(self) -> None:
+        """C{--profile a,b,c}: the devices take the profiles in turn."""
+        self.patch(sys, "stderr", io.StringIO())
+        args = parse_args(["ws://h:5000/ws", "--devices", "6", "--profile",
+                           "pro4pm,pro3em,pmmini"])
+        self.assertEqual(args.profiles, ["pro4pm", "pro3em", "pmmini"])
+        clock = Clock()
+        fleet = Fleet.create("ws://h:5000/ws", [PROFILES[p] for p in args.profiles], 6, clock)
+        devices = [f.device for f in fleet.factories]
+        self.assertEqual([type(d) for d in devices],
+                         [SwitchDevice, EmDevice, Pm1Device] * 2)
+        self.assertEqual(len({d.device_id for d in devices}), 6)
+        self.assertEqual(devices[4].device_id, device_id(PROFILES["pro3em"], 4))
+        # One profile, as before.
+        args = parse_args(["ws://h:5000/ws", "--profile", "pump"])
+        self.assertEqual((args.profile, args.profiles), ("pump", ["pump"]))
+        self.assertEqual(parse_args(["ws://h:5000/ws"]).profiles, ["pro4pm"])
+
+    def test_unknown_profile(self) -> None:
+        """An unknown name anywhere in the list is a usage error that names it."""
+        for value in ("nosuch", "pro4pm,nosuch", "pro4pm,", ""):
+            stderr = io.StringIO()
+            self.patch(sys, "stderr", stderr)
+            with self.assertRaises(SystemExit) as caught:
+                parse_args(["ws://h:5000/ws", "--profile", value])
+            self.assertEqual(caught.exception.code, 2)
+            self.assertIn("--profile: unknown profile", stderr.getvalue())
+
+    def test_every_profile_listed_in_help(self) -> None:
+        """The C{--profile} help names every profile."""
+        stdout = io.StringIO()
+        self.patch(sys, "stdout", stdout)
+        self.assertRaises(SystemExit, parse_args, ["--help"])
+        text = " ".join(stdout.getvalue().split())
+        for name in PROFILES:
+            self.assertIn(f"{name}:", text)
