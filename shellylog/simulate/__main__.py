@@ -3,6 +3,8 @@ The simulator's command line: a fleet of simulated devices against a server, unt
 interrupted::
 
     python -m shellylog.simulate ws://127.0.0.1:5000/ws --devices 10 --profile pump
+
+C{--profile} takes a list (C{pro4pm,pro3em,pmmini}): the devices take its profiles in turn.
 """
 
 from __future__ import annotations
@@ -47,18 +49,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m shellylog.simulate",
         description="Simulated Shelly Gen2 devices that connect to a server's outbound "
-        "WebSocket URL, report their switch channels' power like real ones, and answer "
+        "WebSocket URL, report their channels' power like real ones, and answer "
         "its requests.",
     )
     parser.add_argument("url", help="the server's WebSocket URL, e.g. ws://127.0.0.1:5000/ws")
     parser.add_argument("--devices", type=int, default=1, help="how many devices (1)")
     parser.add_argument(
         "--profile",
-        choices=sorted(PROFILES),
         default="pro4pm",
+        metavar="NAME[,NAME...]",
         help="pro4pm: four channels (heater, nothing, lights, standby); plus1pm: one "
-        "channel; pump: a Pro 4PM whose switch:2 runs a pump 3 minutes on, 5 off "
-        "(default pro4pm)",
+        "channel; pump: a Pro 4PM whose switch:2 runs a pump 3 minutes on, 5 off; "
+        "pmmini: a PM Mini Gen3 (pm1:0) metering a fridge; pro3em: a Pro 3EM (em:0, "
+        "emdata:0) whose phase c exports around noon UTC; proem50: a Pro EM-50 (em1:0, "
+        "em1:1, em1data:0, em1data:1, an unmetered switch:0); dualcover: a Pro Dual "
+        "Cover PM (cover:0, cover:1) that moves now and then; rgbwpm: a Plus RGBW PM "
+        "(light:0 to light:3). A list, e.g. pro4pm,pro3em,pmmini, mixes them: the "
+        "devices take the profiles in turn (default pro4pm)",
     )
     parser.add_argument(
         "--rate",
@@ -83,6 +90,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every connect")
     args = parser.parse_args(argv)
+    args.profiles = args.profile.split(",")
+    unknown = [name for name in args.profiles if name not in PROFILES]
+    if unknown:
+        parser.error(
+            f"--profile: unknown profile {unknown[0]!r} (choose from "
+            f"{', '.join(sorted(PROFILES))})"
+        )
     if args.devices < 1:
         parser.error("--devices: at least 1")
     if not args.rate > 0:
@@ -111,15 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
     )
     _raise_file_limit(args.devices + 256)
-    profile = PROFILES[args.profile]
+    profiles = [PROFILES[name] for name in args.profiles]
     clock: IReactorTime = reactor
     fleet = Fleet.create(
-        args.url, profile, args.devices, clock, rate=args.rate, seed=args.seed, first=args.first
+        args.url, profiles, args.devices, clock, rate=args.rate, seed=args.seed, first=args.first
     )
     log.info(
         "simulating {count} {profile} devices ({first_id} ...) against {url}",
         count=args.devices,
-        profile=profile.name,
+        profile=",".join(profile.name for profile in profiles),
         first_id=fleet.factories[0].device.device_id,
         url=args.url,
     )

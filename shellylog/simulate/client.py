@@ -10,6 +10,7 @@ server went away. A L{Fleet} is many of them.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import Any
 
 from attrs import define
@@ -125,7 +126,10 @@ class DeviceClientFactory(WebSocketClientFactory, ReconnectingClientFactory):
 
 @define
 class Fleet:
-    """C{count} simulated devices of one profile, each with its own factory."""
+    """
+    C{count} simulated devices, each with its own factory: of one profile, or of several,
+    which the devices take in turn (device C{n} has profile C{n} modulo their number).
+    """
 
     factories: list[DeviceClientFactory]
 
@@ -133,18 +137,21 @@ class Fleet:
     def create(
         cls,
         url: str,
-        profile: Profile,
+        profile: Profile | Sequence[Profile],
         count: int,
         clock: IReactorTime,
         rate: float = 1.0,
         seed: int = 0,
         first: int = 0,
     ) -> Fleet:
+        profiles = [profile] if isinstance(profile, Profile) else list(profile)
+        if not profiles:
+            raise ValueError("a fleet needs a profile")
         return cls(
             [
                 DeviceClientFactory(
                     url,
-                    profile.create_device(
+                    profiles[n % len(profiles)].create_device(
                         first + n,
                         clock,
                         seed=seed,
