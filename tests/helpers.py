@@ -27,7 +27,8 @@ from twisted.web.server import Site
 from zope.interface import provider
 
 from shellylog.admission import Admission
-from shellylog.protocol import Limits, ShellyServerFactory, ShellyServerProtocol
+from shellylog.config import Limits
+from shellylog.protocol import ShellyServerFactory, ShellyServerProtocol
 from shellylog.registry import DeviceRegistry
 from shellylog.status import ChannelValues
 from shellylog.web import HealthResource, build_site
