@@ -172,6 +172,10 @@ def parse_row_key(line: str, fields: int = 7) -> tuple[int, str, int] | None:
     return int(stamp.timestamp()) // MINUTE, parts[1], channel
 
 
+#: Bytes of a refused file's first line shown beyond the length of the expected header.
+FIRST_LINE_SHOWN = 200
+
+
 def check_header(path: str, columns: tuple[str, ...] = ()) -> None:
     """
     Refuse a file whose first line is not the header of the configured columns (or a
@@ -183,7 +187,8 @@ def check_header(path: str, columns: tuple[str, ...] = ()) -> None:
     expected_line = (expected + "\n").encode("ascii")
     try:
         with open(path, "rb") as f:
-            head = f.read(len(expected_line) + 1)
+            # Enough to show a longer header whole (another --columns) when refusing.
+            head = f.read(len(expected_line) + FIRST_LINE_SHOWN)
     except FileNotFoundError:
         return
     except OSError as e:
@@ -192,7 +197,7 @@ def check_header(path: str, columns: tuple[str, ...] = ()) -> None:
         return
     if b"\n" not in head and expected_line.startswith(head):
         return  # a header torn by a crash; open() completes it
-    first = head.split(b"\n", 1)[0][: len(expected_line)]
+    first = head.split(b"\n", 1)[0][: len(expected_line) + FIRST_LINE_SHOWN]
     raise CsvFileError(
         f"{path} does not start with the header of the configured columns: its first line "
         f"is {first!r}, expected {expected!r} (--columns). Refusing to append to it; "
