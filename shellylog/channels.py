@@ -199,6 +199,9 @@ class ChannelSelection:
     #: further at their key.
     components: frozenset[str] = field(init=False)
 
+    #: C{(family, id)} of each of L{components}: parsed once, not for every frame.
+    parts: dict[str, tuple[str, int]] = field(init=False, eq=False)
+
     @components.default
     def _components(self) -> frozenset[str]:
         kept = set()
@@ -209,6 +212,21 @@ class ChannelSelection:
             if energy is not None:
                 kept.add(f"{energy}:{component.split(':')[1]}")
         return frozenset(kept)
+
+    @parts.default
+    def _parts(self) -> dict[str, tuple[str, int]]:
+        parts = {}
+        for component in self.components:
+            parsed = parse_component(component)
+            assert parsed is not None
+            parts[component] = parsed
+        return parts
+
+    def component_parts(self, component: str) -> tuple[str, int]:
+        """C{(family, id)} of a component that L{keeps}."""
+        parsed = self.parts.get(component) or parse_component(component)
+        assert parsed is not None
+        return parsed
 
     @classmethod
     def from_specs(cls, specs: Iterable[ChannelSpec]) -> ChannelSelection:

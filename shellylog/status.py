@@ -19,7 +19,6 @@ from shellylog.channels import (
     ChannelKey,
     ChannelSelection,
     channel_key,
-    parse_component,
 )
 from shellylog.rpc import FrameError
 
@@ -218,6 +217,7 @@ class DeviceStatus:
             more than L{MAX_COMPONENTS} components; nothing changes then.
         """
         keeps = self.selection.keeps
+        parts = self.selection.component_parts
         _check_components(full, keeps, partial=False)
         self.switches = {}
         self.meters = {}
@@ -226,9 +226,7 @@ class DeviceStatus:
         for key, value in full.items():
             if not keeps(key):
                 continue
-            parsed = parse_component(key)
-            assert parsed is not None
-            family, component_id = parsed
+            family, component_id = parts(key)
             if family in SWITCH_LIKE:
                 self.switches[key] = ChannelValues.from_component(value)
             else:
@@ -247,6 +245,7 @@ class DeviceStatus:
             nothing changes then.
         """
         keeps = self.selection.keeps
+        parts = self.selection.component_parts
         _check_components(partial, keeps, partial=True)
         switches = self.switches
         meters = self.meters
@@ -261,9 +260,7 @@ class DeviceStatus:
         touched = set()
         for key in kept:
             value = partial[key]
-            parsed = parse_component(key)
-            assert parsed is not None
-            family, component_id = parsed
+            family, component_id = parts(key)
             touched.add((METER_OF.get(family, family), component_id))
             if family in SWITCH_LIKE:
                 if value is None:
