@@ -402,6 +402,29 @@ class KindAndViewTests(TrackerTestCase):
         self.assertEqual(self.tracker.view(D)[2].latest, values(450))
 
 
+class ExportTests(TrackerTestCase):
+    """Activity is |power| above the threshold: a meter that exports is running too."""
+
+    def test_export_is_active(self) -> None:
+        em_c = parse_channel_name("em:0:c")
+        assert em_c is not None
+        self.read(at("10:00:10"), values(-250.3), channel=em_c)
+        self.read(at("10:01:10"), values(-5), channel=em_c)  # at the threshold: idle
+        self.read(at("10:03:10"), values(-5.5), channel=em_c)
+        self.assertEqual(self.summary(self.tick(at("10:04:00"))), [
+            (minute("10:00"), D, em_c, -250.3),
+            (minute("10:01"), D, em_c, -250.3),  # carried (rule 1b)
+            (minute("10:03"), D, em_c, -5.5),
+        ])
+
+    def test_negative_threshold(self) -> None:
+        """Every reading with a number is active; one without is not."""
+        self.tracker = ChannelTracker(clock=self.clock, threshold=-1, max_carry=0)
+        self.read(at("10:00:10"), values(0))
+        self.read(at("10:02:10"), values(None))
+        self.assertEqual(self.summary(self.tick(at("10:03:00"))), [(minute("10:00"), D, 2, 0)])
+
+
 class OrderAcrossMinutesTests(TrackerTestCase):
     """Row order stays right as channels start, stop and start again (the sort is reused)."""
 
