@@ -252,7 +252,8 @@ class DeviceStatus:
         kept = [key for key in partial if keeps(key)]
         if not kept:
             return
-        added = sum(1 for key in kept if key not in switches and key not in meters)
+        added = sum(1 for key in kept
+                    if partial[key] is not None and key not in switches and key not in meters)
         if added and len(switches) + len(meters) + added > MAX_COMPONENTS:
             # Only with a wildcard: a peer inventing components frame after frame.
             raise FrameError("too_many_components",

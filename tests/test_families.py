@@ -445,4 +445,7 @@ class MeterStatusTests(SynchronousTestCase):
         self.assertEqual(len(status.switches), MAX_COMPONENTS)
         self.assertRaises(FrameError, status.merge, {"pm1:1000": {"apower": 1}})
         status.merge({"pm1:3": {"apower": 9}})  # one already kept still merges
+        status.merge({"pm1:1000": None, "pm1:3": None})  # deletions make room
+        status.merge({"pm1:1000": {"apower": 1}})
+        self.assertEqual(len(status.switches), MAX_COMPONENTS)
         self.assertEqual(len(status.current()), MAX_COMPONENTS)
