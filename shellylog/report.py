@@ -47,12 +47,15 @@ def status_report(
     channels: tuple[ChannelSpec, ...],
     tracker: ChannelTracker,
     sink: CsvSink,
+    columns: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """
     The C{/status} document: the server, then every device seen since start (and not
     forgotten) with those of its C{channels} the server logs, named as in the CSV file and
-    in its rows' order (rule 8).
+    in its rows' order (rule 8); with the C{ret_energy_total_Wh} column (rule 9), each
+    channel shows it too.
     """
+    returned = "ret_energy_total_Wh" in columns
     selection = ChannelSelection.from_specs(channels)
     devices = []
     for device_id, record in sorted(registry.records.items()):
@@ -61,17 +64,20 @@ def status_report(
             if not selection.selects(channel):
                 continue
             latest = view.latest
-            shown[channel_name(channel)] = {
+            entry: dict[str, Any] = {
                 "apower_W": latest.apower if latest else None,
                 "voltage_V": latest.voltage if latest else None,
                 "current_A": latest.current if latest else None,
                 "energy_total_Wh": latest.energy_total if latest else None,
-                "active": view.active,
-                "last_minute_written": (
-                    None if view.last_written is None
-                    else minute_timestamp(view.last_written, zone)
-                ),
             }
+            if returned:
+                entry["ret_energy_total_Wh"] = latest.ret_energy_total if latest else None
+            entry["active"] = view.active
+            entry["last_minute_written"] = (
+                None if view.last_written is None
+                else minute_timestamp(view.last_written, zone)
+            )
+            shown[channel_name(channel)] = entry
         devices.append({
             "device_id": device_id,
             "connected": record.connected,

@@ -465,7 +465,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
         return status_report(
             now=reactor.seconds(), started_at=started_at, version=__version__,
             zone=zone, options=shown, registry=registry, channels=factory.channels,
-            tracker=tracker, sink=sink,
+            tracker=tracker, sink=sink, columns=config.columns,
         )
 
     pages: dict[bytes, IResource] = {

@@ -249,6 +249,19 @@ class FamilyRowsTests(SynchronousTestCase):
                          ["0", "em:0", "em:0:a", "em:0:b", "em:0:c", "pm1:2"])
         self.assertEqual(device["channels"]["em:0:c"]["apower_W"], 12.7)
         self.assertIs(device["channels"]["pm1:2"]["active"], False)
+        self.assertNotIn("ret_energy_total_Wh", device["channels"]["em:0"])
+
+    def test_status_returned_energy(self) -> None:
+        """With rule 9's column, C{/status} shows each channel's returned energy too."""
+        stack = Stack(self, "--channels", "em:0:c", "--columns", "ret_energy_total_Wh")
+        client, _ = stack.connect()
+        stack.send(client, full(load_fixture("pro3em-fw1.1.0.json")["status"]))
+        (device,) = stack.get_status()["devices"]
+        self.assertEqual(device["channels"], {"em:0:c": {
+            "apower_W": 12.7, "voltage_V": 229.2, "current_A": 0.428,
+            "energy_total_Wh": 369469.8, "ret_energy_total_Wh": 985.91, "active": True,
+            "last_minute_written": None}})
+        self.assertEqual(stack.status()["devices"][0]["channels"], device["channels"])
 
 
 class SeedOutputTests(SynchronousTestCase):
