@@ -189,22 +189,22 @@ class FamilyRowsTests(SynchronousTestCase):
             for m in range(4)
         ))
 
-    def test_pm1(self) -> None:
+    def test_pm1_pm_mini_g3(self) -> None:
         """
-        A C{pm1:0} (no captured payload: the fields of Shelly's PM1 component docs, as
-        C{protocol.md} lists them) exporting, then at the threshold (idle).
+        A PM Mini Gen3's real C{pm1:0} (230 W; integers as posted: C{"current": 1}), then
+        exporting, then at the threshold (idle; the export carried one minute), then off.
         """
-        pm1 = {"id": 0, "voltage": 231.4, "current": 0.0, "apower": 0.0, "freq": 50.0,
-               "aenergy": {"total": 523.7, "by_minute": [0.0, 0.0, 0.0], "minute_ts": 1},
-               "ret_aenergy": {"total": 12.25, "by_minute": [0.0, 0.0, 0.0], "minute_ts": 1}}
+        with open(HERE / "pmminig3-pm1.json", encoding="utf-8") as f:
+            pm1 = json.load(f)["pm1:0"]
         text = run(self, ["--channels", "pm1:0", "--columns", "ret_energy_total_Wh"], [
             (5, full({"pm1:0": pm1})),
             (20, {"pm1:0": {"apower": -640.0, "current": 2.8}}),
             (80, {"pm1:0": {"apower": 5, "ret_aenergy": {"total": 22.9}}}),
+            (130, {"pm1:0": {"apower": 0}}),
         ], stop=185)
         self.assertEqual(text, HEADER8 + (
-            f"2027-01-15T08:00:00+00:00,{METER},pm1:0,-640.0,231.4,2.8,523.7,12.25\n"
-            f"2027-01-15T08:01:00+00:00,{METER},pm1:0,-640.0,231.4,2.8,523.7,12.25\n"
+            f"2027-01-15T08:00:00+00:00,{METER},pm1:0,-640.0,230.9,2.8,3195.88,0\n"
+            f"2027-01-15T08:01:00+00:00,{METER},pm1:0,-640.0,230.9,2.8,3195.88,0\n"
         ))
 
     def test_switch_pro4pm_ret_column(self) -> None:
