@@ -308,7 +308,7 @@ class ResumeColumnsTests(SynchronousTestCase):
     """A file is resumed only with the columns it has (rule 9)."""
 
     def write(self, text: str) -> str:
-        path = os.path.abspath(self.mktemp())
+        path: str = os.path.abspath(self.mktemp())
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
         return path
