@@ -15,8 +15,12 @@ With C{--churn F}, a share F of the devices (a different one each minute) reads 
 the minute, so their channels leave the active set and come back the minute after, as
 pumps and heaters in a real fleet switch on and off.
 
+With C{--em-phases F}, a share F of the channels are the phases of Pro 3EMs (C{em:0:a},
+C{em:0:b}, C{em:0:c}, three per device, one of them exporting: negative power), the rest
+switches of Pro 4PMs: their rows are named and ordered by rule 8.
+
     python bench/tick.py [--channels 40000] [--repeat 5] [--fsync thread|inline|off]
-                         [--churn 0.02]
+                         [--churn 0.02] [--em-phases 0.25]
 
 prints one JSON object of results on stdout.
 """
@@ -37,12 +41,15 @@ from zoneinfo import ZoneInfo
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
+from shellylog.channels import channel_key
 from shellylog.csvlog import CsvSink
 from shellylog.status import ChannelValues
 from shellylog.tracker import ChannelTracker
 
 T0 = 1_800_000_000  # a minute boundary
 CHANNELS_PER_DEVICE = 4
+#: The channel keys of a Pro 3EM's phases a, b, c.
+EM_PHASES = tuple(channel_key("em", 0, phase) for phase in (1, 2, 3))
 
 
 class WorkerThread:
@@ -88,12 +95,23 @@ def main() -> None:
         "--churn", type=float, default=0.0,
         help="share of devices that are off for a minute, a different share each minute",
     )
+    parser.add_argument(
+        "--em-phases", type=float, default=0.0,
+        help="share of the channels that are Pro 3EM phases (three per device)",
+    )
     args = parser.parse_args()
     churn_every = round(1 / args.churn) if args.churn > 0 else 0
     worker = WorkerThread() if args.fsync == "thread" else None
-    devices = [
-        f"shellypro4pm-{n:012x}" for n in range(args.channels // CHANNELS_PER_DEVICE)
+    em_channels = round(args.channels * args.em_phases)
+    switch_channels = args.channels - em_channels
+    # (device id, its channel keys): Pro 4PMs, then Pro 3EMs.
+    devices: list[tuple[str, tuple[int, ...]]] = [
+        (f"shellypro4pm-{n:012x}", tuple(range(CHANNELS_PER_DEVICE)))
+        for n in range(switch_channels // CHANNELS_PER_DEVICE)
+    ] + [
+        (f"shellypro3em-{n:012x}", EM_PHASES) for n in range(em_channels // len(EM_PHASES))
     ]
+    channels = sum(len(keys) for _, keys in devices)
     clock = Clock()
     clock.advance(T0 + 1)
     tracker = ChannelTracker(clock=clock, threshold=5.0, max_carry=10)
@@ -107,14 +125,17 @@ def main() -> None:
         )
         sink.open()
         for minute in range(args.repeat):
-            for n, device in enumerate(devices):
-                # Each channel its own reading, as the server makes them (one per switch:N).
+            for n, (device, keys) in enumerate(devices):
+                # Each channel its own reading, as the server makes them (one per switch:N,
+                # one per phase of em:0).
                 readings = {}
-                for channel in range(CHANNELS_PER_DEVICE):
+                for channel, key in enumerate(keys):
                     power = 100.0 + (n + minute + 37 * channel) % 400 + 0.5
+                    if key == EM_PHASES[2]:
+                        power = -power  # phase c exports: active all the same
                     if churn_every and (n + minute) % churn_every == 0:
                         power = 0.0
-                    readings[channel] = ChannelValues(
+                    readings[key] = ChannelValues(
                         power, 230.1, round(power / 230.1, 3), 1234.567 + minute + channel
                     )
                 tracker.readings(device, readings)
@@ -138,7 +159,8 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "channels": args.channels,
+                "channels": channels,
+                "em_phases": em_channels // len(EM_PHASES) * len(EM_PHASES),
                 "churn": args.churn,
                 "rows": rows,
                 "tick_ms_median": 1000 * statistics.median(totals),

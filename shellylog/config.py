@@ -18,6 +18,7 @@ import attrs
 from attrs import AttrsInstance, field, frozen
 
 from shellylog.admission import Admission
+from shellylog.channels import ChannelSpec
 from shellylog.csvlog import DEFAULT_FSYNC, DEFAULT_MAX_PENDING
 from shellylog.logbudget import PER_MINUTE
 from shellylog.rpc import DEVICE_ID
@@ -69,8 +70,10 @@ class Config:
 
     @ivar port: the Twisted server endpoint string the site listens on.
     @ivar csv: the CSV file rows are appended to.
-    @ivar channels: the switch channel ids logged, in order.
-    @ivar threshold: watts; a channel is active while its apower is above this.
+    @ivar channels: the channels logged (rule 8), in order: switch ids as numbers; channel
+        names, components and wildcards (C{pm1:0}, C{em:0}, C{em:*}, C{*}) as text.
+    @ivar columns: the columns appended to the seed's seven (rule 9).
+    @ivar threshold: watts; a channel is active while its |power| is above this.
     @ivar tz: the IANA time zone in which rows and C{/status} are written (see L{zone}).
     @ivar max_carry: minutes a last active reading may be carried forward.
     @ivar poll: seconds between C{Shelly.GetStatus} requests; 0 is no polling.
@@ -86,7 +89,8 @@ class Config:
 
     port: str = "tcp:5000"
     csv: str = "shelly_ws_log.csv"
-    channels: tuple[int, ...] = (0, 1, 2, 3)
+    channels: tuple[ChannelSpec, ...] = (0, 1, 2, 3)
+    columns: tuple[str, ...] = ()
     threshold: float = 5.0
     tz: str = "UTC"
     max_carry: int = 10

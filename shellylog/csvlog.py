@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from shellylog.channels import channel_name, parse_channel_name
 from shellylog.rpc import is_safe_id
 from shellylog.status import Number
 from shellylog.tracker import MINUTE, Row
@@ -31,10 +32,19 @@ log = Logger(namespace="shellylog.csvlog")
 HEADER = "timestamp_iso,device_id,channel,apower_W,voltage_V,current_A,energy_total_Wh"
 HEADER_LINE = (HEADER + "\n").encode("ascii")
 
+#: The columns C{--columns} may append to the seed's seven (rule 9), in their order.
+EXTRA_COLUMNS = ("ret_energy_total_Wh",)
+
+
+def header(columns: tuple[str, ...] = ()) -> str:
+    """The header of a file with the seed's seven columns and C{columns} of L{EXTRA_COLUMNS}."""
+    return ",".join((HEADER, *columns))
+
 #: How much of the file's end is read at start-up to learn the minutes already written.
 RESUME_WINDOW = 8 * 1024 * 1024
 
-ChannelKey = tuple[str, int]
+#: (device id, channel key): whose newest written minute the file's end tells.
+DeviceChannel = tuple[str, int]
 
 #: Runs a function off the reactor thread and fires with its result on the reactor thread,
 #: as C{partial(twisted.internet.threads.deferToThreadPool, reactor, reactor.getThreadPool())}.
@@ -57,9 +67,10 @@ def minute_timestamp(minute: int, zone: tzinfo) -> str:
     return datetime.fromtimestamp(minute * MINUTE, zone).isoformat()
 
 
-def format_rows(rows: Iterable[Row], zone: tzinfo) -> list[str]:
+def format_rows(rows: Iterable[Row], zone: tzinfo, ret: bool = False) -> list[str]:
     """
-    The CSV lines of C{rows}, each C{\\n}-terminated.
+    The CSV lines of C{rows}, each C{\\n}-terminated; with C{ret}, with the
+    C{ret_energy_total_Wh} column (rule 9).
 
     Device ids are safe ids (no comma, quote or line break), so no field needs quoting.
     """
@@ -85,14 +96,17 @@ def format_rows(rows: Iterable[Row], zone: tzinfo) -> list[str]:
                 )
             else:
                 text = f"{a!r},{u!r},{i!r},{e!r}\n"  # the usual case, without calls
+            if ret:
+                text = f"{text[:-1]},{format_number(v.ret_energy_total)}\n"
             cells[id(v)] = text
-        append(f"{prefix}{row.device_id},{row.channel},{text}")
+        append(f"{prefix}{row.device_id},{channel_name(row.channel)},{text}")
     return lines
 
 
-def format_csv(rows: list[Row], zone: tzinfo) -> bytes:
+def format_csv(rows: list[Row], zone: tzinfo, ret: bool = False) -> bytes:
     """
-    The CSV text of C{rows}, encoded: the same bytes as the lines of L{format_rows}.
+    The CSV text of C{rows}, encoded: the same bytes as the lines of L{format_rows}
+    (with C{ret}, with the C{ret_energy_total_Wh} column).
 
     The numbers are written by orjson, in one call for all rows: a float's C{repr} in
     Python costs more than everything else a row needs. orjson writes every number as
@@ -104,32 +118,50 @@ def format_csv(rows: list[Row], zone: tzinfo) -> bytes:
         return b""
     values = [row.values for row in rows]
     try:
-        numbers = orjson.dumps(
-            [(v.apower, v.voltage, v.current, v.energy_total) for v in values]
-        )
+        if ret:
+            numbers = orjson.dumps(
+                [(v.apower, v.voltage, v.current, v.energy_total, v.ret_energy_total)
+                 for v in values]
+            )
+        else:
+            numbers = orjson.dumps(
+                [(v.apower, v.voltage, v.current, v.energy_total) for v in values]
+            )
     except orjson.JSONEncodeError:
         numbers = b"e-"
     if b"e-" in numbers or b"0.0000" in numbers:
-        return "".join(format_rows(rows, zone)).encode("utf-8")
+        return "".join(format_rows(rows, zone, ret)).encode("utf-8")
     # [[a,u,i,e],[a,u,i,e]] -> one "a,u,i,e" per row; a missing number (null) is empty.
     cells = numbers[2:-2].replace(b"null", b"").split(b"],[")
     minute: int | None = None
     prefix = b""
     out: list[bytes] = []
     append = out.append
+    # The channel cell of each key, encoded once per write (rule 8's names).
+    names: dict[int, bytes] = {}
     for row, text in zip(rows, cells, strict=True):
         if row.minute != minute:
             minute = row.minute
             prefix = (minute_timestamp(minute, zone) + ",").encode("ascii")
-        append(b"%s%s,%d,%s\n" % (prefix, row.device_id.encode("ascii"), row.channel, text))
+        channel = row.channel
+        name = names.get(channel)
+        if name is None:
+            name = names[channel] = channel_name(channel).encode("ascii")
+        append(b"%s%s,%s,%s\n" % (prefix, row.device_id.encode("ascii"), name, text))
     return b"".join(out)
 
 
-def parse_row_key(line: str) -> tuple[int, str, int] | None:
-    """C{(minute, device_id, channel)} of one of our CSV lines, or C{None} if it is not one."""
+def parse_row_key(line: str, fields: int = 7) -> tuple[int, str, int] | None:
+    """
+    C{(minute, device_id, channel key)} of one of our CSV lines of C{fields} columns, or
+    C{None} if it is not one.
+    """
     parts = line.split(",")
     # The safety check alone: the file may hold ids that another --id-pattern admitted.
-    if len(parts) != 7 or not is_safe_id(parts[1], None) or not parts[2].isdigit():
+    if len(parts) != fields or not is_safe_id(parts[1], None):
+        return None
+    channel = parse_channel_name(parts[2])
+    if channel is None:
         return None
     try:
         stamp = datetime.fromisoformat(parts[0])
@@ -137,37 +169,46 @@ def parse_row_key(line: str) -> tuple[int, str, int] | None:
         return None
     if stamp.tzinfo is None:
         return None
-    return int(stamp.timestamp()) // MINUTE, parts[1], int(parts[2])
+    return int(stamp.timestamp()) // MINUTE, parts[1], channel
 
 
-def check_header(path: str) -> None:
+#: Bytes of a refused file's first line shown beyond the length of the expected header.
+FIRST_LINE_SHOWN = 200
+
+
+def check_header(path: str, columns: tuple[str, ...] = ()) -> None:
     """
-    Refuse a file whose first line is not our header (or a torn start of it).
+    Refuse a file whose first line is not the header of the configured columns (or a
+    torn start of it): rule 9.
 
-    @raise CsvFileError: naming the file and what its first line is.
+    @raise CsvFileError: naming the file, its first line and the configured header.
     """
+    expected = header(columns)
+    expected_line = (expected + "\n").encode("ascii")
     try:
         with open(path, "rb") as f:
-            head = f.read(len(HEADER_LINE) + 1)
+            # Enough to show a longer header whole (another --columns) when refusing.
+            head = f.read(len(expected_line) + FIRST_LINE_SHOWN)
     except FileNotFoundError:
         return
     except OSError as e:
         raise CsvFileError(f"cannot read {path}: {e.strerror}") from None
-    if not head or head.startswith(HEADER_LINE):
+    if not head or head.startswith(expected_line):
         return
-    if b"\n" not in head and HEADER_LINE.startswith(head):
+    if b"\n" not in head and expected_line.startswith(head):
         return  # a header torn by a crash; open() completes it
-    first = head.split(b"\n", 1)[0][: len(HEADER_LINE)]
+    first = head.split(b"\n", 1)[0][: len(expected_line) + FIRST_LINE_SHOWN]
     raise CsvFileError(
-        f"{path} does not start with shellylog's header: its first line is {first!r}, "
-        f"expected {HEADER!r}. Refusing to append to it; choose another --csv file."
+        f"{path} does not start with the header of the configured columns: its first line "
+        f"is {first!r}, expected {expected!r} (--columns). Refusing to append to it; "
+        "choose another --csv file or the columns it has."
     )
 
 
-def _last_minutes(tail: bytes) -> dict[ChannelKey, int]:
-    last: dict[ChannelKey, int] = {}
+def _last_minutes(tail: bytes, fields: int = 7) -> dict[DeviceChannel, int]:
+    last: dict[DeviceChannel, int] = {}
     for raw in tail.split(b"\n"):
-        key = parse_row_key(raw.decode("utf-8", "replace"))
+        key = parse_row_key(raw.decode("utf-8", "replace"), fields)
         if key is None:
             continue
         minute, device_id, channel = key
@@ -223,6 +264,8 @@ class CsvSink:
 
     path: str
     zone: tzinfo
+    #: The columns appended to the seed's seven (C{--columns}, rule 9).
+    columns: tuple[str, ...] = ()
     fsync: bool = DEFAULT_FSYNC
     max_pending: int = DEFAULT_MAX_PENDING
     #: Where fsync runs; C{None} is on the calling thread.
@@ -252,14 +295,18 @@ class CsvSink:
         """Rows waiting to be written."""
         return self._pending_rows
 
-    def open(self) -> dict[ChannelKey, int]:
+    @property
+    def _header_line(self) -> bytes:
+        return (header(self.columns) + "\n").encode("ascii")
+
+    def open(self) -> dict[DeviceChannel, int]:
         """
         Check and repair the file, open it for appending, and return the newest minute
         already written per (device, channel) as read from the file's end.
 
         @raise CsvFileError: if the file has another header; it is left untouched.
         """
-        check_header(self.path)
+        check_header(self.path, self.columns)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
             size = os.fstat(fd).st_size
@@ -279,8 +326,8 @@ class CsvSink:
                 os.ftruncate(fd, start + cut)
                 size = start + cut
             if size == 0:
-                _write_all(fd, HEADER_LINE)
-                size = len(HEADER_LINE)
+                _write_all(fd, self._header_line)
+                size = len(self._header_line)
                 if self.fsync:
                     os.fsync(fd)
         except BaseException:
@@ -291,7 +338,7 @@ class CsvSink:
         if start > 0:
             tail = tail[tail.find(b"\n") + 1 :]  # the window began inside a line
             cut = tail.rfind(b"\n") + 1
-        return _last_minutes(tail[:cut])
+        return _last_minutes(tail[:cut], 7 + len(self.columns))
 
     def write(self, rows: list[Row]) -> None:
         """Queue C{rows} after any still waiting, then try to write them all."""
@@ -309,7 +356,9 @@ class CsvSink:
                 rows = rows[: max(room, 0)]
         if rows:
             # All rows of the tick as one piece of text, for one write.
-            self._pending.append(format_csv(rows, self.zone))
+            self._pending.append(
+                format_csv(rows, self.zone, "ret_energy_total_Wh" in self.columns)
+            )
             self._pending_rows += len(rows)
             self._pending_carried += sum(map(_carried, rows))
         if self._pending:
@@ -348,7 +397,7 @@ class CsvSink:
                 self._size = size  # truncated under us (logrotate's copytruncate)
             data = b"".join(self._pending)
             if self._size == 0:
-                data = HEADER_LINE + data
+                data = self._header_line + data
             try:
                 _write_all(fd, data)
             except OSError:

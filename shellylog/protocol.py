@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from shellylog.admission import Admission
+from shellylog.channels import ChannelSpec
 from shellylog.config import Limits
 from shellylog.internals import ServerFactory, ServerProtocol, protocol_options
 from shellylog.registry import DeviceRegistry
@@ -234,7 +235,7 @@ class ShellyServerFactory(ServerFactory):
     def __init__(
         self,
         registry: DeviceRegistry,
-        channels: tuple[int, ...] = (0, 1, 2, 3),
+        channels: tuple[ChannelSpec, ...] = (0, 1, 2, 3),
         poll_interval: float = 60.0,
         limits: Limits | None = None,
         admission: Admission | None = None,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from shellylog.channels import ChannelSelection, ChannelSpec, channel_name
 from shellylog.config import public_values
 from shellylog.csvlog import minute_timestamp
 
@@ -43,32 +44,40 @@ def status_report(
     zone: tzinfo,
     options: dict[str, Any],
     registry: DeviceRegistry,
-    channels: tuple[int, ...],
+    channels: tuple[ChannelSpec, ...],
     tracker: ChannelTracker,
     sink: CsvSink,
+    columns: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """
     The C{/status} document: the server, then every device seen since start (and not
-    forgotten) with those of its C{channels} the server logs.
+    forgotten) with those of its C{channels} the server logs, named as in the CSV file and
+    in its rows' order (rule 8); with the C{ret_energy_total_Wh} column (rule 9), each
+    channel shows it too.
     """
+    returned = "ret_energy_total_Wh" in columns
+    selection = ChannelSelection.from_specs(channels)
     devices = []
     for device_id, record in sorted(registry.records.items()):
         shown = {}
         for channel, view in tracker.view(device_id).items():
-            if channel not in channels:
+            if not selection.selects(channel):
                 continue
             latest = view.latest
-            shown[str(channel)] = {
+            entry: dict[str, Any] = {
                 "apower_W": latest.apower if latest else None,
                 "voltage_V": latest.voltage if latest else None,
                 "current_A": latest.current if latest else None,
                 "energy_total_Wh": latest.energy_total if latest else None,
-                "active": view.active,
-                "last_minute_written": (
-                    None if view.last_written is None
-                    else minute_timestamp(view.last_written, zone)
-                ),
             }
+            if returned:
+                entry["ret_energy_total_Wh"] = latest.ret_energy_total if latest else None
+            entry["active"] = view.active
+            entry["last_minute_written"] = (
+                None if view.last_written is None
+                else minute_timestamp(view.last_written, zone)
+            )
+            shown[channel_name(channel)] = entry
         devices.append({
             "device_id": device_id,
             "connected": record.connected,

@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from shellylog.admission import Admission
+from shellylog.channels import ChannelSelection, ChannelSpec
 from shellylog.registry import Connection, DeviceRecord, DeviceRegistry
 from shellylog.rpc import (
     DEVICE_ID,
@@ -34,7 +35,7 @@ from shellylog.rpc import (
     is_safe_id,
     status_params,
 )
-from shellylog.status import DeviceStatus, switch_key
+from shellylog.status import DeviceStatus
 
 # The namespace these lines had when the protocol held these rules: filters keep working.
 log = Logger(namespace="shellylog.protocol")
@@ -83,26 +84,20 @@ class Rules:
     @ivar max_bytes_rate: bytes of messages per minute (likewise).
     @ivar admission: which devices a connection's token admits.
     @ivar id_pattern: what a device id must match, all of it (C{--id-pattern}).
-    @ivar channels: the switch channels logged.
+    @ivar channels: the channels logged, as C{--channels} gives them (rule 8).
     """
 
     max_rate: int = 600
     max_bytes_rate: int = 1024 * 1024
     admission: Admission = field(factory=Admission)
     id_pattern: re.Pattern[str] = DEVICE_ID
-    channels: tuple[int, ...] = (0, 1, 2, 3)
-    #: The channels with the key of their component in a device's status.
-    channel_keys: tuple[tuple[int, str], ...] = field(init=False)
-    #: The components each connection keeps of its device's status.
-    component_keys: frozenset[str] = field(init=False)
+    channels: tuple[ChannelSpec, ...] = (0, 1, 2, 3)
+    #: The channels logged, and the components each connection keeps for them.
+    selection: ChannelSelection = field(init=False)
 
-    @channel_keys.default
-    def _channel_keys(self) -> tuple[tuple[int, str], ...]:
-        return tuple((channel, switch_key(channel)) for channel in self.channels)
-
-    @component_keys.default
-    def _component_keys(self) -> frozenset[str]:
-        return frozenset(key for _, key in self.channel_keys)
+    @selection.default
+    def _selection(self) -> ChannelSelection:
+        return ChannelSelection.from_specs(self.channels)
 
 
 @define(eq=False)
@@ -139,7 +134,7 @@ class Session:
 
     def opened(self) -> None:
         """The WebSocket opened: count it, start the name timer, ask for the status."""
-        self.status = DeviceStatus(keys=self.rules.component_keys)
+        self.status = DeviceStatus(selection=self.rules.selection)
         self.registry.opened(self.link)
         self._name_timer = self.registry.clock.callLater(NAME_TIMEOUT, self._nameless)
         self.send_request(ENABLE_NOTIFY, {"enable": True})
@@ -367,6 +362,6 @@ class Session:
             # Replaced by a newer connection of the device and closing: what still
             # arrives here is stale and must not reach the new connection's readings.
             return
-        values = self.status.values_for(self.rules.channel_keys)
+        values = self.status.current()
         if values:
             registry.sink.readings(self.device_id, values)

@@ -1,16 +1,25 @@
 """
-A device's known status: full replacement, partial merge, channel readings out.
+A device's known status: full replacement, partial merge, channel readings out (rule 8).
 
 Pure: no reactor, no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from attrs import define, field
 
+from shellylog.channels import (
+    DEFAULT_SELECTION,
+    ENERGY_OF,
+    METER_OF,
+    SWITCH_LIKE,
+    ChannelKey,
+    ChannelSelection,
+    channel_key,
+)
 from shellylog.rpc import FrameError
 
 Number = int | float
@@ -56,28 +65,35 @@ def number(value: object) -> Number | None:
 @define(unsafe_hash=True)
 class ChannelValues:
     """
-    The values of one switch channel that go into a CSV row; C{None} is "missing".
+    The values of one channel that go into a CSV row; C{None} is "missing".
 
     Treated as immutable (a device's status, the tracker and the rows share them); not
     frozen only because a frozen class costs half a microsecond more per instance, and
     frames make one for every change of a channel.
+
+    @ivar apower: watts; negative while a meter sees energy exported (rule 8).
+    @ivar ret_energy_total: returned energy, Wh (the C{ret_energy_total_Wh} column, rule 9).
     """
 
     apower: Number | None
     voltage: Number | None
     current: Number | None
     energy_total: Number | None
+    ret_energy_total: Number | None = None
 
     @classmethod
     def from_component(cls, component: Mapping[str, Any]) -> ChannelValues:
-        """Read the values out of a C{switch:N} status object."""
+        """Read the values out of a C{switch:N} status object (or C{pm1:N}, C{cover:N}, ...)."""
         aenergy = component.get("aenergy")
         total = aenergy.get("total") if isinstance(aenergy, dict) else None
+        ret_aenergy = component.get("ret_aenergy")
+        ret = ret_aenergy.get("total") if isinstance(ret_aenergy, dict) else None
         return cls(
             apower=number(component.get("apower")),
             voltage=number(component.get("voltage")),
             current=number(component.get("current")),
             energy_total=number(total),
+            ret_energy_total=number(ret),
         )
 
     def merged(self, partial: Mapping[str, Any]) -> ChannelValues:
@@ -88,8 +104,8 @@ class ChannelValues:
         The same as merging into the whole JSON object and reading the values again: a
         value that is not a number reads as missing however it was merged.
         """
-        apower, voltage, current, total = (
-            self.apower, self.voltage, self.current, self.energy_total
+        apower, voltage, current, total, ret = (
+            self.apower, self.voltage, self.current, self.energy_total, self.ret_energy_total
         )
         if "apower" in partial:
             apower = number(partial["apower"])
@@ -103,10 +119,39 @@ class ChannelValues:
                 total = None
             elif "total" in aenergy:
                 total = number(aenergy["total"])
-        return ChannelValues(apower, voltage, current, total)
+        if "ret_aenergy" in partial:
+            ret_aenergy = partial["ret_aenergy"]
+            if ret_aenergy is None:
+                ret = None
+            elif "total" in ret_aenergy:
+                ret = number(ret_aenergy["total"])
+        return ChannelValues(apower, voltage, current, total, ret)
 
 
-def _check_components(components: Mapping[str, Any], keys: frozenset[str], *,
+#: The fields read of each meter family's components and of their energy components
+#: (rule 8): these components are flat, so a field is merged by replacing it.
+METER_FIELDS: dict[str, tuple[str, ...]] = {
+    "em": (
+        *(f"{phase}_{name}" for phase in "abc" for name in ("act_power", "voltage", "current")),
+        "total_act_power",
+        "total_current",
+    ),
+    "emdata": (
+        *(f"{phase}_{name}" for phase in "abc"
+          for name in ("total_act_energy", "total_act_ret_energy")),
+        "total_act",
+        "total_act_ret",
+    ),
+    "em1": ("act_power", "voltage", "current"),
+    "em1data": ("total_act_energy", "total_act_ret_energy"),
+}
+
+#: The numbers kept of one meter component, by field (see L{METER_FIELDS}).
+Fields = dict[str, Number | None]
+_NO_FIELDS: Fields = {}
+
+
+def _check_components(components: Mapping[str, Any], keeps: Callable[[str], bool], *,
                       partial: bool) -> None:
     # Validate before changing anything, so a bad frame leaves no trace. Only the kept
     # components are looked at: the others are never read.
@@ -114,15 +159,16 @@ def _check_components(components: Mapping[str, Any], keys: frozenset[str], *,
         raise FrameError("too_many_components",
                          f"{len(components)} components, more than {MAX_COMPONENTS}")
     for key, value in components.items():
-        if key not in keys:
+        if not keeps(key):
             continue
         if value is None and partial:
             continue
         if not isinstance(value, dict):
             raise FrameError("bad_component", f"{key} is a {type(value).__name__}, not an object")
-        aenergy = value.get("aenergy")
-        if aenergy is not None and not isinstance(aenergy, dict):
-            raise FrameError("bad_component", f"{key}.aenergy is not an object")
+        for nested in ("aenergy", "ret_aenergy"):
+            inner = value.get(nested)
+            if inner is not None and not isinstance(inner, dict):
+                raise FrameError("bad_component", f"{key}.{nested} is not an object")
 
 
 def switch_key(channel: int) -> str:
@@ -131,73 +177,165 @@ def switch_key(channel: int) -> str:
 
 
 #: The component keys of the default channels (C{--channels 0,1,2,3}).
-DEFAULT_KEYS = frozenset(f"{SWITCH}{channel}" for channel in range(4))
+DEFAULT_KEYS = DEFAULT_SELECTION.components
+
+
+def _fields(family: str, component: Mapping[str, Any]) -> Fields:
+    return {name: number(component.get(name)) for name in METER_FIELDS[family]}
 
 
 @define
 class DeviceStatus:
     """
-    What one connection knows of its device's status: the values of each C{switch:N}
-    component of a logged channel, by component key.
+    What one connection knows of its device's status: the values of each component a
+    logged channel reads (rule 8), by component key, and the channels' readings.
 
-    Only the four values a row holds are kept, not the device's JSON objects, and no other
+    Only the values a row holds are kept, not the device's JSON objects, and no other
     component (C{sys}, C{wifi}, a channel not logged, ...): a connection costs memory for
-    as long as it is open, and a peer that makes up components must not make it grow.
+    as long as it is open, and a peer that makes up components must not make it grow
+    (at most L{MAX_COMPONENTS} are kept).
 
-    @ivar keys: the component keys kept (L{switch_key} of each logged channel).
+    @ivar selection: the channels logged (C{--channels}).
+    @ivar switches: the values of each kept component of a switch-like family
+        (C{switch}, C{pm1}, C{cover}, C{light}, ...), by component key.
+    @ivar meters: the fields of each kept C{em}, C{emdata}, C{em1} and C{em1data}
+        component, by component key.
+    @ivar readings: every logged channel the merged status has, with its values; a
+        channel's values are the same object until a frame changes one of its components.
     """
 
-    keys: frozenset[str] = DEFAULT_KEYS
+    selection: ChannelSelection = DEFAULT_SELECTION
     switches: dict[str, ChannelValues] = field(factory=dict)
+    meters: dict[str, Fields] = field(factory=dict)
+    readings: dict[ChannelKey, ChannelValues] = field(factory=dict)
 
     def replace(self, full: Mapping[str, Any]) -> None:
         """
         Replace everything known with a full status (C{NotifyFullStatus}, C{Shelly.GetStatus}).
 
-        @raise FrameError: if a kept switch component is not an object, or the status has
+        @raise FrameError: if a kept component is not an object, or the status has
             more than L{MAX_COMPONENTS} components; nothing changes then.
         """
-        keys = self.keys
-        _check_components(full, keys, partial=False)
-        self.switches = {
-            k: ChannelValues.from_component(v) for k, v in full.items() if k in keys
-        }
+        keeps = self.selection.keeps
+        parts = self.selection.component_parts
+        _check_components(full, keeps, partial=False)
+        self.switches = {}
+        self.meters = {}
+        self.readings = {}
+        touched = set()
+        for key, value in full.items():
+            if not keeps(key):
+                continue
+            family, component_id = parts(key)
+            if family in SWITCH_LIKE:
+                self.switches[key] = ChannelValues.from_component(value)
+            else:
+                self.meters[key] = _fields(family, value)
+            touched.add((METER_OF.get(family, family), component_id))
+        for family, component_id in touched:
+            self._refresh(family, component_id)
 
     def merge(self, partial: Mapping[str, Any]) -> None:
         """
         Overlay a partial status (C{NotifyStatus}): objects merge key by key, a C{null}
         deletes the key, anything else replaces.
 
-        @raise FrameError: if a kept switch component is not an object, or the status has
-            more than L{MAX_COMPONENTS} components; nothing changes then.
+        @raise FrameError: if a kept component is not an object, or the status has
+            more than L{MAX_COMPONENTS} components (in the frame, or kept after it);
+            nothing changes then.
         """
-        keys = self.keys
-        _check_components(partial, keys, partial=True)
+        keeps = self.selection.keeps
+        parts = self.selection.component_parts
+        _check_components(partial, keeps, partial=True)
         switches = self.switches
-        for key, value in partial.items():
-            if key not in keys:
-                continue
-            if value is None:
-                switches.pop(key, None)
-                continue
-            old = switches.get(key)
-            switches[key] = (
-                ChannelValues.from_component(value) if old is None else old.merged(value)
-            )
+        meters = self.meters
+        kept = [key for key in partial if keeps(key)]
+        if not kept:
+            return
+        added = sum(1 for key in kept
+                    if partial[key] is not None and key not in switches and key not in meters)
+        if added and len(switches) + len(meters) + added > MAX_COMPONENTS:
+            # Only with a wildcard: a peer inventing components frame after frame.
+            raise FrameError("too_many_components",
+                             f"more than {MAX_COMPONENTS} components kept")
+        touched = set()
+        for key in kept:
+            value = partial[key]
+            family, component_id = parts(key)
+            touched.add((METER_OF.get(family, family), component_id))
+            if family in SWITCH_LIKE:
+                if value is None:
+                    switches.pop(key, None)
+                    continue
+                old = switches.get(key)
+                switches[key] = (
+                    ChannelValues.from_component(value) if old is None else old.merged(value)
+                )
+            else:
+                if value is None:
+                    meters.pop(key, None)
+                    continue
+                fields = meters.get(key)
+                if fields is None:
+                    meters[key] = _fields(family, value)
+                else:
+                    for name in METER_FIELDS[family]:
+                        if name in value:
+                            fields[name] = number(value[name])
+        for family, component_id in touched:
+            self._refresh(family, component_id)
+
+    def _refresh(self, family: str, component_id: int) -> None:
+        """Read again the channels of one component (rule 8), after it or its energy changed."""
+        readings = self.readings
+        selects = self.selection.selects
+        key = f"{family}:{component_id}"
+        if family in SWITCH_LIKE:
+            channel = channel_key(family, component_id)
+            values = self.switches.get(key)
+            if values is None or not selects(channel):
+                readings.pop(channel, None)
+            else:
+                readings[channel] = values
+            return
+        own = self.meters.get(key)
+        energy = self.meters.get(f"{ENERGY_OF[family]}:{component_id}", _NO_FIELDS)
+        if family == "em1":
+            channel = channel_key("em1", component_id)
+            if own is None or not selects(channel):
+                readings.pop(channel, None)
+            else:
+                readings[channel] = ChannelValues(
+                    own["act_power"], own["voltage"], own["current"],
+                    energy.get("total_act_energy"), energy.get("total_act_ret_energy"),
+                )
+            return
+        for phase, prefix in enumerate(("total", "a", "b", "c")):
+            channel = channel_key("em", component_id, phase)
+            if own is None or not selects(channel):
+                readings.pop(channel, None)
+            elif phase == 0:
+                # The total has no voltage of its own: an empty cell (rule 8).
+                readings[channel] = ChannelValues(
+                    own["total_act_power"], None, own["total_current"],
+                    energy.get("total_act"), energy.get("total_act_ret"),
+                )
+            else:
+                readings[channel] = ChannelValues(
+                    own[f"{prefix}_act_power"], own[f"{prefix}_voltage"],
+                    own[f"{prefix}_current"], energy.get(f"{prefix}_total_act_energy"),
+                    energy.get(f"{prefix}_total_act_ret_energy"),
+                )
 
     def channel_values(self, channels: Iterable[int]) -> dict[int, ChannelValues]:
-        """The values of each of C{channels} that the status has a C{switch:N} for."""
-        return self.values_for(tuple((channel, switch_key(channel)) for channel in channels))
+        """The values of each of C{channels} (keys) that the status has."""
+        readings = self.readings
+        return {channel: readings[channel] for channel in channels if channel in readings}
 
     def values_for(self, keys: tuple[tuple[int, str], ...]) -> dict[int, ChannelValues]:
-        """
-        L{channel_values} for channels given with their keys (from L{switch_key}): the
-        server makes the pairs once, not for every frame.
-        """
-        switches = self.switches
-        out: dict[int, ChannelValues] = {}
-        for channel, key in keys:
-            values = switches.get(key)
-            if values is not None:
-                out[channel] = values
-        return out
+        """L{channel_values} for channels given with their component keys (unused here)."""
+        return self.channel_values(channel for channel, _ in keys)
+
+    def current(self) -> dict[ChannelKey, ChannelValues]:
+        """Every logged channel the status has, with its values: a new dict."""
+        return dict(self.readings)

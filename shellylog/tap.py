@@ -25,8 +25,9 @@ from twisted.web.resource import IResource
 
 from shellylog import __version__
 from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
+from shellylog.channels import ChannelSpec, parse_channel_spec, spec_order
 from shellylog.config import Config, Limits
-from shellylog.csvlog import CsvFileError, CsvSink, InThread, check_header
+from shellylog.csvlog import EXTRA_COLUMNS, CsvFileError, CsvSink, InThread, check_header
 from shellylog.internals import ProcessPatches
 from shellylog.metrics import ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
@@ -130,11 +131,28 @@ def _origin(text: str) -> str:
     return origin
 
 
-def _channels(text: str) -> tuple[int, ...]:
+def _channels(text: str) -> tuple[ChannelSpec, ...]:
     parts = [p.strip() for p in text.split(",")]
     if not text.strip() or any(not p for p in parts):
         raise usage.UsageError(f"--channels: a comma-separated list of channel ids, got {text!r}")
-    return tuple(sorted({_whole("channels", p) for p in parts}))
+    specs = set()
+    for part in parts:
+        try:
+            specs.add(parse_channel_spec(part))
+        except ValueError as e:
+            raise usage.UsageError(f"--channels: {e}") from None
+    return tuple(sorted(specs, key=spec_order))
+
+
+def _columns(text: str) -> tuple[str, ...]:
+    """The extra columns, in L{EXTRA_COLUMNS}'s order whatever the order given (rule 9)."""
+    names = {p.strip() for p in text.split(",") if p.strip()}
+    unknown = sorted(names - set(EXTRA_COLUMNS))
+    if unknown:
+        raise usage.UsageError(
+            f"--columns: unknown column {', '.join(unknown)}; the columns that may be "
+            f"added to the seven are: {', '.join(EXTRA_COLUMNS)}")
+    return tuple(c for c in EXTRA_COLUMNS if c in names)
 
 
 def _id_pattern(text: str) -> re.Pattern[str]:
@@ -167,7 +185,7 @@ def _zone(text: str) -> ZoneInfo:
                                "Europe/Berlin)") from None
 
 
-def _csv_path(text: str) -> str:
+def _csv_path(text: str, columns: tuple[str, ...]) -> str:
     if not text:
         raise usage.UsageError("--csv: empty file name")
     path = os.path.abspath(text)
@@ -177,7 +195,7 @@ def _csv_path(text: str) -> str:
     if os.path.exists(path) and not os.path.isfile(path):
         raise usage.UsageError(f"--csv: {path!r} exists and is not a regular file")
     try:
-        check_header(path)
+        check_header(path, columns)
     except CsvFileError as e:
         raise usage.UsageError(f"--csv: {e}") from None
     return path
@@ -205,16 +223,19 @@ class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
         "Accept the outbound WebSocket of Shelly Gen2+ devices at /ws and write, for every "
-        "minute in which a switch channel drew more than --threshold watts, one CSV row."
+        "minute in which a metering channel drew more than --threshold watts, one CSV row."
     )
     # Every default is L{Config}'s, written as it would be given.
     optParameters = [
         ["port", "p", DEFAULT.port, "A port number or a Twisted server endpoint string."],
         ["csv", "c", DEFAULT.csv, "The CSV file to append rows to."],
         ["channels", None, ",".join(map(str, DEFAULT.channels)),
-         "Comma-separated switch channel ids to log."],
+         "Comma-separated channels to log: switch ids (0), channels (pm1:0, em1:1, em:0:b), "
+         "components (em:0: phases and total), wildcards (pm1:*, * for all)."],
+        ["columns", None, ",".join(DEFAULT.columns),
+         "Comma-separated columns to add after the seven: " + ", ".join(EXTRA_COLUMNS) + "."],
         ["threshold", "t", f"{DEFAULT.threshold:g}",
-         "Watts; a channel is active while apower is above this."],
+         "Watts; a channel is active while |power| is above this."],
         ["tz", None, DEFAULT.tz, "IANA time zone in which row timestamps are written."],
         ["max-carry", None, str(DEFAULT.max_carry),
          "Minutes a last active reading may be carried forward."],
@@ -269,7 +290,8 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         self["port"] = _endpoint_description(self["port"])
-        self["csv"] = _csv_path(self["csv"])
+        self["columns"] = _columns(self["columns"])
+        self["csv"] = _csv_path(self["csv"], self["columns"])
         self["channels"] = _channels(self["channels"])
         self["threshold"] = _number("threshold", self["threshold"])
         _zone(self["tz"])  # checked here; Config.zone is the zone
@@ -310,6 +332,7 @@ class Options(usage.Options):
             port=self["port"],
             csv=self["csv"],
             channels=self["channels"],
+            columns=self["columns"],
             threshold=self["threshold"],
             tz=self["tz"],
             max_carry=self["max-carry"],
@@ -411,6 +434,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     sink = CsvSink(
         path=config.csv,
         zone=zone,
+        columns=config.columns,
         fsync=config.fsync,
         max_pending=config.max_pending,
         in_thread=in_reactor_threads(reactor),
@@ -441,7 +465,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
         return status_report(
             now=reactor.seconds(), started_at=started_at, version=__version__,
             zone=zone, options=shown, registry=registry, channels=factory.channels,
-            tracker=tracker, sink=sink,
+            tracker=tracker, sink=sink, columns=config.columns,
         )
 
     pages: dict[bytes, IResource] = {

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from attrs import define, field, frozen
 
+from shellylog.channels import ChannelKey
 from shellylog.status import ChannelValues
 
 MINUTE = 60
@@ -41,7 +42,8 @@ class Row:
 
     minute: int
     device_id: str
-    channel: int
+    #: The channel's key (L{shellylog.channels}): its order is the rows' (rule 8).
+    channel: ChannelKey
     values: ChannelValues
     #: Whether the values were carried into the minute (rule 1b) rather than measured in it.
     carried: bool = field(default=False, eq=False)
@@ -101,7 +103,8 @@ class ChannelTracker:
     and wait in the tracker until L{close_completed} (the minute tick) or L{shutdown}
     takes them.
 
-    @ivar threshold: watts; a reading is active when its C{apower} is strictly above.
+    @ivar threshold: watts; a reading is active when its C{|apower|} is strictly above
+        (a meter exporting energy is running too: rule 8).
     @ivar max_carry: minutes a last active reading may be carried forward (rule 1b).
     """
 
@@ -121,7 +124,7 @@ class ChannelTracker:
     _pending: list[Row] = field(factory=list)
 
     def _active(self, values: ChannelValues) -> bool:
-        return values.apower is not None and values.apower > self.threshold
+        return values.apower is not None and abs(values.apower) > self.threshold
 
     def _advance(self, now: float) -> int:
         """
@@ -160,7 +163,8 @@ class ChannelTracker:
                 # Received again with each of the device's updates (see readings).
                 assert last is not None and last.apower is not None
                 last_at = device.seen_at
-                if best is None and device.seen_minute == minute and last.apower > threshold:
+                if (best is None and device.seen_minute == minute
+                        and abs(last.apower) > threshold):
                     best = last
             else:
                 last_at = state.last_at
@@ -174,7 +178,7 @@ class ChannelTracker:
             if (
                 last is not None
                 and last.apower is not None
-                and last.apower > threshold
+                and abs(last.apower) > threshold
             ):
                 if next_start - last_at <= carry_limit:
                     state.carried = last
@@ -207,7 +211,7 @@ class ChannelTracker:
         if (
             state.best is None
             and device.seen_minute == open_minute
-            and last.apower > self.threshold
+            and abs(last.apower) > self.threshold
         ):
             state.best = last
         state.follows = False
@@ -275,7 +279,7 @@ class ChannelTracker:
             state.follows = True
             device.following += 1
             present += 1
-            if apower > threshold:
+            if abs(apower) > threshold:
                 state.best = reading
                 self._make_live(device_id, channel, device, state)
         if device.following > present:
@@ -292,7 +296,7 @@ class ChannelTracker:
                 state = channels[channel]
                 last = state.last
                 if state.follows and last is not None and last.apower is not None \
-                        and last.apower > threshold:
+                        and abs(last.apower) > threshold:
                     self._make_live(device_id, channel, device, state)
             device.dormant.clear()
 

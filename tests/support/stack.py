@@ -126,7 +126,7 @@ class Stack:
             now=self.clock.seconds(), started_at=self.started_at, version=__version__,
             zone=self.config.zone, options=public_options(self.config),
             registry=self.registry, channels=self.factory.channels, tracker=self.tracker,
-            sink=self.sink,
+            sink=self.sink, columns=self.config.columns,
         )
 
     def get(self, path: bytes) -> RawClient:

@@ -19,6 +19,7 @@ from twisted.logger import LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog import csvlog
+from shellylog.channels import parse_channel_name
 from shellylog.csvlog import (
     HEADER,
     CsvFileError,
@@ -100,9 +101,9 @@ class FormatTests(SynchronousTestCase):
 class FormatCsvTests(SynchronousTestCase):
     """format_csv (numbers by orjson) writes the very bytes of format_rows."""
 
-    def assert_same(self, rows: list[Row]) -> None:
-        self.assertEqual(format_csv(rows, BERLIN),
-                         "".join(format_rows(rows, BERLIN)).encode("utf-8"))
+    def assert_same(self, rows: list[Row], ret: bool = False) -> None:
+        self.assertEqual(format_csv(rows, BERLIN, ret),
+                         "".join(format_rows(rows, BERLIN, ret)).encode("utf-8"))
 
     def test_random_rows(self) -> None:
         rng = random.Random(5)
@@ -136,6 +137,26 @@ class FormatCsvTests(SynchronousTestCase):
 
     def test_no_rows(self) -> None:
         self.assertEqual(format_csv([], UTC), b"")
+
+    def test_named_channels_and_returned_energy(self) -> None:
+        """Rule 8's channel names and rule 9's column, by both ways of writing rows."""
+        rng = random.Random(9)
+        keys = [key for name in ("0", "12", "pm1:0", "em:0", "em:0:c", "em1:2", "rgbw:1")
+                if (key := parse_channel_name(name)) is not None]
+        self.assertEqual(len(keys), 7)
+        rows = []
+        for n in range(600):
+            ret = rng.choice([None, 0, 12.25, 1e-05, -3.5])
+            key = keys[n % len(keys)]
+            rows.append(Row(29_000_000 + n // 100, f"dev-{n % 5}", key,
+                            ChannelValues(rng.choice([-640.0, 5.5, 1e-05]), 230.1, None, 1.5,
+                                          ret)))
+        for start in range(0, len(rows), 50):
+            self.assert_same(rows[start : start + 50], ret=True)
+            self.assert_same(rows[start : start + 50], ret=False)
+        self.assertEqual(
+            format_rows([Row(0, "dev-1", keys[4], ChannelValues(-1, 2, 3, 4, 5))], UTC, True),
+            ["1970-01-01T00:00:00+00:00,dev-1,em:0:c,-1,2,3,4,5\n"])
 
 
 class SinkTests(SynchronousTestCase):
@@ -270,6 +291,18 @@ class StartupTests(SynchronousTestCase):
         self.assertIsNone(parse_row_key("2025-11-29T09:00:00,dev-1,0,1,,,"))  # no offset
         self.assertIsNone(parse_row_key("x,dev-1,0,1,,,"))
         self.assertIsNone(parse_row_key("2025-11-29T09:00:00+00:00,dev 1,0,1,,,"))
+
+    def test_parse_row_key_named_channels(self) -> None:
+        """Rule 8's names, and rows of as many columns as the header has (rule 9)."""
+        line = "2025-11-29T09:00:00+00:00,dev-1,em:0:b,1,,,"
+        parsed = parse_row_key(line)
+        assert parsed is not None
+        self.assertEqual(parsed[1:], ("dev-1", parse_channel_name("em:0:b")))
+        self.assertIsNone(parse_row_key(line + ",2.5"))
+        self.assertEqual(parse_row_key(line + ",2.5", 8), parsed)
+        self.assertIsNone(parse_row_key(line, 8))
+        for cell in ("em:0:d", "emdata:0", "switch:0", "pm1:x", ""):
+            self.assertIsNone(parse_row_key(f"2025-11-29T09:00:00+00:00,dev-1,{cell},1,,,"))
 
 
 class WriteFailureTests(SynchronousTestCase):

@@ -9,6 +9,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from shellylog.channels import ChannelSelection
 from shellylog.rpc import FrameError
 from shellylog.status import MAX_COMPONENTS, ChannelValues, DeviceStatus, number
 from tests.fixtures import load_fixture
@@ -148,7 +149,7 @@ class MergeTests(SynchronousTestCase):
 
     def test_only_logged_channels_are_kept(self) -> None:
         """Switch components of channels not logged are neither kept nor checked."""
-        status = DeviceStatus(keys=frozenset({"switch:1"}))
+        status = DeviceStatus(selection=ChannelSelection.from_specs((1,)))
         status.replace({"switch:0": {"apower": 1}, "switch:1": {"apower": 2}, "switch:9": 5})
         status.merge({"switch:1": {"apower": 3}, "switch:2": {"apower": 4}, "switch:0": []})
         self.assertEqual(status.switches, {"switch:1": ChannelValues(3, None, None, None)})

@@ -10,6 +10,7 @@ from datetime import datetime
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from shellylog.channels import channel_name, parse_channel_name
 from shellylog.status import ChannelValues
 from shellylog.tracker import ChannelTracker, Row, minute_of
 
@@ -401,6 +402,29 @@ class KindAndViewTests(TrackerTestCase):
         self.assertEqual(self.tracker.view(D)[2].latest, values(450))
 
 
+class ExportTests(TrackerTestCase):
+    """Activity is |power| above the threshold: a meter that exports is running too."""
+
+    def test_export_is_active(self) -> None:
+        em_c = parse_channel_name("em:0:c")
+        assert em_c is not None
+        self.read(at("10:00:10"), values(-250.3), channel=em_c)
+        self.read(at("10:01:10"), values(-5), channel=em_c)  # at the threshold: idle
+        self.read(at("10:03:10"), values(-5.5), channel=em_c)
+        self.assertEqual(self.summary(self.tick(at("10:04:00"))), [
+            (minute("10:00"), D, em_c, -250.3),
+            (minute("10:01"), D, em_c, -250.3),  # carried (rule 1b)
+            (minute("10:03"), D, em_c, -5.5),
+        ])
+
+    def test_negative_threshold(self) -> None:
+        """Every reading with a number is active; one without is not."""
+        self.tracker = ChannelTracker(clock=self.clock, threshold=-1, max_carry=0)
+        self.read(at("10:00:10"), values(0))
+        self.read(at("10:02:10"), values(None))
+        self.assertEqual(self.summary(self.tick(at("10:03:00"))), [(minute("10:00"), D, 2, 0)])
+
+
 class OrderAcrossMinutesTests(TrackerTestCase):
     """Row order stays right as channels start, stop and start again (the sort is reused)."""
 
@@ -426,6 +450,29 @@ class OrderAcrossMinutesTests(TrackerTestCase):
         self.assertEqual([(r.device_id, r.channel) for r in fourth], [(D, 1), (D, 2)])
 
 
+#: Rule 8's order of the families after the switches, written out again here.
+_FAMILY_ORDER = ["cct", "cover", "em", "em1", "light", "pm1", "rgb", "rgbw"]
+
+
+def _rule8(channel: int) -> tuple[int, ...]:
+    """
+    Where a channel's rows go (rule 8), worked out from its name as people read it, not
+    from the tracker's keys: switches by number, families by name, ids, phases.
+    """
+    name = channel_name(channel)
+    if name.isdigit():
+        return (0, int(name))
+    family, component_id, *phase = name.split(":")
+    return (1, _FAMILY_ORDER.index(family), int(component_id), " abc".index((phase or [" "])[0]))
+
+
+#: Channels of every family, by name, for the random fleets.
+_MIXED = [parse_channel_name(name) for name in (
+    "0", "2", "10", "pm1:0", "pm1:1", "em:0", "em:0:a", "em:0:b", "em:0:c", "em:1:c",
+    "em1:1", "cover:0", "light:2", "rgbw:0", "cct:1", "rgb:3",
+)]
+
+
 class _EagerModel:
     """
     The minute rules applied the plain way, for comparison: every reading of every
@@ -440,7 +487,7 @@ class _EagerModel:
 
     def active(self, v: object) -> bool:
         return isinstance(v, ChannelValues) and v.apower is not None \
-            and v.apower > self.threshold
+            and abs(v.apower) > self.threshold
 
     def advance(self, now: float) -> int:
         target = minute_of(now)
@@ -452,7 +499,8 @@ class _EagerModel:
         return self.open
 
     def close(self, m: int) -> None:
-        for (device, channel), s in sorted(self.channels.items()):
+        for (device, channel), s in sorted(self.channels.items(),
+                                           key=lambda item: (item[0][0], _rule8(item[0][1]))):
             source = s["best"] if s["best"] is not None else s["carried"]
             if source is not None and (s["written"] is None or m > s["written"]):  # type: ignore[operator]
                 assert isinstance(source, ChannelValues)
@@ -492,8 +540,16 @@ class FollowingChannelsTests(SynchronousTestCase):
     needs it; random fleets give the very rows of the plain model above.
     """
 
-    def run_fleet(self, seed: int) -> None:
+    def run_fleet(self, seed: int, mixed: bool = False) -> None:
+        """
+        Random frames, disconnects, clock steps and ticks; with C{mixed}, the channels
+        are of every family (rule 8's order) and powers may be negative (export).
+        """
         rng = random.Random(seed)
+        pool: list[int] = [c for c in _MIXED if c is not None] if mixed else [0, 1, 2, 3]
+        powers: list[float | None] = [None, 0, 3, 5, 5.5, 50, 300, 1200]
+        if mixed:
+            powers += [-3, -5, -5.5, -300]
         clock = Clock()
         clock.advance(at("10:00:00") + rng.random() * 60)
         max_carry = rng.choice([0, 1, 2, 10])
@@ -502,8 +558,7 @@ class FollowingChannelsTests(SynchronousTestCase):
         status: dict[str, dict[int, ChannelValues] | None] = {D: None, E: None}
 
         def new_values() -> ChannelValues:
-            return values(rng.choice([None, 0, 3, 5, 5.5, 50, 300, 1200]),
-                          total=rng.choice([None, 1.0, 2.5]))
+            return values(rng.choice(powers), total=rng.choice([None, 1.0, 2.5]))
 
         def rows(got: list[Row]) -> list[tuple[int, str, int, ChannelValues, bool]]:
             return [(r.minute, r.device_id, r.channel, r.values, r.carried) for r in got]
@@ -514,10 +569,12 @@ class FollowingChannelsTests(SynchronousTestCase):
                 device = rng.choice([D, E])
                 known = status[device]
                 if known is None:  # a connection's first frame: its full status
-                    known = status[device] = {c: new_values() for c in range(rng.randint(1, 3))}
+                    first = (rng.sample(pool, rng.randint(1, 3)) if mixed
+                             else range(rng.randint(1, 3)))
+                    known = status[device] = {c: new_values() for c in first}
                 else:
                     for _change in range(rng.choice([0, 0, 1, 1, 2])):
-                        known[rng.randint(0, 3)] = new_values()
+                        known[rng.choice(pool) if mixed else rng.randint(0, 3)] = new_values()
                     if known and rng.random() < 0.05:
                         del known[rng.choice(sorted(known))]
                 tracker.readings(device, dict(known))
@@ -549,3 +606,8 @@ class FollowingChannelsTests(SynchronousTestCase):
     def test_random_fleets(self) -> None:
         for seed in range(400):
             self.run_fleet(seed)
+
+    def test_random_fleets_of_every_family(self) -> None:
+        """The same with channels of every metering family, exporting ones among them."""
+        for seed in range(400):
+            self.run_fleet(seed, mixed=True)

@@ -425,6 +425,7 @@ class TokenNeverShownTests(SynchronousTestCase):
             '        2,',
             '        3',
             '      ],',
+            '      "columns": [],',
             '      "threshold": 5.0,',
             '      "tz": "UTC",',
             '      "max-carry": 10,',

@@ -123,6 +123,21 @@ class OptionsAcceptedTests(TestCase):
     def test_channels_with_spaces(self) -> None:
         self.assertEqual(parse("--channels", " 2, 0 ")["channels"], (0, 2))
 
+    def test_channels_of_every_family(self) -> None:
+        """Switch ids stay numbers; names, components and wildcards in rule 8's order."""
+        self.assertEqual(
+            parse("--channels", "pm1:*, em:0:b,2,switch:3,em:0,em1:1,em:00")["channels"],
+            (2, 3, "em:0", "em:0:b", "em1:1", "pm1:*"))
+        self.assertEqual(parse("--channels", "*,0")["channels"], (0, "*"))
+        self.assertEqual(parse("--channels", "light:*,rgbw:2,cct:1,cover:0,rgb:*")["channels"],
+                         ("cct:1", "cover:0", "light:*", "rgb:*", "rgbw:2"))
+
+    def test_columns(self) -> None:
+        self.assertEqual(parse()["columns"], ())
+        self.assertEqual(parse("--columns", "ret_energy_total_Wh")["columns"],
+                         ("ret_energy_total_Wh",))
+        self.assertEqual(parse("--columns", "")["columns"], ())
+
     def test_threshold(self) -> None:
         self.assertEqual(parse("--threshold", "12.5")["threshold"], 12.5)
 
@@ -194,6 +209,22 @@ class OptionsRejectedTests(TestCase):
 
     def test_channels_blank(self) -> None:
         self.assertRejected("channels", " ")
+
+    def test_channels_unknown_family(self) -> None:
+        for value in ("emdata:0", "foo:1", "0,sys:0", "Switch:1", "fan:*"):
+            with self.subTest(value=value):
+                self.assertIn("unknown family", self.assertRejected("channels", value))
+
+    def test_channels_malformed(self) -> None:
+        for value in ("em:0:d", "pm1:0:a", "pm1", "pm1:x", "em:-1", "em:", "em:0:", "*:0",
+                      "pm1:**", "em:1:a:b", "1.5", "\u0661"):
+            with self.subTest(value=value):
+                self.assertRejected("channels", value)
+
+    def test_columns_unknown(self) -> None:
+        message = self.assertRejected("columns", "ret_energy_total_Wh,pf")
+        self.assertIn("pf", message)
+        self.assertIn("ret_energy_total_Wh", message)
 
     def test_threshold_not_a_number(self) -> None:
         self.assertRejected("threshold", "abc")
