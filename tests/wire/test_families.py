@@ -19,7 +19,8 @@ from shellylog.rpc import FrameError
 from shellylog.status import MAX_COMPONENTS, ChannelValues, DeviceStatus
 from shellylog.tap import Options
 from tests.fixtures import HERE, load_fixture
-from tests.stack import T0, Stack, notify
+from tests.support.frames import notify
+from tests.support.stack import T0, Stack
 
 METER = "shellypro3em-aabbccddeeff"
 PLUG = "shellyplus1pm-aabbccddee01"
