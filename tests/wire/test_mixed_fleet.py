@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from shellylog.simulate.client import DeviceClientFactory
+from shellylog.simulate.client import DeviceClientFactory, DeviceClientProtocol
 from shellylog.simulate.profiles import PROFILES
 from tests.support.logs import capture_log, warnings_from
 from tests.support.stack import T0, Stack
@@ -56,6 +56,7 @@ class MixedFleetTests(SynchronousTestCase):
             self.ids[name] = device.device_id
             factory = DeviceClientFactory("ws://127.0.0.1:5000/ws", device, self.stack.clock)
             client = factory.buildProtocol(None)
+            assert isinstance(client, DeviceClientProtocol)
             connection = self.stack.harness._connect(client, client)
             self.assertTrue(connection.upgraded, name)
             factory.start_sampling()
