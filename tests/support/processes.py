@@ -24,6 +24,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, ProcessProtocol, ServerFactory
+from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
@@ -31,6 +32,7 @@ import shellylog
 from shellylog.protocol import ShellyServerFactory
 from shellylog.tap import Options, makeService
 from shellylog.web import DeviceSocketResource
+from tests.support.tools import faketime_library
 
 # twistd's own entry point, run by this interpreter: no script on PATH needed.
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -173,3 +175,35 @@ class TwistdProcess(ProcessProtocol):
             assert self.transport is not None
             self.transport.signalProcess("KILL")
         await self.ended
+
+
+def spawn_twistd(
+    case: TestCase, folder: str, args: list[str], faketime: str | None = None
+) -> TwistdProcess:
+    """Start C{twistd -n shellylog ARGS} in C{folder}; under libfaketime if asked."""
+    env = child_environment()
+    if faketime is not None:
+        env["LD_PRELOAD"] = faketime_library()
+        env["FAKETIME"] = faketime
+    argv = [*TWISTD, "-n", "--pidfile=", "shellylog", "--port", "tcp:0:interface=127.0.0.1", *args]
+    child = TwistdProcess()
+    reactor.spawnProcess(child, sys.executable, argv, env=env, path=folder)
+    case.addCleanup(child.kill)
+    return child
+
+
+async def wait_for(predicate: Any, seconds: float, what: str) -> None:
+    """Poll C{predicate} every 0.1 s of real time until true; fail after C{seconds}."""
+    for _ in range(int(seconds * 10)):
+        if predicate():
+            return
+        await deferLater(reactor, 0.1, lambda: None)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def csv_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []

@@ -11,7 +11,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from typing import Any, TypeVar, cast
 
@@ -20,7 +19,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.error import ProcessTerminated
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, ITCPTransport
-from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.task import LoopingCall
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.resource import IResource
@@ -34,31 +33,16 @@ from shellylog.tracker import ChannelTracker
 from tests.support.certificates import make_certificate
 from tests.support.devices import FULL_STATUS, FakeDevice
 from tests.support.processes import (
-    TWISTD,
     RealReactorTestCase,
-    TwistdProcess,
-    child_environment,
     client_factory,
+    csv_lines,
+    spawn_twistd,
     start_service,
+    wait_for,
 )
 from tests.support.tools import faketime_library, missing, root
 
 T = TypeVar("T")
-
-
-def spawn_twistd(
-    case: TestCase, folder: str, args: list[str], faketime: str | None = None
-) -> TwistdProcess:
-    """Start C{twistd -n shellylog ARGS} in C{folder}; under libfaketime if asked."""
-    env = child_environment()
-    if faketime is not None:
-        env["LD_PRELOAD"] = faketime_library()
-        env["FAKETIME"] = faketime
-    argv = [*TWISTD, "-n", "--pidfile=", "shellylog", "--port", "tcp:0:interface=127.0.0.1", *args]
-    child = TwistdProcess()
-    reactor.spawnProcess(child, sys.executable, argv, env=env, path=folder)
-    case.addCleanup(child.kill)
-    return child
 
 
 async def connect(case: TestCase, port: int, device: type[FakeDevice] = FakeDevice,
@@ -199,23 +183,6 @@ class FullDiskTests(SynchronousTestCase):
         keys = [parse_row_key(",".join(r)) for r in rows]
         self.assertEqual(keys, sorted(keys))
         self.flushLoggedErrors()
-
-
-async def wait_for(predicate: Any, seconds: float, what: str) -> None:
-    """Poll C{predicate} every 0.1 s of real time until true; fail after C{seconds}."""
-    for _ in range(int(seconds * 10)):
-        if predicate():
-            return
-        await deferLater(reactor, 0.1, lambda: None)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def csv_lines(path: str) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().splitlines()
-    except FileNotFoundError:
-        return []
 
 
 class FastClockTests(RealReactorTestCase):
