@@ -24,10 +24,9 @@ from twisted.python.failure import Failure
 
 from shellylog.admission import Admission
 from shellylog.channels import ChannelSpec
-from shellylog.config import Limits
+from shellylog.config import Config, Limits
 from shellylog.internals import ServerFactory, ServerProtocol, protocol_options
 from shellylog.registry import DeviceRegistry
-from shellylog.rpc import DEVICE_ID
 from shellylog.session import GET_STATUS, Rules, Session
 from shellylog.status import DeviceStatus
 
@@ -220,6 +219,11 @@ class ShellyServerProtocol(ServerProtocol):
         self.session.received(payload, isBinary)
 
 
+#: The configuration's defaults, which the factory's parameters default to (tests build
+#: factories with a few of them given).
+_DEFAULTS = Config()
+
+
 class ShellyServerFactory(ServerFactory):
     """
     Builds device connections, which report to the service's L{DeviceRegistry}.
@@ -235,19 +239,19 @@ class ShellyServerFactory(ServerFactory):
     def __init__(
         self,
         registry: DeviceRegistry,
-        channels: tuple[ChannelSpec, ...] = (0, 1, 2, 3),
-        poll_interval: float = 60.0,
-        limits: Limits | None = None,
-        admission: Admission | None = None,
-        id_pattern: re.Pattern[str] = DEVICE_ID,
+        channels: tuple[ChannelSpec, ...] = _DEFAULTS.channels,
+        poll_interval: float = _DEFAULTS.poll,
+        limits: Limits = _DEFAULTS.limits,
+        admission: Admission = _DEFAULTS.admission,
+        id_pattern: re.Pattern[str] = _DEFAULTS.id_pattern,
     ) -> None:
         super().__init__()
         self.registry = registry
         self.clock: IReactorTime = registry.clock
         self.channels = channels
         self.poll_interval = poll_interval
-        self.limits = limits = limits or Limits()
-        self.admission = admission = admission or Admission()
+        self.limits = limits
+        self.admission = admission
         self.id_pattern = id_pattern
         #: What each connection's session allows.
         self.rules = Rules(max_rate=limits.max_rate, max_bytes_rate=limits.max_bytes_rate,

@@ -273,8 +273,8 @@ class Harness:
             self.registry,
             channels=channels,
             poll_interval=poll_interval,
-            limits=limits,
-            admission=admission,
+            limits=kept,
+            admission=admission or Admission(),
         )
         self.health = HealthResource(
             devices=lambda: len(self.factory.registry.devices),
