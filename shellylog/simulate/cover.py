@@ -12,6 +12,7 @@ voltage on its own, and once a minute C{aenergy}.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from attrs import define, field, frozen
@@ -21,13 +22,12 @@ from shellylog.simulate.model import (
     MINUTE,
     POWER_THRESHOLD,
     VOLTAGE_THRESHOLD,
-    Clock,
     DeviceMessage,
     EnergyCounter,
     Load,
     Meter,
     MeteredDevice,
-    Profile,
+    MeteredProfile,
     as_sent,
 )
 
@@ -51,50 +51,33 @@ class CoverPlan:
 
 
 @frozen
-class CoverProfile(Profile):
+class CoverProfile(MeteredProfile["CoverDevice"]):
     """A cover device: what each of its C{cover:N} drives, and how many inputs it has."""
 
     covers: tuple[CoverPlan, ...]
     inputs: int = 2
-    nominal_voltage: float = 230.0
-    voltage_noise: float = 0.3
 
-    def create_device(
-        self,
-        index: int,
-        clock: Clock,
-        seed: int | str = 0,
-        uptime: float = 5.0,
-        time_sync_after: float = 10.0,
-    ) -> CoverDevice:
-        now = clock.seconds()
-        return CoverDevice.boot(
-            self,
-            index,
-            clock,
-            seed,
-            uptime,
-            time_sync_after,
-            self.nominal_voltage,
-            self.voltage_noise,
-            lambda rng: {
-                "covers": [
-                    CoverState(
-                        id=n,
-                        plan=plan,
-                        meter=Meter(
-                            plan.motor, energy=EnergyCounter(total=as_sent(rng.uniform(0, 2e3), 3))
-                        ),
-                        position=(position := rng.choice((0.0, 100.0))),
-                        state="open" if position else "closed",
-                        last_direction="open" if position else "close",
-                        next_move=now + rng.uniform(0, plan.every * MINUTE),
-                    )
-                    for n, plan in enumerate(self.covers)
-                ],
-                "updated_at": now,
-            },
-        )
+    def device_type(self) -> type[CoverDevice]:
+        return CoverDevice
+
+    def parts(self, rng: random.Random, now: float) -> dict[str, Any]:
+        return {
+            "covers": [
+                CoverState(
+                    id=n,
+                    plan=plan,
+                    meter=Meter(
+                        plan.motor, energy=EnergyCounter(total=as_sent(rng.uniform(0, 2e3), 3))
+                    ),
+                    position=(position := rng.choice((0.0, 100.0))),
+                    state="open" if position else "closed",
+                    last_direction="open" if position else "close",
+                    next_move=now + rng.uniform(0, plan.every * MINUTE),
+                )
+                for n, plan in enumerate(self.covers)
+            ],
+            "updated_at": now,
+        }
 
 
 COVER_PROFILES: dict[str, CoverProfile] = {

@@ -10,6 +10,7 @@ with the totals; C{emdata:0} is sent whole, on its own, just after each minute.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from attrs import define, field, frozen
@@ -17,13 +18,12 @@ from attrs import define, field, frozen
 from shellylog.simulate.model import (
     POWER_THRESHOLD,
     VOLTAGE_THRESHOLD,
-    Clock,
     DeviceMessage,
     EnergyCounter,
     Load,
     Meter,
     MeteredDevice,
-    Profile,
+    MeteredProfile,
     as_sent,
 )
 
@@ -31,44 +31,28 @@ PHASES = ("a", "b", "c")
 
 
 @frozen
-class EmProfile(Profile):
+class EmProfile(MeteredProfile["EmDevice"]):
     """A three-phase meter: the load on each phase, C{a}, C{b}, C{c}."""
 
     phases: tuple[Load, Load, Load]
-    nominal_voltage: float = 230.0
-    voltage_noise: float = 0.3
 
-    def create_device(
-        self,
-        index: int,
-        clock: Clock,
-        seed: int | str = 0,
-        uptime: float = 5.0,
-        time_sync_after: float = 10.0,
-    ) -> EmDevice:
-        return EmDevice.boot(
-            self,
-            index,
-            clock,
-            seed,
-            uptime,
-            time_sync_after,
-            self.nominal_voltage,
-            self.voltage_noise,
-            lambda rng: {
-                "phases": [
-                    Meter(
-                        load,
-                        energy=EnergyCounter(total=as_sent(rng.uniform(1e5, 2e6), 2)),
-                        returned=EnergyCounter(
-                            total=as_sent(rng.uniform(0, 1e3) if load.solar else 0.0, 2)
-                        ),
-                        offset=rng.uniform(-0.5, 0.5),
-                    )
-                    for load in self.phases
-                ]
-            },
-        )
+    def device_type(self) -> type[EmDevice]:
+        return EmDevice
+
+    def parts(self, rng: random.Random, now: float) -> dict[str, Any]:
+        return {
+            "phases": [
+                Meter(
+                    load,
+                    energy=EnergyCounter(total=as_sent(rng.uniform(1e5, 2e6), 2)),
+                    returned=EnergyCounter(
+                        total=as_sent(rng.uniform(0, 1e3) if load.solar else 0.0, 2)
+                    ),
+                    offset=rng.uniform(-0.5, 0.5),
+                )
+                for load in self.phases
+            ]
+        }
 
 
 EM_PROFILES: dict[str, EmProfile] = {

@@ -10,6 +10,7 @@ C{em1data:N} go out whole, together, in a message of their own.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from attrs import define, field, frozen
@@ -17,19 +18,18 @@ from attrs import define, field, frozen
 from shellylog.simulate.model import (
     POWER_THRESHOLD,
     VOLTAGE_THRESHOLD,
-    Clock,
     DeviceMessage,
     EnergyCounter,
     Load,
     Meter,
     MeteredDevice,
-    Profile,
+    MeteredProfile,
     as_sent,
 )
 
 
 @frozen
-class Em1Profile(Profile):
+class Em1Profile(MeteredProfile["Em1Device"]):
     """
     A meter of single lines: the load on each C{em1} channel, and its relay.
 
@@ -39,37 +39,21 @@ class Em1Profile(Profile):
 
     loads: tuple[Load, ...]
     relay: bool | None = None
-    nominal_voltage: float = 230.0
-    voltage_noise: float = 0.3
 
-    def create_device(
-        self,
-        index: int,
-        clock: Clock,
-        seed: int | str = 0,
-        uptime: float = 5.0,
-        time_sync_after: float = 10.0,
-    ) -> Em1Device:
-        return Em1Device.boot(
-            self,
-            index,
-            clock,
-            seed,
-            uptime,
-            time_sync_after,
-            self.nominal_voltage,
-            self.voltage_noise,
-            lambda rng: {
-                "channels": [
-                    Meter(
-                        load,
-                        energy=EnergyCounter(total=as_sent(rng.uniform(0, 5e5), 2)),
-                        returned=EnergyCounter(total=as_sent(rng.uniform(0, 2e3), 2)),
-                    )
-                    for load in self.loads
-                ]
-            },
-        )
+    def device_type(self) -> type[Em1Device]:
+        return Em1Device
+
+    def parts(self, rng: random.Random, now: float) -> dict[str, Any]:
+        return {
+            "channels": [
+                Meter(
+                    load,
+                    energy=EnergyCounter(total=as_sent(rng.uniform(0, 5e5), 2)),
+                    returned=EnergyCounter(total=as_sent(rng.uniform(0, 2e3), 2)),
+                )
+                for load in self.loads
+            ]
+        }
 
 
 EM1_PROFILES: dict[str, Em1Profile] = {

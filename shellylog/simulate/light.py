@@ -10,6 +10,7 @@ C{aenergy}.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from attrs import define, field, frozen
@@ -18,13 +19,12 @@ from shellylog.simulate.model import (
     CURRENT_THRESHOLD,
     POWER_THRESHOLD,
     VOLTAGE_THRESHOLD,
-    Clock,
     DeviceMessage,
     EnergyCounter,
     Load,
     Meter,
     MeteredDevice,
-    Profile,
+    MeteredProfile,
     as_sent,
 )
 
@@ -52,38 +52,22 @@ class LightPlan:
 
 
 @frozen
-class LightProfile(Profile):
+class LightProfile(MeteredProfile["LightDevice"]):
     """A dimmer: what each of its C{light:N} drives, and how many inputs it has."""
 
     lights: tuple[LightPlan, ...]
     inputs: int = 0
-    nominal_voltage: float = 230.0
-    voltage_noise: float = 0.3
 
-    def create_device(
-        self,
-        index: int,
-        clock: Clock,
-        seed: int | str = 0,
-        uptime: float = 5.0,
-        time_sync_after: float = 10.0,
-    ) -> LightDevice:
-        return LightDevice.boot(
-            self,
-            index,
-            clock,
-            seed,
-            uptime,
-            time_sync_after,
-            self.nominal_voltage,
-            self.voltage_noise,
-            lambda rng: {
-                "channels": [
-                    Meter(plan.dimmed, energy=EnergyCounter(total=as_sent(rng.uniform(0, 2e4), 3)))
-                    for plan in self.lights
-                ]
-            },
-        )
+    def device_type(self) -> type[LightDevice]:
+        return LightDevice
+
+    def parts(self, rng: random.Random, now: float) -> dict[str, Any]:
+        return {
+            "channels": [
+                Meter(plan.dimmed, energy=EnergyCounter(total=as_sent(rng.uniform(0, 2e4), 3)))
+                for plan in self.lights
+            ]
+        }
 
 
 #: An LED strip of the Plus RGBW PM: 24 V DC, so a power factor of 1.

@@ -531,3 +531,37 @@ class MeteredDevice(SimulatedDevice[P]):
 def encode(message: DeviceMessage) -> bytes:
     """C{message} as the text of one WebSocket message."""
     return json.dumps(message, separators=(",", ":")).encode("utf-8")
+
+
+@frozen
+class MeteredProfile(Profile, Generic[D]):
+    """
+    A profile of a metering family: the family's device class (L{device_type}) and the
+    parts a new device starts with (L{parts}); its devices measure on a supply of
+    C{nominal_voltage}, which wanders by C{voltage_noise}.
+    """
+
+    nominal_voltage: float = field(default=230.0, kw_only=True)
+    voltage_noise: float = field(default=0.3, kw_only=True)
+
+    @abstractmethod
+    def device_type(self) -> type[D]:
+        """The family's device class."""
+
+    @abstractmethod
+    def parts(self, rng: random.Random, now: float) -> dict[str, Any]:
+        """The family's own fields of a device booted at C{now}, from its randomness."""
+
+    def create_device(
+        self,
+        index: int,
+        clock: Clock,
+        seed: int | str = 0,
+        uptime: float = 5.0,
+        time_sync_after: float = 10.0,
+    ) -> D:
+        now = clock.seconds()
+        return self.device_type().boot(
+            self, index, clock, seed, uptime, time_sync_after, self.nominal_voltage,
+            self.voltage_noise, lambda rng: self.parts(rng, now),
+        )

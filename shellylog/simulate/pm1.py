@@ -9,6 +9,7 @@ energy, which C{aenergy} counts too).
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from attrs import define, field, frozen
@@ -17,50 +18,33 @@ from shellylog.simulate.model import (
     CURRENT_THRESHOLD,
     POWER_THRESHOLD,
     VOLTAGE_THRESHOLD,
-    Clock,
     DeviceMessage,
     EnergyCounter,
     Load,
     Meter,
     MeteredDevice,
-    Profile,
+    MeteredProfile,
     as_sent,
 )
 
 
 @frozen
-class Pm1Profile(Profile):
+class Pm1Profile(MeteredProfile["Pm1Device"]):
     """A power meter: the load on each of its C{pm1} channels."""
 
     loads: tuple[Load, ...]
-    nominal_voltage: float = 230.0
-    voltage_noise: float = 0.3
     gen: int = 3
 
-    def create_device(
-        self,
-        index: int,
-        clock: Clock,
-        seed: int | str = 0,
-        uptime: float = 5.0,
-        time_sync_after: float = 10.0,
-    ) -> Pm1Device:
-        return Pm1Device.boot(
-            self,
-            index,
-            clock,
-            seed,
-            uptime,
-            time_sync_after,
-            self.nominal_voltage,
-            self.voltage_noise,
-            lambda rng: {
-                "channels": [
-                    Meter(load, energy=EnergyCounter(total=as_sent(rng.uniform(0, 5e4), 3)))
-                    for load in self.loads
-                ]
-            },
-        )
+    def device_type(self) -> type[Pm1Device]:
+        return Pm1Device
+
+    def parts(self, rng: random.Random, now: float) -> dict[str, Any]:
+        return {
+            "channels": [
+                Meter(load, energy=EnergyCounter(total=as_sent(rng.uniform(0, 5e4), 3)))
+                for load in self.loads
+            ]
+        }
 
 
 PM1_PROFILES: dict[str, Pm1Profile] = {
