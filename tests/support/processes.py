@@ -125,12 +125,11 @@ class RealReactorTestCase(TestCase):
         self.csv = os.path.join(self.folder, "power.csv")
 
 
-class TwistdProcess(ProcessProtocol):
-    """A twistd child: its output, the port it listens on, and its end."""
+class OutputProcess(ProcessProtocol):
+    """A child process: everything it printed (both streams), and its end."""
 
     def __init__(self) -> None:
         self.output = bytearray()
-        self.listening: Deferred[int] = Deferred()
         # Fired with the reason (not errbacked): ProcessDone or ProcessTerminated.
         self.ended: Deferred[BaseException] = Deferred()
 
@@ -139,23 +138,37 @@ class TwistdProcess(ProcessProtocol):
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.output += data
+
+    def processEnded(self, reason: Failure) -> None:
+        value = reason.value
+        assert value is not None
+        self.ended.callback(value)
+
+
+class TwistdProcess(OutputProcess):
+    """A twistd child: its output, the port it listens on, and its end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listening: Deferred[int] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        super().outReceived(data)
         if not self.listening.called:
             # Up to the line's end: output may arrive with a number cut in two.
             found = re.search(rb"Site starting on (\d+)\r?\n", self.output)
             if found:
                 self.listening.callback(int(found.group(1)))
 
-    def errReceived(self, data: bytes) -> None:
-        self.output += data
-
     def processEnded(self, reason: Failure) -> None:
         if not self.listening.called:
             self.listening.errback(
                 RuntimeError(f"twistd ended before it listened:\n{self.text()}")
             )
-        value = reason.value
-        assert value is not None
-        self.ended.callback(value)
+        super().processEnded(reason)
 
     async def terminate(self) -> None:
         """SIGTERM, as systemd stops a service; the child must end cleanly."""

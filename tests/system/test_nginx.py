@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ConnectionRefusedError, ProcessDone
 from twisted.internet.interfaces import ITCPTransport
-from twisted.internet.protocol import ProcessProtocol, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.python.failure import Failure
@@ -40,6 +40,7 @@ from tests.support.devices import (
 )
 from tests.support.processes import (
     TWISTD,
+    OutputProcess,
     RealReactorTestCase,
     TwistdProcess,
     child_environment,
@@ -205,24 +206,8 @@ async def within(d: Deferred[T], seconds: float, what: str) -> T:
     return await observe(d).addTimeout(seconds, reactor, onTimeoutCancel=late)
 
 
-class NginxProcess(ProcessProtocol):
+class NginxProcess(OutputProcess):
     """nginx's master process: its output and its end."""
-
-    def __init__(self) -> None:
-        self.output = bytearray()
-        # Fired with the reason (not errbacked): ProcessDone or ProcessTerminated.
-        self.ended: Deferred[BaseException] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.output += data
-
-    def processEnded(self, reason: Failure) -> None:
-        value = reason.value
-        assert value is not None
-        self.ended.callback(value)
 
 
 class Nginx:

@@ -14,10 +14,9 @@ from collections import Counter
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.protocol import ProcessProtocol
-from twisted.python.failure import Failure
 
 from tests.support.processes import (
+    OutputProcess,
     RealReactorTestCase,
     child_environment,
     csv_lines,
@@ -32,21 +31,8 @@ HEADER = ("timestamp_iso,device_id,channel,apower_W,voltage_V,current_A,energy_t
           "ret_energy_total_Wh")
 
 
-class Simulator(ProcessProtocol):
+class Simulator(OutputProcess):
     """The simulator's process: its output, and its end."""
-
-    def __init__(self) -> None:
-        self.output = bytearray()
-        self.ended: Deferred[None] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-
-    def errReceived(self, data: bytes) -> None:
-        self.output += data
-
-    def processEnded(self, reason: Failure) -> None:
-        self.ended.callback(None)
 
     async def stop(self) -> None:
         """SIGTERM, if it still runs; wait for its end."""
