@@ -35,7 +35,8 @@ CHANNEL_LABELS = ("device", "channel")
 class ChannelSeries:
     """
     The per-channel series of C{/metrics}: each logged channel's latest power, whether it
-    runs, how long its run has lasted, and its device's energy counter.
+    runs, how long its run has lasted, and its device's energy counter; and whether each
+    device is connected.
 
     A device's series are shown while it is connected and for C{keep_after_leaving}
     seconds after it left; then they go, so that a fleet that changes does not leave
@@ -65,9 +66,22 @@ class ChannelSeries:
         ]
 
     def collect(self, records: Mapping[str, DeviceRecord]) -> Iterator[Metric]:
-        """The four channel families, each with a sample of every shown channel."""
+        """
+        Whether each device is connected, then the four channel families, each with a
+        sample of every shown channel.
+        """
         now = self.clock.seconds()
         tracker = self.tracker
+        # Every device known, for as long as its record is kept (--max-devices, a week):
+        # "disconnected for 10 minutes" needs it to outlive the channels' series.
+        connected = GaugeMetricFamily(
+            "shellylog_device_connected",
+            "1 while the device has an open connection, 0 once it left.",
+            labels=["device"],
+        )
+        for device_id, record in list(records.items()):
+            connected.add_metric([device_id], 1 if record.connected else 0)
+        yield connected
         power = GaugeMetricFamily(
             "shellylog_channel_power_watts",
             "Latest power of the channel, watts (negative while a meter exports).",

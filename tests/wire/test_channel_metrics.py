@@ -1,5 +1,6 @@
 """
-The per-channel series of C{/metrics} (C{shellylog_channel_*}), as the service that
+The per-channel series of C{/metrics} (C{shellylog_channel_*}, and
+C{shellylog_device_connected}), as the service that
 makeService wires serves them, after traffic through it on a L{Clock}: values, runs as the
 CSV file sees them, names of every family, how long the series of a device that left stay,
 and C{--channel-metrics off}.
@@ -48,6 +49,12 @@ class ChannelMetricsCase(SynchronousTestCase):
                     found.setdefault(sample.name, {})[key] = sample.value
         return found
 
+    def connected(self) -> dict[str, float]:
+        """C{shellylog_device_connected}, by device."""
+        return {sample.labels["device"]: sample.value
+                for family in text_string_to_metric_families(self.stack.metrics_text())
+                for sample in family.samples if sample.name == "shellylog_device_connected"}
+
     def of(self, channel: str, device: str = DEVICE) -> dict[str, float]:
         """The samples of one channel, by name."""
         return {name: series[(device, channel)]
@@ -61,6 +68,7 @@ class ChannelMetricsCase(SynchronousTestCase):
 class ValuesTests(ChannelMetricsCase):
     def test_nothing_before_a_device(self) -> None:
         self.assertEqual(self.scrape(), {})
+        self.assertEqual(self.connected(), {})
         self.assertIn("# TYPE shellylog_channel_run_seconds gauge", self.stack.metrics_text())
 
     def test_running_channel(self) -> None:
@@ -68,6 +76,7 @@ class ValuesTests(ChannelMetricsCase):
         client, _ = self.stack.connect()
         self.report(client, 450)  # at T0 + 5
         self.assertEqual(self.of("0"), {POWER: 450, ACTIVE: 1, RUN: 5, ENERGY: 100.0})
+        self.assertEqual(self.connected(), {DEVICE: 1})
 
     def test_idle_channel(self) -> None:
         client, _ = self.stack.connect()
@@ -234,11 +243,29 @@ class LifetimeTests(ChannelMetricsCase):
         self.assertEqual(self.of("0")[POWER], 450)
         stack.advance(1)
         self.assertEqual(self.scrape(), {})
+        # Whether it is connected is shown for as long as it is remembered.
+        self.assertEqual(self.connected(), {DEVICE: 0})
         # It comes back: so do its series.
         client, _ = stack.connect()
         self.report(client, 470)
         self.assertEqual(self.of("0")[POWER], 470)
         self.assertEqual(self.of("0")[ACTIVE], 1)
+        self.assertEqual(self.connected(), {DEVICE: 1})
+
+    def test_connected_until_forgotten(self) -> None:
+        stack = self.stack
+        stack.registry.max_devices = 1
+        first, _ = stack.connect()
+        self.report(first, 450)
+        self.assertEqual(self.connected(), {DEVICE: 1})
+        first.sendClose(code=1000)
+        stack.advance(60 * 20)
+        self.assertEqual(self.connected(), {DEVICE: 0})
+        other_id = "shellyplus1pm-112233445566"
+        second, _ = stack.connect()
+        stack.send(second, notify({"switch:0": switch(12)}, src=other_id))
+        # --max-devices 1: the device that left is forgotten, and its series with it.
+        self.assertEqual(self.connected(), {other_id: 1})
 
     def test_other_devices_stay(self) -> None:
         stack = self.stack
@@ -264,6 +291,7 @@ class SwitchedOffTests(ChannelMetricsCase):
         self.stack.advance_to(T0 + 90)
         text = self.stack.metrics_text()
         self.assertNotIn("shellylog_channel_", text)
+        self.assertNotIn("shellylog_device_", text)
         self.assertIn('shellylog_rows_written_total{kind="measured"} 1.0\n', text)
         self.assertIn("shellylog_connected_devices 1.0\n", text)
 
