@@ -104,6 +104,16 @@ class ValuesTests(ChannelMetricsCase):
         self.stack.send(client, notify({"switch:0": {"apower": 450}}))
         self.assertEqual(self.of("0"), {POWER: 450, ACTIVE: 1, RUN: 5})
 
+    def test_each_scrape_now(self) -> None:
+        """A scrape shows the values of its moment, whatever the scrape before showed."""
+        client, _ = self.stack.connect()
+        for apower, energy, running in [(450, 100.0, 1), (0, 100.5, 0), (450, 100.5, 1)]:
+            self.report(client, apower, energy=energy)
+            self.assertEqual(self.of("0"), {POWER: apower, ACTIVE: running, RUN: 5 * running,
+                                            ENERGY: energy})
+        self.stack.send(client, notify({"switch:0": {"apower": None, "aenergy": None}}))
+        self.assertEqual(self.of("0"), {ACTIVE: 1, RUN: 5})
+
     def test_names_and_types(self) -> None:
         client, _ = self.stack.connect()
         self.report(client, 450)
