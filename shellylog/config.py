@@ -79,6 +79,8 @@ class Config:
     @ivar poll: seconds between C{Shelly.GetStatus} requests; 0 is no polling.
     @ivar fsync: whether each minute's write to the CSV file is fsynced.
     @ivar max_pending: rows kept in memory while the CSV file cannot be written.
+    @ivar channel_metrics: whether C{/metrics} has a series of each channel's power,
+        activity, run and energy (off for fleets where that many series are unwanted).
     @ivar limits: what one peer may cost.
     @ivar admission: which peers may connect and which devices are logged.
     @ivar allow_origin: web page origins that may open the WebSocket.
@@ -97,6 +99,7 @@ class Config:
     poll: float = 60.0
     fsync: bool = DEFAULT_FSYNC
     max_pending: int = DEFAULT_MAX_PENDING
+    channel_metrics: bool = True
     limits: Limits = field(factory=Limits)
     admission: Admission = field(factory=Admission)
     allow_origin: tuple[str, ...] = ()

@@ -70,6 +70,8 @@ class DeviceRecord:
     last_frame_at: float | None = None
     frames: int = 0
     connections: int = 0
+    #: When its last connection closed; None while connected (and before it ever was).
+    left_at: float | None = None
 
     @property
     def reconnects(self) -> int:
@@ -203,6 +205,7 @@ class DeviceRegistry:
             record = self.records[device_id] = DeviceRecord(device_id)
             self.forget_gone()
         record.connected = True
+        record.left_at = None
         record.peer = connection.peer or ""
         record.connected_since = self.clock.seconds()
         record.connections += 1
@@ -220,9 +223,11 @@ class DeviceRegistry:
         device_id = connection.device_id
         if device_id is not None and self.devices.get(device_id) is connection:
             del self.devices[device_id]
-            self.records[device_id].connected = False
+            record = self.records[device_id]
+            record.connected = False
+            record.left_at = left_at = self.clock.seconds()
             self.sink.disconnected(device_id)
-            self._gone[device_id] = self.clock.seconds()
+            self._gone[device_id] = left_at
             self.forget_gone()
 
     def forget_gone(self) -> None:

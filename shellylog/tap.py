@@ -29,12 +29,12 @@ from shellylog.channels import ChannelSpec, parse_channel_spec, spec_order
 from shellylog.config import Config, Limits
 from shellylog.csvlog import EXTRA_COLUMNS, CsvFileError, CsvSink, InThread, check_header
 from shellylog.internals import ProcessPatches
-from shellylog.metrics import ShellylogCollector, metrics_resource
+from shellylog.metrics import ChannelSeries, ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
 from shellylog.protocol import CloseOnStop, ShellyServerFactory
 from shellylog.registry import DeviceRegistry
 from shellylog.report import public_options, status_report
-from shellylog.tracker import ChannelTracker
+from shellylog.tracker import MINUTE, ChannelTracker
 from shellylog.web import HealthResource, StatusResource, build_site
 
 log = Logger(namespace="shellylog.tap")
@@ -245,6 +245,8 @@ class Options(usage.Options):
          "on/off: fsync the CSV file after each minute's write."],
         ["max-pending", None, str(DEFAULT.max_pending),
          "Rows kept in memory while the CSV cannot be written."],
+        ["channel-metrics", None, "on" if DEFAULT.channel_metrics else "off",
+         "on/off: /metrics has the power, activity, run and energy of each channel."],
         ["max-message", None, _size_text(DEFAULT.limits.max_message),
          "Largest WebSocket message accepted (closed with 1009)."],
         ["max-rate", None, str(DEFAULT.limits.max_rate),
@@ -302,6 +304,7 @@ class Options(usage.Options):
         self["poll"] = poll
         self["fsync"] = _switch("fsync", self["fsync"])
         self["max-pending"] = _whole("max-pending", self["max-pending"], minimum=1)
+        self["channel-metrics"] = _switch("channel-metrics", self["channel-metrics"])
         self["max-message"] = _size("max-message", self["max-message"])
         self["max-rate"] = _whole("max-rate", self["max-rate"], minimum=1)
         self["max-connections"] = _whole("max-connections", self["max-connections"], minimum=1)
@@ -339,6 +342,7 @@ class Options(usage.Options):
             poll=self["poll"],
             fsync=self["fsync"],
             max_pending=self["max-pending"],
+            channel_metrics=self["channel-metrics"],
             limits=Limits(
                 max_message=self["max-message"],
                 max_rate=self["max-rate"],
@@ -468,9 +472,16 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
             tracker=tracker, sink=sink, columns=config.columns,
         )
 
+    # The series of a device that left stay --max-carry minutes (a short drop-out does
+    # not break their graphs), then go: nothing stale is served for ever.
+    channel_series = ChannelSeries(
+        tracker, reactor, keep_after_leaving=config.max_carry * MINUTE
+    ) if config.channel_metrics else None
     pages: dict[bytes, IResource] = {
         b"status": StatusResource(status, reactor),
-        b"metrics": metrics_resource(ShellylogCollector(registry, sink, minutes)),
+        b"metrics": metrics_resource(
+            ShellylogCollector(registry, sink, minutes, channels=channel_series)
+        ),
     }
     site = build_site(factory, registry, health, reactor, pages,
                       allowed_origins=config.allow_origin)

@@ -74,6 +74,9 @@ class _Channel:
     last_at: float = 0.0
     # The newest minute written for this channel (rule 4).
     last_written: int | None = None
+    # The first minute of the run that ends at last_written: the minutes with rows, one
+    # after the other, up to it (set with last_written; a resumed one starts a run).
+    run_start: int | None = None
     # Whether last is latest and is received again with every update of its device: then
     # last_at is the device's seen_at, and the channel's part in each update is applied
     # when it is needed (at a close) instead of with every update (see readings).
@@ -173,6 +176,8 @@ class ChannelTracker:
                 written = state.last_written
                 if written is None or minute > written:
                     append(Row(minute, device_id, channel, source, best is None))
+                    if written != minute - 1:
+                        state.run_start = minute
                     state.last_written = minute
                 state.best = None
             if (
@@ -321,7 +326,8 @@ class ChannelTracker:
         """Record that C{minute} was already written for this channel (rule 4)."""
         state = self._channel(device_id, channel)
         if state.last_written is None or minute > state.last_written:
-            state.last_written = minute
+            # Only the last minute of the file is known: a run on from it counts from it.
+            state.last_written = state.run_start = minute
 
     def forget(self, device_id: str) -> bool:
         """
@@ -385,6 +391,43 @@ class ChannelTracker:
             )
             for channel, state in sorted(self._channels_of(device_id).items())
         }
+
+    def runs(self, device_id: str) -> list[tuple[ChannelKey, ChannelValues, int | None]]:
+        """
+        Each channel of C{device_id} with a reading, in no particular order: its key, its
+        latest reading and, while it runs, the first minute of its run; else C{None}.
+
+        A channel runs while its last reading with a power is above the threshold on an
+        open connection and the open minute gets a row for it (it is carried, rule 1b).
+        Its run is the minutes with rows one after the other up to the open minute: it
+        began with the run of the minutes written just before (L{_Channel.run_start}), or
+        else with the open minute.
+
+        Cheap, and safe to call from another thread than the reactor's (the metrics
+        collector's): it copies the device's channels in one step and changes nothing.
+        """
+        device = self._devices.get(device_id)
+        if device is None:
+            return []
+        open_minute = self.open_minute
+        live = self._live
+        threshold = self.threshold
+        found: list[tuple[ChannelKey, ChannelValues, int | None]] = []
+        for channel, state in list(device.channels.items()):
+            latest = state.latest
+            if latest is None:
+                continue  # known only from the CSV file (resumed): nothing received yet
+            last = state.last
+            first = None
+            if (open_minute is not None and last is not None and last.apower is not None
+                    and abs(last.apower) > threshold and (device_id, channel) in live):
+                written, start = state.last_written, state.run_start
+                if written is not None and start is not None and written >= open_minute - 1:
+                    first = start
+                else:
+                    first = open_minute
+            found.append((channel, latest, first))
+        return found
 
     @property
     def pending(self) -> int:

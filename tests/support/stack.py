@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any
 
+from prometheus_client.exposition import generate_latest
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.trial.unittest import SynchronousTestCase
@@ -20,6 +21,7 @@ from twisted.web.server import Site
 
 from shellylog import __version__
 from shellylog.csvlog import CsvSink
+from shellylog.metrics import MetricsResource
 from shellylog.minutes import MinuteService
 from shellylog.protocol import ShellyServerFactory
 from shellylog.report import public_options, status_report
@@ -128,6 +130,15 @@ class Stack:
             registry=self.registry, channels=self.factory.channels, tracker=self.tracker,
             sink=self.sink, columns=self.config.columns,
         )
+
+    def metrics_text(self) -> str:
+        """
+        What the site's C{/metrics} serves now (in the text format): its own registry, the
+        one makeService wired, read as a scrape does (without the thread pool's turn).
+        """
+        page = self.site.resource.getStaticEntity(b"metrics")
+        assert isinstance(page, MetricsResource), page
+        return generate_latest(page.registry).decode("utf-8")
 
     def get(self, path: bytes) -> RawClient:
         """C{GET path} on the site, over an in-memory connection."""

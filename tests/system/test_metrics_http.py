@@ -82,6 +82,37 @@ class MetricsOverHttpTests(RealReactorTestCase):
         self.assertTrue(await device.closed)
         await service.stopService()
 
+    def test_channel_metrics(self) -> Deferred[None]:
+        """
+        The channel's series are served over HTTP with C{--channel-metrics on} (the
+        default), and not with C{off}.
+        """
+        return ensureDeferred(self._channel_metrics())
+
+    async def _channel_metrics(self) -> None:
+        for setting, shown in (("on", True), ("off", False)):
+            service, port = await start_service(self, [
+                "--port", "tcp:0:interface=127.0.0.1", "--csv", self.csv, "--poll", "0",
+                "--channel-metrics", setting,
+            ])
+            factory = client_factory(f"ws://127.0.0.1:{port}/ws", FakeDevice, ["json-rpc"])
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+            device = cast(FakeDevice, await endpoint.connect(factory))
+            self.addCleanup(self.disconnect, device)
+            await device.opened
+            device.send(FULL_STATUS)
+            await device.sync()
+            code, _, body = await self.get(port, "/metrics")
+            self.assertEqual(code, 200)
+            self.assertIn(b"\nshellylog_connected_devices 1.0\n", body)
+            line = (f'\nshellylog_channel_power_watts{{channel="0",device="{DEVICE}"}} 450.0\n'
+                    .encode())
+            self.assertEqual(line in body, shown, setting)
+            self.assertEqual(b"shellylog_channel_" in body, shown, setting)
+            device.sendClose(code=1000)
+            self.assertTrue(await device.closed)
+            await service.stopService()
+
     async def disconnect(self, device: FakeDevice) -> None:
         """After a failure: drop the device's connection, if it is still open."""
         if not device.closed.called:

@@ -402,6 +402,63 @@ class KindAndViewTests(TrackerTestCase):
         self.assertEqual(self.tracker.view(D)[2].latest, values(450))
 
 
+class RunsTests(TrackerTestCase):
+    """L{ChannelTracker.runs}: the first minute of a running channel's run, for /metrics."""
+
+    def runs(self, device: str = D) -> dict[int, int | None]:
+        return {channel: first for channel, _, first in self.tracker.runs(device)}
+
+    def test_unknown_device(self) -> None:
+        self.assertEqual(self.tracker.runs(D), [])
+
+    def test_resumed_channel_without_reading(self) -> None:
+        """A channel known only from the file (rule 4) has no reading: not listed."""
+        self.tracker.resume(D, 2, minute("09:59"))
+        self.assertEqual(self.runs(), {})
+
+    def test_first_minute(self) -> None:
+        self.read(at("10:00:20"), values(450))
+        self.read(at("10:00:30"), values(1), channel=3)
+        self.assertEqual(self.runs(), {2: minute("10:00"), 3: None})
+        self.tick(at("10:03:10"))
+        self.assertEqual(self.runs(), {2: minute("10:00"), 3: None})
+        self.read(at("10:03:20"), values(0))
+        self.assertEqual(self.runs(), {2: None, 3: None})
+
+    def test_matches_the_rows(self) -> None:
+        """
+        Over random readings, ticks and disconnects: while a channel runs, its run begins
+        at the first of the rows written one minute after the other up to the open minute.
+        """
+        rng = random.Random(13)
+        t = at("10:00:00")
+        written: dict[int, list[int]] = {2: [], 3: []}
+        longer = 0
+        for _ in range(2000):
+            t += rng.choice([5, 20, 45, 70])
+            self.set_time(t)
+            event = rng.random()
+            if event < 0.05:
+                self.tracker.disconnected(D)
+            elif event < 0.7:
+                channel = rng.choice([2, 3])
+                self.tracker.readings(D, {channel: values(rng.choice([0, 3, 450, 900]))})
+            for row in self.tracker.close_completed():
+                written[row.channel].append(row.minute)
+            open_minute = self.tracker.open_minute
+            assert open_minute is not None
+            for channel, _, first in self.tracker.runs(D):
+                if first is None:
+                    continue
+                rows = [m for m in written[channel] if m < open_minute] + [open_minute]
+                start = open_minute
+                while start - 1 in rows:
+                    start -= 1
+                self.assertEqual(first, start)
+                longer += first < open_minute
+        self.assertGreater(longer, 100)  # runs of more than a minute were checked
+
+
 class ExportTests(TrackerTestCase):
     """Activity is |power| above the threshold: a meter that exports is running too."""
 

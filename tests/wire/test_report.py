@@ -432,6 +432,7 @@ class TokenNeverShownTests(SynchronousTestCase):
             '      "poll": 0.0,',
             '      "fsync": false,',
             '      "max-pending": 1000000,',
+            '      "channel-metrics": true,',
             '      "max-message": 262144,',
             '      "max-rate": 600,',
             '      "max-bytes-rate": 1048576,',

@@ -426,6 +426,13 @@ class HardeningOptionsTests(TestCase):
         self.assertRejected("--fsync", "sometimes")
         self.assertRejected("--fsync", "")
 
+    def test_channel_metrics(self) -> None:
+        """On by default; on/off as --fsync takes them; anything else a usage error."""
+        self.assertIs(parse().config.channel_metrics, True)
+        self.assertIs(parse("--channel-metrics", "off").config.channel_metrics, False)
+        self.assertIs(parse("--channel-metrics", "on").config.channel_metrics, True)
+        self.assertRejected("--channel-metrics", "some")
+
     def test_max_pending(self) -> None:
         self.assertEqual(parse()["max-pending"], 1_000_000)
         self.assertEqual(parse("--max-pending", "5")["max-pending"], 5)
