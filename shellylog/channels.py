@@ -222,6 +222,19 @@ class ChannelSelection:
             parts[component] = parsed
         return parts
 
+    #: The channel of each switch-like component of L{components} (C{switch:2} is 2,
+    #: C{pm1:0} its key): a frame's usual component is read into its channel with one
+    #: look-up (see L{shellylog.status.DeviceStatus.merge}).
+    switch_channels: dict[str, ChannelKey] = field(init=False, eq=False)
+
+    @switch_channels.default
+    def _switch_channels(self) -> dict[str, ChannelKey]:
+        return {
+            component: channel_key(family, component_id)
+            for component, (family, component_id) in self.parts.items()
+            if family in SWITCH_LIKE and channel_key(family, component_id) in self.keys
+        }
+
     def component_parts(self, component: str) -> tuple[str, int]:
         """C{(family, id)} of a component that L{keeps}."""
         parsed = self.parts.get(component) or parse_component(component)

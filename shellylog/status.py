@@ -6,7 +6,7 @@ Pure: no reactor, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from attrs import define, field
@@ -151,24 +151,34 @@ Fields = dict[str, Number | None]
 _NO_FIELDS: Fields = {}
 
 
-def _check_components(components: Mapping[str, Any], keeps: Callable[[str], bool], *,
-                      partial: bool) -> None:
-    # Validate before changing anything, so a bad frame leaves no trace. Only the kept
-    # components are looked at: the others are never read.
+def _kept_components(components: Mapping[str, Any], selection: ChannelSelection, *,
+                     partial: bool) -> list[str]:
+    """
+    The keys of C{components} that C{selection} keeps, in order, once they are checked:
+    validated before anything changes, so a bad frame leaves no trace. Only the kept
+    components are looked at: the others are never read.
+    """
     if len(components) > MAX_COMPONENTS:
         raise FrameError("too_many_components",
                          f"{len(components)} components, more than {MAX_COMPONENTS}")
-    for key, value in components.items():
-        if not keeps(key):
-            continue
+    fixed = selection.components
+    keeps = selection.keeps if selection.families else None
+    kept = [key for key in components
+            if key in fixed or (keeps is not None and keeps(key))]
+    for key in kept:
+        value = components[key]
         if value is None and partial:
             continue
-        if not isinstance(value, dict):
+        if type(value) is not dict:
             raise FrameError("bad_component", f"{key} is a {type(value).__name__}, not an object")
-        for nested in ("aenergy", "ret_aenergy"):
-            inner = value.get(nested)
-            if inner is not None and not isinstance(inner, dict):
-                raise FrameError("bad_component", f"{key}.{nested} is not an object")
+        # Most frames have neither: one look-up each, not a loop.
+        inner = value.get("aenergy")
+        if inner is not None and type(inner) is not dict:
+            raise FrameError("bad_component", f"{key}.aenergy is not an object")
+        inner = value.get("ret_aenergy")
+        if inner is not None and type(inner) is not dict:
+            raise FrameError("bad_component", f"{key}.ret_aenergy is not an object")
+    return kept
 
 
 def switch_key(channel: int) -> str:
@@ -216,16 +226,14 @@ class DeviceStatus:
         @raise FrameError: if a kept component is not an object, or the status has
             more than L{MAX_COMPONENTS} components; nothing changes then.
         """
-        keeps = self.selection.keeps
         parts = self.selection.component_parts
-        _check_components(full, keeps, partial=False)
+        kept = _kept_components(full, self.selection, partial=False)
         self.switches = {}
         self.meters = {}
         self.readings = {}
         touched = set()
-        for key, value in full.items():
-            if not keeps(key):
-                continue
+        for key in kept:
+            value = full[key]
             family, component_id = parts(key)
             if family in SWITCH_LIKE:
                 self.switches[key] = ChannelValues.from_component(value)
@@ -244,23 +252,38 @@ class DeviceStatus:
             more than L{MAX_COMPONENTS} components (in the frame, or kept after it);
             nothing changes then.
         """
-        keeps = self.selection.keeps
-        parts = self.selection.component_parts
-        _check_components(partial, keeps, partial=True)
+        selection = self.selection
+        kept = _kept_components(partial, selection, partial=True)
         switches = self.switches
         meters = self.meters
-        kept = [key for key in partial if keeps(key)]
         if not kept:
             return
-        added = sum(1 for key in kept
-                    if partial[key] is not None and key not in switches and key not in meters)
-        if added and len(switches) + len(meters) + added > MAX_COMPONENTS:
-            # Only with a wildcard: a peer inventing components frame after frame.
-            raise FrameError("too_many_components",
-                             f"more than {MAX_COMPONENTS} components kept")
+        if len(switches) + len(meters) + len(kept) > MAX_COMPONENTS:
+            added = sum(1 for key in kept if partial[key] is not None
+                        and key not in switches and key not in meters)
+            if len(switches) + len(meters) + added > MAX_COMPONENTS:
+                # Only with a wildcard: a peer inventing components frame after frame.
+                raise FrameError("too_many_components",
+                                 f"more than {MAX_COMPONENTS} components kept")
+        readings = self.readings
+        known = selection.switch_channels
+        parts = selection.component_parts
         touched = set()
         for key in kept:
             value = partial[key]
+            channel = known.get(key)
+            if channel is not None:
+                # The usual frame: a selected switch-like component, read straight into
+                # its channel (what _refresh would do, without looking anything up again).
+                if value is None:
+                    switches.pop(key, None)
+                    readings.pop(channel, None)
+                    continue
+                old = switches.get(key)
+                switches[key] = readings[channel] = (
+                    ChannelValues.from_component(value) if old is None else old.merged(value)
+                )
+                continue
             family, component_id = parts(key)
             touched.add((METER_OF.get(family, family), component_id))
             if family in SWITCH_LIKE:
