@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from itertools import islice
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from shellylog.channels import parse_channel_name
 from shellylog.report.output import FORMATS, day_lines, run_lines
 from shellylog.report.rows import (
     NotShellylogError,
@@ -66,6 +67,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.gap < 0:
         parser.error("--gap must be 0 or more")
+    for channel in args.channel:
+        if parse_channel_name(channel) is None:
+            parser.error(f"--channel: {channel!r} is not a channel as the CSV names it "
+                         "(2, pm1:0, em:0:a)")
     try:
         args.zone = ZoneInfo(args.tz)
     except (ZoneInfoNotFoundError, ValueError):

@@ -129,6 +129,8 @@ class CommandLineTests(SynchronousTestCase):
             (["--gap", "-1"], "--gap must be 0 or more"),
             (["--since", "yesterday"], "--since/--until take a date"),
             (["--format", "xml"], "argument --format: invalid choice: 'xml'"),
+            (["--channel", "switch:2"],
+             "--channel: 'switch:2' is not a channel as the CSV names it (2, pm1:0, em:0:a)"),
         ]:
             status, out, err = run_main(self, path, *args)
             self.assertEqual((status, out), (2, ""), args)
