@@ -141,7 +141,8 @@ class RunTests(SynchronousTestCase):
                                   counter_Wh=0.0))
 
     def test_gap(self) -> None:
-        """Rows N minutes apart (N - 1 missing) join with C{--gap N - 1}, not N - 2."""
+        """Exactly N minutes without a row between two runs: joined by C{--gap N}, not by
+        C{--gap N - 1}."""
         text = csv_text([row(M), row(M + 1), row(M + 4), row(M + 9)])
         self.assertEqual(spans(runs_of(text)), [(0, 2, 2), (4, 5, 1), (9, 10, 1)])
         # 2 minutes missing between M+1 and M+4, 4 between M+4 and M+9.
