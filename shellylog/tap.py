@@ -33,7 +33,7 @@ from shellylog.metrics import ChannelSeries, ShellylogCollector, metrics_resourc
 from shellylog.minutes import MinuteService
 from shellylog.protocol import CloseOnStop, ShellyServerFactory
 from shellylog.registry import DeviceRegistry
-from shellylog.report import public_options, status_report
+from shellylog.statuspage import public_options, status_report
 from shellylog.tracker import MINUTE, ChannelTracker
 from shellylog.web import HealthResource, StatusResource, build_site
 

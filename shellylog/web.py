@@ -23,7 +23,7 @@ from shellylog.handshake import Refusal, check_handshake, origin_key
 from shellylog.internals import HeadersFirstChannel, quiet_http_channel, release_http_channel
 from shellylog.logbudget import LogBudget
 from shellylog.registry import DeviceRegistry
-from shellylog.report import PAGE_SIZE, status_page
+from shellylog.statuspage import PAGE_SIZE, status_page
 
 log = Logger(namespace="shellylog.web")
 

@@ -24,7 +24,7 @@ from shellylog.csvlog import CsvSink
 from shellylog.metrics import MetricsResource
 from shellylog.minutes import MinuteService
 from shellylog.protocol import ShellyServerFactory
-from shellylog.report import public_options, status_report
+from shellylog.statuspage import public_options, status_report
 from shellylog.tap import Options, makeService
 from shellylog.tracker import ChannelTracker
 from tests.support.wire import Connection, Harness, RawClient, RecordingClient, raw_get

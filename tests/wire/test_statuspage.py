@@ -1,5 +1,5 @@
 """
-C{/status}: the report of L{shellylog.report.status_report} over the real, wired parts
+C{/status}: the report of L{shellylog.statuspage.status_report} over the real, wired parts
 (tracker and minute tick on a L{Clock}, the CSV sink on a temporary file, the device
 factory with real WebSocket clients), and the page that serves it.
 """
@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog import __version__, tap
 from shellylog.csvlog import HEADER
-from shellylog.report import public_options
+from shellylog.statuspage import public_options
 from shellylog.tap import Options
 from tests.support.frames import DEVICE, notify, switch
 from tests.support.stack import T0, Stack
@@ -254,7 +254,7 @@ class StatusLoadTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.builds: list[float] = []
-        # The name as tap calls it (it imports it from shellylog.report).
+        # The name as tap calls it (it imports it from shellylog.statuspage).
         real: Callable[..., dict[str, Any]] = vars(tap)["status_report"]
 
         def counting(**kwargs: Any) -> dict[str, Any]:
