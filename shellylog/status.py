@@ -258,11 +258,12 @@ class DeviceStatus:
         meters = self.meters
         if not kept:
             return
-        if len(switches) + len(meters) + len(kept) > MAX_COMPONENTS:
+        # Only with a wildcard can a peer make up components to keep; a fixed selection
+        # keeps at most its own.
+        if selection.families and len(switches) + len(meters) + len(kept) > MAX_COMPONENTS:
             added = sum(1 for key in kept if partial[key] is not None
                         and key not in switches and key not in meters)
             if len(switches) + len(meters) + added > MAX_COMPONENTS:
-                # Only with a wildcard: a peer inventing components frame after frame.
                 raise FrameError("too_many_components",
                                  f"more than {MAX_COMPONENTS} components kept")
         readings = self.readings
