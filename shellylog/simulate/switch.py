@@ -15,19 +15,17 @@ from typing import Any
 from attrs import define, field, frozen
 
 from shellylog.simulate.model import (
+    CURRENT_THRESHOLD,
     MINUTE,
+    POWER_THRESHOLD,
+    VOLTAGE_THRESHOLD,
     Clock,
     DeviceMessage,
+    EnergyCounter,
     Profile,
     SimulatedDevice,
     as_sent,
 )
-
-#: How far a value must move from the last one sent before the device reports it again.
-APOWER_THRESHOLD = 2.0  # W
-CURRENT_THRESHOLD = 0.02  # A
-VOLTAGE_THRESHOLD = 1.0  # V
-
 
 # -- profiles ----------------------------------------------------------------------------
 
@@ -135,10 +133,8 @@ class ChannelState:
     apower: float = 0.0
     current: float = 0.0
     noise: float = 0.0
-    #: Energy counter, Wh.
-    total: float = 0.0
-    #: Energy per minute, mWh, newest (the minute in progress) first.
-    by_minute: list[float] = field(factory=lambda: [0.0, 0.0, 0.0])
+    #: Its energy counter (total Wh, the last three minutes' mWh).
+    energy: EnergyCounter = field(factory=EnergyCounter)
     #: The values last sent to the server.
     sent_apower: float = 0.0
     sent_current: float = 0.0
@@ -173,13 +169,14 @@ class ChannelState:
         status["temperature"] = {"tC": as_sent(temp, 1), "tF": as_sent(temp * 9 / 5 + 32, 1)}
         return status
 
+    @property
+    def total(self) -> float:
+        """The energy counter, Wh."""
+        return self.energy.total
+
     def aenergy(self, minute_ts: int) -> dict[str, Any]:
         """The C{aenergy} object: total Wh, the last three minutes in mWh, newest first."""
-        return {
-            "total": as_sent(self.total, 3),
-            "by_minute": [as_sent(v, 3) for v in self.by_minute],
-            "minute_ts": minute_ts,
-        }
+        return self.energy.aenergy(minute_ts)
 
 
 @define
@@ -232,7 +229,8 @@ class SwitchDevice(SimulatedDevice[SwitchProfile]):
             temperature=rng.uniform(35, 48),
             channels=[
                 ChannelState(
-                    id=n, plan=plan, output=plan.on, total=as_sent(rng.uniform(0, 5e4), 3)
+                    id=n, plan=plan, output=plan.on,
+                    energy=EnergyCounter(total=as_sent(rng.uniform(0, 5e4), 3)),
                 )
                 for n, plan in enumerate(profile.channels)
             ],
@@ -272,13 +270,12 @@ class SwitchDevice(SimulatedDevice[SwitchProfile]):
             if end > t:
                 for channel in self.channels:
                     joules = channel.apower * (end - t)
-                    channel.total += joules / 3600  # Wh
-                    channel.by_minute[0] += joules / 3.6  # mWh
+                    channel.energy.add(joules)
                 t = end
             if now < boundary:
                 break
             for channel in self.channels:
-                channel.by_minute = [0.0, channel.by_minute[0], channel.by_minute[1]]
+                channel.energy.roll()
             self._minute += 1
             self._aenergy_due = True
         self._integrated_to = max(t, now)
@@ -341,7 +338,7 @@ class SwitchDevice(SimulatedDevice[SwitchProfile]):
                 change.update(output=channel.output, source=channel.source)
                 change.update(apower=channel.apower, current=channel.current)
             else:
-                if abs(channel.apower - channel.sent_apower) > APOWER_THRESHOLD:
+                if abs(channel.apower - channel.sent_apower) > POWER_THRESHOLD:
                     change["apower"] = channel.apower
                 if abs(channel.current - channel.sent_current) > CURRENT_THRESHOLD:
                     change["current"] = channel.current

@@ -18,11 +18,15 @@ from twisted.trial.unittest import SynchronousTestCase
 from shellylog.rpc import decode_frame
 from shellylog.simulate.__main__ import parse_args
 from shellylog.simulate.client import DeviceClientFactory, DeviceClientProtocol, Fleet
-from shellylog.simulate.model import DeviceMessage, device_id, encode
+from shellylog.simulate.model import (
+    CURRENT_THRESHOLD,
+    POWER_THRESHOLD,
+    DeviceMessage,
+    device_id,
+    encode,
+)
 from shellylog.simulate.profiles import PROFILES
 from shellylog.simulate.switch import (
-    APOWER_THRESHOLD,
-    CURRENT_THRESHOLD,
     SWITCH_PROFILES,
     ChannelPlan,
     SwitchDevice,
@@ -141,7 +145,7 @@ class DeltaTests(SynchronousTestCase):
         channel = device.channels[0]
         channel.plan = evolve(channel.plan, load=601.5)
         self.assertEqual(samples(device, clock, 1), [])
-        channel.plan = evolve(channel.plan, load=600.0 + APOWER_THRESHOLD + 0.5)
+        channel.plan = evolve(channel.plan, load=600.0 + POWER_THRESHOLD + 0.5)
         [frame] = samples(device, clock, 1)
         self.assertEqual(frame["method"], "NotifyStatus")
         self.assertEqual(frame["dst"], "ws")
@@ -172,7 +176,7 @@ class DeltaTests(SynchronousTestCase):
             for n in range(4):
                 for change in changes(frames, n):
                     if "apower" in change:
-                        self.assertGreater(abs(change["apower"] - sent[n]), APOWER_THRESHOLD)
+                        self.assertGreater(abs(change["apower"] - sent[n]), POWER_THRESHOLD)
                         sent[n] = change["apower"]
                         count += 1
         # The heater on switch:0 wanders enough to report now and then.
