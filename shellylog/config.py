@@ -87,6 +87,8 @@ class Config:
     @ivar token_file: the file the tokens were read from, if they were (shown; its
         tokens are in C{admission}).
     @ivar id_pattern: what every device id must match, all of it.
+    @ivar web_auth: the htpasswd file whose users may see the pages other than health
+        (C{/status}, C{/metrics}, ...; see L{shellylog.webauth}), or C{None}: open to all.
     """
 
     port: str = "tcp:5000"
@@ -105,6 +107,7 @@ class Config:
     allow_origin: tuple[str, ...] = ()
     token_file: str | None = None
     id_pattern: re.Pattern[str] = DEVICE_ID
+    web_auth: str | None = None
 
     @property
     def zone(self) -> ZoneInfo:

@@ -98,6 +98,9 @@ def status_report(
             "rows_pending": sink.pending,
             "rows_dropped": sink.rows_dropped,
             "write_problem": sink.problem if sink.pending else None,
+            # Frames, requests and connections refused since start, by reason (as /metrics'
+            # shellylog_frames_rejected_total): web_auth counts wrong web credentials.
+            "rejected": dict(sorted(registry.rejected.items())),
             "options": options,
         },
         "devices": devices,

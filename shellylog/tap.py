@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorCore, IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -36,6 +36,14 @@ from shellylog.registry import DeviceRegistry
 from shellylog.statuspage import public_options, status_report
 from shellylog.tracker import MINUTE, ChannelTracker
 from shellylog.web import HealthResource, StatusResource, build_site
+from shellylog.webauth import (
+    CheckInThread,
+    HtpasswdChecker,
+    HtpasswdError,
+    WebAuthReload,
+    load_htpasswd,
+    protect_pages,
+)
 
 log = Logger(namespace="shellylog.tap")
 
@@ -101,6 +109,15 @@ def _token_file(path: str) -> tuple[TokenRule, ...]:
         return parse_token_file(text)
     except ValueError as e:
         raise usage.UsageError(f"--token-file: {path}: {e}") from None
+
+
+def _web_auth(path: str) -> str:
+    """The htpasswd file of C{--web-auth}, read and checked now: a clear error, else."""
+    try:
+        load_htpasswd(path)
+    except HtpasswdError as e:
+        raise usage.UsageError(f"--web-auth: {e}") from None
+    return os.path.abspath(path)
 
 
 def _origin(text: str) -> str:
@@ -267,6 +284,9 @@ class Options(usage.Options):
         ["token-file", None, None, "A file of 'token device-id-glob' lines (instead of --token)."],
         ["id-pattern", None, DEFAULT.id_pattern.pattern,
          "A regular expression every device id must match, all of it."],
+        ["web-auth", None, None,
+         "An htpasswd file (bcrypt or SHA-512 crypt hashes): /status, /metrics, /dashboard "
+         "and /api then ask for its users' passwords (HTTP Basic); re-read on SIGHUP."],
     ]
 
     #: What the command line says, once L{postOptions} checked it.
@@ -331,6 +351,8 @@ class Options(usage.Options):
             tokens = _token_file(self["token-file"])
         else:
             tokens = ()
+        if self["web-auth"] is not None:
+            self["web-auth"] = _web_auth(self["web-auth"])
         self.config = Config(
             port=self["port"],
             csv=self["csv"],
@@ -356,6 +378,7 @@ class Options(usage.Options):
             allow_origin=tuple(self["allow-origin"]),
             token_file=self["token-file"],
             id_pattern=id_pattern,
+            web_auth=self["web-auth"],
         )
 
 
@@ -370,6 +393,22 @@ def in_reactor_threads(reactor: object) -> InThread | None:
 
     def in_thread(work: Callable[[], OSError | None]) -> Deferred[OSError | None]:
         # The pool is asked for at the first fsync: the reactor starts it when it runs.
+        return deferToThreadPool(threads, threads.getThreadPool(), work)
+
+    return in_thread
+
+
+def checks_in_reactor_threads(reactor: object) -> CheckInThread:
+    """
+    Where C{--web-auth} checks passwords: the reactor's thread pool, so that bcrypt's
+    deliberate slowness never holds the reactor; at once on a reactor without threads
+    (a test's clock).
+    """
+    if not IReactorThreads.providedBy(reactor):
+        return lambda work: succeed(work())
+    threads: IReactorThreads = reactor
+
+    def in_thread(work: Callable[[], bool]) -> Deferred[bool]:
         return deferToThreadPool(threads, threads.getThreadPool(), work)
 
     return in_thread
@@ -483,7 +522,14 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
             ShellylogCollector(registry, sink, minutes, channels=channel_series)
         ),
     }
-    site = build_site(factory, registry, health, reactor, pages,
+    # Every page but health (/) and the devices' WebSocket (/ws), whatever its name: behind
+    # --web-auth if given.
+    checker = None
+    if config.web_auth is not None:
+        checker = HtpasswdChecker(load_htpasswd(config.web_auth),
+                                  checks_in_reactor_threads(reactor),
+                                  registry.rejected, registry.log_budget)
+    site = build_site(factory, registry, health, reactor, protect_pages(pages, checker),
                       allowed_origins=config.allow_origin)
 
     top = MultiService()
@@ -500,4 +546,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     CloseOnStop(registry, reactor).setServiceParent(top)
     listener = strports.service(config.port, site, reactor=cast(IReactorCore, reactor))
     listener.setServiceParent(top)
+    if checker is not None and config.web_auth is not None:
+        WebAuthReload(config.web_auth, checker,
+                      cast(IReactorThreads, reactor).callFromThread).setServiceParent(top)
     return top

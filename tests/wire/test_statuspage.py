@@ -444,6 +444,7 @@ class TokenNeverShownTests(SynchronousTestCase):
             '      "allow-origin": [],',
             '      "token-file": null,',
             '      "id-pattern": "[a-z][a-z0-9]{0,47}-[0-9a-f]{12}",',
+            '      "web-auth": null,',
             '      "token_required": false',
             '    }',
         ])
