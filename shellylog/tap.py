@@ -17,7 +17,12 @@ from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorCore, IReactorThreads, IReactorTime
+from twisted.internet.interfaces import (
+    IReactorCore,
+    IReactorFromThreads,
+    IReactorThreads,
+    IReactorTime,
+)
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
@@ -414,6 +419,10 @@ def checks_in_reactor_threads(reactor: object) -> CheckInThread:
     return in_thread
 
 
+def _call_now(work: Callable[[], object]) -> None:
+    work()
+
+
 def make_room_for_descriptors(max_connections: int) -> None:
     """
     Make sure the process may open a descriptor for each of C{max_connections} and
@@ -547,6 +556,8 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     listener = strports.service(config.port, site, reactor=cast(IReactorCore, reactor))
     listener.setServiceParent(top)
     if checker is not None and config.web_auth is not None:
-        WebAuthReload(config.web_auth, checker,
-                      cast(IReactorThreads, reactor).callFromThread).setServiceParent(top)
+        # A signal handler may only hand work over; a test's clock has no other thread.
+        call_from_thread = (reactor.callFromThread if IReactorFromThreads.providedBy(reactor)
+                            else _call_now)
+        WebAuthReload(config.web_auth, checker, call_from_thread).setServiceParent(top)
     return top

@@ -112,13 +112,16 @@ class WebUsers:
 
 
 def _check_hash(number: int, hashed: str) -> None:
-    for pattern, scheme in ((_BCRYPT, bcrypt), (_SHA512, sha512_crypt)):
+    for pattern, scheme, name in ((_BCRYPT, bcrypt, "bcrypt"),
+                                  (_SHA512, sha512_crypt, "SHA-512 crypt")):
         if pattern.match(hashed):
             try:
-                scheme.from_string(hashed)
+                # A settings string without the checksum parses too: never a password's.
+                well_formed = scheme.from_string(hashed).checksum is not None
             except ValueError:
-                raise HtpasswdError(
-                    f"line {number}: not a well-formed {scheme.name} hash") from None
+                well_formed = False
+            if not well_formed:
+                raise HtpasswdError(f"line {number}: not a well-formed {name} hash")
             return
     for pattern, why in _REFUSED:
         if pattern.match(hashed):
