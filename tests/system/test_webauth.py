@@ -118,6 +118,9 @@ class ServerTests(RealReactorTestCase):
         for credentials in ("alice:first passworD", "mallory:first password", "alice:"):
             status, _ = await self.curl(port, "/status", "-u", credentials)
             self.assertEqual(status, 401, credentials)
+        # Not Basic credentials at all.
+        status, _ = await self.curl(port, "/status", "-H", "Authorization: Basic !!!")
+        self.assertEqual(status, 401)
 
         # The devices' WebSocket stays open, behind its own token.
         factory = client_factory(f"ws://127.0.0.1:{port}/ws?token={TOKEN}", FakeDevice,
@@ -131,7 +134,7 @@ class ServerTests(RealReactorTestCase):
 
         status, body = await self.curl(port, "/metrics", "-u", "prometheus:scrape-secret")
         self.assertEqual(status, 200, body)
-        self.assertIn(b'\nshellylog_frames_rejected_total{reason="web_auth"} 3.0\n', body)
+        self.assertIn(b'\nshellylog_frames_rejected_total{reason="web_auth"} 4.0\n', body)
         self.assertIn(b"\nshellylog_connected_devices 1.0\n", body)
         # /status is built at most once a second: the one of the first request, then a new one.
         document: dict[str, Any] = {}
@@ -141,12 +144,13 @@ class ServerTests(RealReactorTestCase):
             if document["server"]["rejected"]:
                 break
             await deferLater(reactor, 0.1, lambda: None)
-        self.assertEqual(document["server"]["rejected"], {"web_auth": 3})
+        self.assertEqual(document["server"]["rejected"], {"web_auth": 4})
         self.assertEqual([d["device_id"] for d in document["devices"]], [DEVICE])
 
         # Each refusal logged, with the user name tried and never the password.
         log = child.text()
-        self.assertEqual(log.count("refused web credentials from 127.0.0.1:"), 3, log)
+        self.assertEqual(log.count("refused web credentials from 127.0.0.1:"), 4, log)
+        self.assertIn("for user -: malformed Basic credentials", log)
         self.assertIn("for user mallory: wrong user name or password", log)
         self.assertNotIn("first passworD", log)
         device.sendClose(code=1000)

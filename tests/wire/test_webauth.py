@@ -15,6 +15,7 @@ from collections.abc import Callable
 from twisted.internet.defer import Deferred, succeed
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.guard import HTTPAuthSessionWrapper
 from twisted.web.resource import Resource
 from twisted.web.static import Data
 
@@ -72,6 +73,20 @@ class ProtectedStackTests(SynchronousTestCase):
         # Asking without credentials is how a browser starts: neither counted nor logged.
         self.assertEqual(self.stack.registry.rejected, Counter())
         self.assertEqual([e for e in self.events if e.get("event") == "web_auth_refused"], [])
+
+    def test_every_page_but_health_and_ws(self) -> None:
+        """
+        Whatever pages the site has (the dashboard's included, however they were added),
+        all but C{/} and C{/ws} ask.
+        """
+        children = self.stack.site.resource.children
+        self.assertLessEqual({b"status", b"metrics"}, set(children))
+        open_pages = {name for name, page in children.items()
+                      if not isinstance(page, HTTPAuthSessionWrapper)}
+        self.assertEqual(open_pages, {b"", b"ws"})
+        for name in set(children) - open_pages:
+            for path in (b"/" + name, b"/" + name + b"/", b"/" + name + b"/x?y=1"):
+                self.assert_challenged(self.get(path))
 
     def test_right_password(self) -> None:
         for user, password in ((b"alice", b"correct horse"), (b"bob", b"hunter2")):
