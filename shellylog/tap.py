@@ -17,12 +17,7 @@ from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import (
-    IReactorCore,
-    IReactorFromThreads,
-    IReactorThreads,
-    IReactorTime,
-)
+from twisted.internet.interfaces import IReactorCore, IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
@@ -557,7 +552,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     listener.setServiceParent(top)
     if checker is not None and config.web_auth is not None:
         # A signal handler may only hand work over; a test's clock has no other thread.
-        call_from_thread = (reactor.callFromThread if IReactorFromThreads.providedBy(reactor)
+        call_from_thread = (reactor.callFromThread if IReactorThreads.providedBy(reactor)
                             else _call_now)
         WebAuthReload(config.web_auth, checker, call_from_thread).setServiceParent(top)
     return top
