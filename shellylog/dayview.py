@@ -38,7 +38,7 @@ from typing import BinaryIO
 from attrs import frozen
 
 from shellylog.channels import channel_name, parse_channel_name
-from shellylog.report.files import file_lines, first_minute, is_gzip
+from shellylog.report.files import file_lines, firsts_in_time_order, is_gzip
 from shellylog.report.rows import NotShellylogError, Reading, RowFilter, local_midnight, read_rows
 from shellylog.report.runs import DailyBuilder, Run, RunBuilder
 from shellylog.tracker import MINUTE
@@ -99,24 +99,6 @@ def api_channel(name: str) -> tuple[str, str] | None:
     return (f"switch:{cell}" if cell.isdigit() else cell), cell
 
 
-def _placed(paths: Iterable[str]) -> list[tuple[str, int | None]]:
-    """
-    C{paths} in time order (as the report's C{in_time_order}), each with the minute of
-    its first row; a file that went away meanwhile (logrotate at work) is left out.
-    """
-    firsts = []
-    for index, path in enumerate(paths):
-        try:
-            first = first_minute(path)
-        except NotShellylogError:
-            if not os.path.exists(path):
-                continue
-            raise
-        firsts.append((first, index, path))
-    firsts.sort(key=lambda f: (-(2**62) if f[0] is None else f[0], f[1]))
-    return [(path, first) for first, _, path in firsts]
-
-
 def log_files(csv_path: str) -> list[str]:
     """
     The CSV file C{csv_path} and its rotated siblings as logrotate leaves them
@@ -134,7 +116,7 @@ def log_files(csv_path: str) -> list[str]:
         os.path.join(folder, name) for name in names
         if name == base or (name.startswith(base) and _ROTATED.fullmatch(name, len(base)))
     ]
-    return [path for path, _ in _placed(found)]
+    return [path for path, _ in firsts_in_time_order(found, missing_ok=True)]
 
 
 @frozen
@@ -287,7 +269,8 @@ def channel_day(paths: Sequence[str], device_id: str, channel: str, day: date, z
                        until=until),
         since=since, until=until, prefix=f"{device_id},{channel},",
     )
-    placed = [(path, first) for path, first in _placed(paths) if first is not None]
+    placed = [(path, first) for path, first in firsts_in_time_order(paths, missing_ok=True)
+              if first is not None]
     readings: list[Reading] = []
     stamps: dict[str, int] = {}
     past = [False]

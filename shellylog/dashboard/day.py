@@ -81,6 +81,9 @@ def parse_query(request: Request, today: date) -> tuple[str, str, str, date]:
             day = date.fromisoformat(text)
         except ValueError:
             raise BadQueryError(f"date: {text[:_SHOWN]!a} is not a date (YYYY-MM-DD)") from None
+        if day == date.max:
+            # Its end, the next midnight, is beyond what a date holds.
+            raise BadQueryError(f"date: {text!a} is out of range")
     return device, channel[0], channel[1], day
 
 

@@ -6,6 +6,7 @@ shellylog's CSV files on disk, as the report and the dashboard read them: their 
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from collections.abc import Iterator, Sequence
 from itertools import islice
@@ -66,12 +67,22 @@ def in_time_order(paths: Sequence[str]) -> list[str]:
     return [path for path, _ in firsts_in_time_order(paths)]
 
 
-def firsts_in_time_order(paths: Sequence[str]) -> list[tuple[str, int | None]]:
+def firsts_in_time_order(paths: Sequence[str], missing_ok: bool = False
+                         ) -> list[tuple[str, int | None]]:
     """
     L{in_time_order}, each path with the minute of its first row (C{None}: no rows).
+    With C{missing_ok}, a file that does not exist (any more: logrotate at work) is left
+    out.
 
     @raise NotShellylogError: for a file that cannot be read or is not shellylog's.
     """
-    firsts = [(first_minute(path), index, path) for index, path in enumerate(paths)]
+    firsts = []
+    for index, path in enumerate(paths):
+        try:
+            firsts.append((first_minute(path), index, path))
+        except NotShellylogError:
+            if missing_ok and not os.path.exists(path):
+                continue
+            raise
     return [(path, first) for first, _, path in
             sorted(firsts, key=lambda f: (-(2**62) if f[0] is None else f[0], f[1]))]

@@ -178,9 +178,13 @@ class ChannelDayTests(Folder):
                          (MIDNIGHT, MIDNIGHT + 5, 5, 4.0))
 
     def test_no_rows(self) -> None:
-        """No files, files without rows, no rows of the channel that day: nothing."""
+        """
+        No files, files without rows, a file gone meanwhile (logrotate moved it), no rows
+        of the channel that day: nothing.
+        """
         empty = ChannelDay(PRO, "2", DAY, ((), ()), (), None)
         self.assertEqual(self.day([]), empty)
+        self.assertEqual(self.day([os.path.join(self.folder, "gone.csv")]), empty)
         self.assertEqual(self.day([self.file("a.csv", ""), self.file("b.csv", csv_text([]))]),
                          empty)
         path = self.file("log.csv", csv_text([row(MIDNIGHT - 1), row(MIDNIGHT, channel="3"),

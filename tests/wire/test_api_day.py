@@ -162,6 +162,9 @@ class DayResourceTests(SynchronousTestCase):
              f"date: {bad.decode()!r} is not a date (YYYY-MM-DD)")
             for bad in (b"2027-13-01", b"20270115", b"yesterday", b"2027-02-29",
                         b"2027-01-15T00:00")
+        ] + [
+            ({b"device": [pro], b"channel": [sw], b"date": [b"9999-12-31"]},
+             "date: '9999-12-31' is out of range"),
         ]
         for query, message in cases:
             request = self.get(query, resource)
