@@ -236,3 +236,35 @@ class HealthOrDashboardTests(SynchronousTestCase):
         self.assertFalse(asks_for_html(b"text/html; q=zero"))
         self.assertFalse(asks_for_html(b"*/*"))
         self.assertFalse(asks_for_html(None))
+
+
+class DayApiTests(SynchronousTestCase):
+    """C{GET /api/day} as C{makeService} mounts it: the rows the tick wrote, today's."""
+
+    def test_rows_of_today(self) -> None:
+        """
+        The minutes the server itself wrote come back as the day's points and run, the
+        day being the server's today in --tz when the query names none.
+        """
+        stack = Stack(self, "--channels", "0,1", "--tz", "Europe/Berlin")
+        client, _ = stack.connect()
+        stack.send(client, notify(FULL, method="NotifyFullStatus"))  # at T0 + 5
+        stack.advance_to(T0 + 60)
+        stack.send(client, notify({"switch:0": {"apower": 0}}))
+        stack.advance_to(T0 + 180)
+        raw = stack.get(b"/api/day?device=" + DEVICE.encode() + b"&channel=switch:0")
+        self.assertEqual(raw.status_line, b"HTTP/1.1 200 OK")
+        self.assertEqual(raw.headers[b"content-type"], b"application/json")
+        day = json.loads(raw.body)
+        self.assertEqual((day["device_id"], day["channel"], day["date"], day["tz"]),
+                         (DEVICE, "switch:0", "2027-01-15", "Europe/Berlin"))
+        self.assertEqual(day["points"], {"time": [T0, T0 + 60], "apower_W": [450, 450]})
+        self.assertEqual([(r["start"], r["minutes"]) for r in day["runs"]],
+                         [("2027-01-15T09:00:00+01:00", 2)])
+
+    def test_bad_query(self) -> None:
+        """A request without a device: 400 with a message, not a traceback."""
+        stack = Stack(self)
+        raw = stack.get(b"/api/day?channel=switch:0")
+        self.assertEqual(raw.status_line, b"HTTP/1.1 400 Bad Request")
+        self.assertIn(b"device", raw.body)
