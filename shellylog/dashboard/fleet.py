@@ -32,7 +32,7 @@ FLEET_MAX_AGE = 1.0
 _api_names: dict[ChannelKey, str] = {}
 
 
-def api_channel(key: ChannelKey) -> str:
+def api_name(key: ChannelKey) -> str:
     """
     A channel as the JSON API names it: a switch by its component (C{switch:0}, where the
     CSV cell says C{0}), any other channel by its CSV cell (C{pm1:0}, C{em:0:a}).
@@ -88,7 +88,7 @@ def fleet_document(
             latest = view.latest
             first = run_since.get(key)
             channels.append({
-                "channel": api_channel(key),
+                "channel": api_name(key),
                 "apower_W": None if latest is None else latest.apower,
                 "running": first is not None,
                 "run_since": minute(first),

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from shellylog.channels import ChannelSelection, ChannelSpec, channel_key, parse_channel_spec
-from shellylog.dashboard.fleet import FLEET_MAX_AGE, FleetResource, api_channel, fleet_document
+from shellylog.dashboard.fleet import FLEET_MAX_AGE, FleetResource, api_name, fleet_document
 from shellylog.registry import DeviceRecord, DeviceRegistry
 from shellylog.status import ChannelValues
 from shellylog.tracker import ChannelTracker
@@ -183,7 +183,7 @@ class FleetDocumentTests(SynchronousTestCase):
 
     def test_api_channel(self) -> None:
         self.assertEqual(
-            [api_channel(k) for k in (0, 7, channel_key("cover", 1), channel_key("em", 3, 3))],
+            [api_name(k) for k in (0, 7, channel_key("cover", 1), channel_key("em", 3, 3))],
             ["switch:0", "switch:7", "cover:1", "em:3:c"])
 
 
