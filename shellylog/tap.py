@@ -480,12 +480,6 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     channel_series = ChannelSeries(
         tracker, reactor, keep_after_leaving=config.max_carry * MINUTE
     ) if config.channel_metrics else None
-    pages: dict[bytes, IResource] = {
-        b"status": StatusResource(status, reactor),
-        b"metrics": metrics_resource(
-            ShellylogCollector(registry, sink, minutes, channels=channel_series)
-        ),
-    }
     # The dashboard: its page at /dashboard/, the JSON it reads at /api/.
     selection = ChannelSelection.from_specs(factory.channels)
 
@@ -493,7 +487,14 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
         return fleet_document(now=reactor.seconds(), zone=zone, tz=config.tz,
                               registry=registry, tracker=tracker, selection=selection)
 
-    pages.update(dashboard_pages(fleet, reactor, config.csv, zone))
+    dashboard = dashboard_pages(fleet, reactor, config.csv, zone)
+    pages: dict[bytes, IResource] = {
+        b"status": StatusResource(status, reactor),
+        b"metrics": metrics_resource(
+            ShellylogCollector(registry, sink, minutes, channels=channel_series)
+        ),
+        **dashboard,
+    }
     site = build_site(factory, registry, health, reactor, pages,
                       allowed_origins=config.allow_origin)
 
