@@ -14,7 +14,8 @@ from typing import Any
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
-from twisted.web.resource import IResource, Resource
+from twisted.web.resource import IResource, NoResource, Resource
+from twisted.web.server import Request
 
 from shellylog.dashboard.day import DayResource
 from shellylog.dashboard.fleet import FleetResource
@@ -36,6 +37,13 @@ def in_threads(reactor: object) -> Callable[..., Deferred[Any]]:
     return run
 
 
+class ApiFolder(Resource):
+    """C{/api}: its documents only; the folder itself is 404 (not Twisted's 405)."""
+
+    def render(self, request: Request) -> bytes:
+        return NoResource().render(request)  # type: ignore[no-any-return]
+
+
 def dashboard_pages(
     fleet: Callable[[], dict[str, Any]],
     clock: IReactorTime,
@@ -53,7 +61,7 @@ def dashboard_pages(
     def today() -> date:
         return datetime.fromtimestamp(clock.seconds(), zone).date()
 
-    api = Resource()
+    api = ApiFolder()
     api.putChild(b"fleet", FleetResource(fleet, clock))
     api.putChild(b"day", DayResource(csv_path, zone, today, run=in_threads(clock)))
     return {b"dashboard": dashboard_folder(), b"api": api}

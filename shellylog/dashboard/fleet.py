@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from twisted.internet.interfaces import IReactorTime
-from twisted.web.resource import Resource
+from twisted.web.resource import NoResource, Resource
 from twisted.web.server import Request
 
 from shellylog.channels import ChannelKey, ChannelSelection, channel_name, component_of, family_of
@@ -128,6 +128,8 @@ class FleetResource(Resource):
         self._built_at = 0.0
 
     def render_GET(self, request: Request) -> bytes:
+        if request.postpath not in ([], [b""]):
+            return NoResource().render(request)  # type: ignore[no-any-return]
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-store")
         request.setHeader(b"x-content-type-options", b"nosniff")

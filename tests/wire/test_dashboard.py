@@ -66,6 +66,12 @@ class FleetApiTests(SynchronousTestCase):
             }],
         })
 
+    def test_only_its_documents(self) -> None:
+        """C{/api} itself, a path below C{/api/fleet}, an unknown document: 404."""
+        for path in [b"/api", b"/api/", b"/api/fleet/x", b"/api/nothing"]:
+            raw = self.stack.get(path)
+            self.assertEqual(raw.status_line, b"HTTP/1.1 404 Not Found", path)
+
     def test_power_changes(self) -> None:
         """A new power is served once the second's document is old; the device leaves."""
         stack = self.stack
