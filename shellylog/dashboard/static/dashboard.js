@@ -149,7 +149,8 @@
       const on = !!selected && row.dataset.device === selected.device &&
         row.dataset.channel === selected.channel;
       row.classList.toggle("selected", on);
-      row.setAttribute("aria-selected", on ? "true" : "false");
+      if (on) row.setAttribute("aria-current", "true");
+      else row.removeAttribute("aria-current");
     }
   }
 
@@ -158,6 +159,8 @@
   // The tbody of each device, and the row of each of its channels, kept across polls so
   // that the page changes in place.
   const deviceBodies = new Map();
+  // Each tbody's channel rows, by channel.
+  const channelRows = new WeakMap();
 
   function deviceBody(id) {
     let body = deviceBodies.get(id);
@@ -168,20 +171,20 @@
       const header = el("tr", { class: "device" }, el("th", { colspan: "3" }, name, badge, when));
       name.textContent = id;
       body = el("tbody", { "data-device": id }, header);
-      body.rows_ = new Map();
+      channelRows.set(body, new Map());
       deviceBodies.set(id, body);
     }
     return body;
   }
 
   function channelRow(body, id, channel) {
-    let row = body.rows_.get(channel);
+    const rows = channelRows.get(body);
+    let row = rows.get(channel);
     if (!row) {
       const name = el("td", { class: "channel-name" });
       name.textContent = channel;
       row = el("tr", {
         class: "channel", "data-device": id, "data-channel": channel, tabindex: "0",
-        role: "button", title: "Show this channel's day",
       }, name, el("td", { class: "power" }), el("td", { class: "state" }));
       row.addEventListener("click", () => chooseChannel(id, channel));
       row.addEventListener("keydown", (event) => {
@@ -190,15 +193,17 @@
           chooseChannel(id, channel);
         }
       });
-      body.rows_.set(channel, row);
+      rows.set(channel, row);
     }
     return row;
   }
 
   function chooseChannel(device, channel) {
-    // Another channel on the day chosen, or else the server's today.
+    // Another channel on the day chosen (before any channel, too), or else the server's
+    // today.
+    const chosen = dayInput.value && dayInput.value !== serverToday ? dayInput.value : null;
     revealDay = true;
-    writeHash({ device, channel, date: selected ? selected.date : null });
+    writeHash({ device, channel, date: selected ? selected.date : chosen });
   }
 
   // On a phone the day is below the fleet: once shown, it is brought into view (when it
@@ -238,15 +243,16 @@
         row.querySelector(".power").textContent = watts(entry.apower_W);
         row.querySelector(".state").textContent = entry.running
           ? `running since ${shortTime(entry.run_since)}` : "idle";
-        row.title = entry.last_minute_written
-          ? `last minute written ${shortTime(entry.last_minute_written)}` : "no minute written yet";
+        row.title = "Show this channel's day; " + (entry.last_minute_written
+          ? `last minute written ${shortTime(entry.last_minute_written)}` : "no minute written yet");
         if (last.nextSibling !== row) last.after(row);
         last = row;
       }
-      for (const [channel, row] of body.rows_) {
+      const rows = channelRows.get(body);
+      for (const [channel, row] of rows) {
         if (!channels.has(channel)) {
           row.remove();
-          body.rows_.delete(channel);
+          rows.delete(channel);
         }
       }
       if (previous.nextSibling !== body) previous.after(body);
