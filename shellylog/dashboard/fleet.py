@@ -61,7 +61,8 @@ def fleet_document(
 ) -> dict[str, Any]:
     """
     The C{/api/fleet} document at C{now}: the server's time and date in C{zone} (named
-    C{tz}), then every device of C{registry} by id, each with the channels of
+    C{tz}), then every device of C{registry} by id (connected since when, or else left
+    when), each with the channels of
     C{selection} the tracker knows, in the rows' order (rule 8): the latest power, and
     whether the channel runs and since which minute (L{ChannelTracker.runs}).
     """
@@ -97,7 +98,10 @@ def fleet_document(
         devices.append({
             "device_id": device_id,
             "connected": record.connected,
-            "connected_since": _when(record.connected_since, zone),
+            # The registry keeps when the last connection began after it closed: that is
+            # no "connected since" any more.
+            "connected_since": _when(record.connected_since, zone) if record.connected else None,
+            "left_at": None if record.connected else _when(record.left_at, zone),
             "last_frame_at": _when(record.last_frame_at, zone),
             "channels": channels,
         })

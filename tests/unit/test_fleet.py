@@ -90,7 +90,7 @@ class FleetDocumentTests(SynchronousTestCase):
         self.assertEqual(
             {k: v for k, v in device.items() if k != "channels"},
             {"device_id": D, "connected": True,
-             "connected_since": "2027-01-15T09:00:05+01:00",
+             "connected_since": "2027-01-15T09:00:05+01:00", "left_at": None,
              "last_frame_at": "2027-01-15T09:00:15+01:00"})
 
     def test_running_channel(self) -> None:
@@ -164,10 +164,13 @@ class FleetDocumentTests(SynchronousTestCase):
         self.tracker.readings(D, {0: values(450.0)})
         self.next_minute()
         self.clock.advance(5)
-        record.connected, record.connected_since = False, None
+        # As the registry leaves it: connected_since is the last connection's start.
+        record.connected, record.left_at = False, self.clock.seconds()
         self.tracker.disconnected(D)
         (device,) = self.document()["devices"]
-        self.assertEqual((device["connected"], device["connected_since"]), (False, None))
+        self.assertEqual(
+            (device["connected"], device["connected_since"], device["left_at"]),
+            (False, None, iso(T0 + 70)))
         self.assertEqual(self.channels(self.document())["switch:0"]["running"], False)
         self.assertEqual(self.channels(self.document())["switch:0"]["apower_W"], 450.0)
 

@@ -55,6 +55,7 @@ class FleetApiTests(SynchronousTestCase):
                 "device_id": DEVICE,
                 "connected": True,
                 "connected_since": "2027-01-15T09:00:05+01:00",
+                "left_at": None,
                 "last_frame_at": "2027-01-15T09:00:05+01:00",
                 "channels": [
                     {"channel": "switch:0", "apower_W": 450, "running": True,
@@ -87,6 +88,8 @@ class FleetApiTests(SynchronousTestCase):
         (device,) = self.fleet()["devices"]
         self.assertEqual((device["connected"], device["channels"][0]["running"]),
                          (False, False))
+        self.assertEqual((device["connected_since"], device["left_at"]),
+                         (None, "2027-01-15T09:00:07+01:00"))
 
 
 class PageTests(SynchronousTestCase):

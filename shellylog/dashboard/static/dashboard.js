@@ -232,7 +232,7 @@
       body.querySelector(".badge").textContent = device.connected ? "connected" : "not connected";
       body.querySelector(".when").textContent = device.connected
         ? `since ${shortTime(device.connected_since)} · last frame ${shortTime(device.last_frame_at, true)}`
-        : `last frame ${shortTime(device.last_frame_at, true)}`;
+        : `left ${shortTime(device.left_at)} · last frame ${shortTime(device.last_frame_at, true)}`;
       const channels = new Set();
       let last = body.rows[0];
       for (const entry of device.channels) {
