@@ -25,9 +25,11 @@ from twisted.web.resource import IResource
 
 from shellylog import __version__
 from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
-from shellylog.channels import ChannelSpec, parse_channel_spec, spec_order
+from shellylog.channels import ChannelSelection, ChannelSpec, parse_channel_spec, spec_order
 from shellylog.config import Config, Limits
 from shellylog.csvlog import EXTRA_COLUMNS, CsvFileError, CsvSink, InThread, check_header
+from shellylog.dashboard import dashboard_pages
+from shellylog.dashboard.fleet import fleet_document
 from shellylog.internals import ProcessPatches
 from shellylog.metrics import ChannelSeries, ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
@@ -502,6 +504,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
         rows_written=lambda: sink.rows_written,
         problem=lambda: sink.problem if sink.pending else None,
         rows_pending=lambda: sink.pending,
+        browsers_to=b"dashboard/",
     )
     # Devices that left with a row to come may be forgotten once the tick wrote it.
     minutes = MinuteService(tracker, sink, reactor, after_tick=registry.forget_gone)
@@ -520,11 +523,20 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     channel_series = ChannelSeries(
         tracker, reactor, keep_after_leaving=config.max_carry * MINUTE
     ) if config.channel_metrics else None
+    # The dashboard: its page at /dashboard/, the JSON it reads at /api/.
+    selection = ChannelSelection.from_specs(factory.channels)
+
+    def fleet() -> dict[str, Any]:
+        return fleet_document(now=reactor.seconds(), zone=zone, tz=config.tz,
+                              registry=registry, tracker=tracker, selection=selection)
+
+    dashboard = dashboard_pages(fleet, reactor, config.csv, zone)
     pages: dict[bytes, IResource] = {
         b"status": StatusResource(status, reactor),
         b"metrics": metrics_resource(
             ShellylogCollector(registry, sink, minutes, channels=channel_series)
         ),
+        **dashboard,
     }
     # Every page but health (/) and the devices' WebSocket (/ws), whatever its name: behind
     # --web-auth if given.
