@@ -25,9 +25,11 @@ from twisted.web.resource import IResource
 
 from shellylog import __version__
 from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
-from shellylog.channels import ChannelSpec, parse_channel_spec, spec_order
+from shellylog.channels import ChannelSelection, ChannelSpec, parse_channel_spec, spec_order
 from shellylog.config import Config, Limits
 from shellylog.csvlog import EXTRA_COLUMNS, CsvFileError, CsvSink, InThread, check_header
+from shellylog.dashboard import dashboard_pages
+from shellylog.dashboard.fleet import fleet_document
 from shellylog.internals import ProcessPatches
 from shellylog.metrics import ChannelSeries, ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
@@ -459,6 +461,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
         rows_written=lambda: sink.rows_written,
         problem=lambda: sink.problem if sink.pending else None,
         rows_pending=lambda: sink.pending,
+        browsers_to=b"dashboard/",
     )
     # Devices that left with a row to come may be forgotten once the tick wrote it.
     minutes = MinuteService(tracker, sink, reactor, after_tick=registry.forget_gone)
@@ -483,6 +486,14 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
             ShellylogCollector(registry, sink, minutes, channels=channel_series)
         ),
     }
+    # The dashboard: its page at /dashboard/, the JSON it reads at /api/.
+    selection = ChannelSelection.from_specs(factory.channels)
+
+    def fleet() -> dict[str, Any]:
+        return fleet_document(now=reactor.seconds(), zone=zone, tz=config.tz,
+                              registry=registry, tracker=tracker, selection=selection)
+
+    pages.update(dashboard_pages(fleet, reactor))
     site = build_site(factory, registry, health, reactor, pages,
                       allowed_origins=config.allow_origin)
 

@@ -37,11 +37,37 @@ def _no_problem() -> str | None:
     return None
 
 
+def asks_for_html(accept: bytes | None) -> bool:
+    """
+    Whether an C{Accept} header names C{text/html} (with a quality above 0): a browser's
+    does; curl's C{*/*}, HAProxy's, systemd's and Prometheus's do not.
+    """
+    for item in (accept or b"").split(b","):
+        media, _, parameters = item.partition(b";")
+        if media.strip().lower() != b"text/html":
+            continue
+        for parameter in parameters.split(b";"):
+            name, _, value = parameter.partition(b"=")
+            if name.strip().lower() == b"q":
+                try:
+                    if float(value.strip()) <= 0:
+                        break
+                except ValueError:
+                    break
+        else:
+            return True
+    return False
+
+
 class HealthResource(Resource):
     """
     C{GET /}: C{ok}, the number of connected devices and the rows written since start,
     as plain text, one C{key: value} a line after the first. While rows wait because the
     CSV file cannot be written, the answer is 503 and its first line says why.
+
+    With C{browsers_to}, a request whose C{Accept} names C{text/html} (a browser's) is
+    sent there instead (303, relative: it works behind a reverse proxy's path prefix);
+    health checks, which do not ask for HTML, get the plain text as before.
     """
 
     isLeaf = True
@@ -52,8 +78,10 @@ class HealthResource(Resource):
         rows_written: Callable[[], int],
         problem: Callable[[], str | None] = _no_problem,
         rows_pending: Callable[[], int] = int,
+        browsers_to: bytes | None = None,
     ) -> None:
         super().__init__()
+        self._browsers_to = browsers_to
         self._devices = devices
         self._rows_written = rows_written
         self._problem = problem
@@ -62,6 +90,12 @@ class HealthResource(Resource):
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"cache-control", b"no-store")
+        # The answer depends on Accept: no cache may give a browser's to curl.
+        request.setHeader(b"vary", b"accept")
+        if self._browsers_to is not None and asks_for_html(request.getHeader(b"accept")):
+            request.setResponseCode(303)
+            request.setHeader(b"location", self._browsers_to)
+            return b"see " + self._browsers_to + b"\n"
         problem = self._problem()
         if problem is not None:
             request.setResponseCode(503)

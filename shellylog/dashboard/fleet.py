@@ -1,0 +1,124 @@
+"""
+C{GET /api/fleet}: every device seen since start, connected or not, with the live power
+and running state of each channel the server logs, as the dashboard polls it.
+
+L{fleet_document} builds the document from the server's parts (pure: no reactor, no
+I/O); L{FleetResource} serves it, built at most once in L{FLEET_MAX_AGE} seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from shellylog.channels import ChannelKey, ChannelSelection, channel_name, component_of, family_of
+from shellylog.csvlog import minute_timestamp
+
+if TYPE_CHECKING:
+    from shellylog.registry import DeviceRegistry
+    from shellylog.tracker import ChannelTracker
+
+#: Seconds one C{/api/fleet} document is served for: however many browsers poll, it is
+#: built at most once in that time.
+FLEET_MAX_AGE = 1.0
+
+
+def api_channel(key: ChannelKey) -> str:
+    """
+    A channel as the JSON API names it: a switch by its component (C{switch:0}, where the
+    CSV cell says C{0}), any other channel by its CSV cell (C{pm1:0}, C{em:0:a}).
+    """
+    if family_of(key) == "switch":
+        return component_of(key)
+    return channel_name(key)
+
+
+def _when(t: float | None, zone: tzinfo) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, zone).isoformat()
+
+
+def fleet_document(
+    *,
+    now: float,
+    zone: tzinfo,
+    tz: str,
+    registry: DeviceRegistry,
+    tracker: ChannelTracker,
+    selection: ChannelSelection,
+) -> dict[str, Any]:
+    """
+    The C{/api/fleet} document at C{now}: the server's time and date in C{zone} (named
+    C{tz}), then every device of C{registry} by id, each with the channels of
+    C{selection} the tracker knows, in the rows' order (rule 8): the latest power, and
+    whether the channel runs and since which minute (L{ChannelTracker.runs}).
+    """
+    here = datetime.fromtimestamp(now, zone)
+    devices = []
+    for device_id, record in sorted(registry.records.items()):
+        # runs() has only the channels with a reading; view() every known one, sorted.
+        run_since = {key: first for key, _, first in tracker.runs(device_id)}
+        channels = []
+        for key, view in tracker.view(device_id).items():
+            if not selection.selects(key):
+                continue
+            latest = view.latest
+            first = run_since.get(key)
+            channels.append({
+                "channel": api_channel(key),
+                "apower_W": None if latest is None else latest.apower,
+                "running": first is not None,
+                "run_since": None if first is None else minute_timestamp(first, zone),
+                "last_minute_written": (
+                    None if view.last_written is None
+                    else minute_timestamp(view.last_written, zone)
+                ),
+            })
+        devices.append({
+            "device_id": device_id,
+            "connected": record.connected,
+            "connected_since": _when(record.connected_since, zone),
+            "last_frame_at": _when(record.last_frame_at, zone),
+            "channels": channels,
+        })
+    return {
+        "now": here.isoformat(),
+        "today": here.date().isoformat(),
+        "tz": tz,
+        "devices": devices,
+    }
+
+
+class FleetResource(Resource):
+    """
+    C{GET /api/fleet}: the document C{document} returns (see L{fleet_document}), as JSON.
+    It is built and encoded at most once in C{max_age} seconds on C{clock}: the dashboard
+    polls every two seconds, and any number of browsers may be open.
+    """
+
+    isLeaf = True
+
+    def __init__(self, document: Callable[[], dict[str, Any]], clock: IReactorTime,
+                 max_age: float = FLEET_MAX_AGE) -> None:
+        super().__init__()
+        self._document = document
+        self._clock = clock
+        self._max_age = max_age
+        self._body: bytes | None = None
+        self._built_at = 0.0
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        now = self._clock.seconds()
+        # A clock that went back is no reason to serve an old document for ever.
+        if self._body is None or not 0 <= now - self._built_at < self._max_age:
+            self._body = orjson.dumps(self._document()) + b"\n"
+            self._built_at = now
+        return self._body

@@ -1,0 +1,410 @@
+// shellylog's dashboard: the fleet's live power (../api/fleet, every 2 s) and one
+// channel's day as a chart and a table of runs (../api/day, every 30 s).
+//
+// Plain JavaScript, no build step. Every URL is relative, so that the page works behind a
+// reverse proxy's path prefix. Times are shown as the server writes them (in its --tz),
+// and "today" is the server's: the browser's clock and time zone are never used.
+"use strict";
+
+(() => {
+  const FLEET_EVERY_MS = 2000;
+  const DAY_EVERY_MS = 30000;
+
+  const $ = (id) => document.getElementById(id);
+  const fleetTable = $("fleet");
+  const chartBox = $("chart");
+  const runsBody = $("runs").querySelector("tbody");
+  const dayInput = $("day");
+  const updated = $("updated");
+  const errorLine = $("error");
+
+  // What was last heard from the server.
+  let serverTz = null;
+  let serverToday = null;
+  let polls = 0;
+  // The selection: {device, channel, date (or null: the server's today)}.
+  let selected = null;
+  // The uPlot chart of the selection's day, and which answer of /api/day is the latest.
+  let chart = null;
+  let dayRequest = 0;
+  let dayTimer = null;
+  // Errors by their source ("fleet", "day"), shown together.
+  const errors = new Map();
+
+  // -- small helpers ---------------------------------------------------------------
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (name === "class") node.className = value;
+      else node.setAttribute(name, value);
+    }
+    for (const child of children) {
+      node.append(child);
+    }
+    return node;
+  }
+
+  // An ISO time as the server wrote it (in its zone): "14:03", or "29 Nov 14:03" for
+  // another day than the server's today.
+  function shortTime(iso, withSeconds) {
+    if (!iso) return "–";
+    const day = iso.slice(0, 10);
+    const time = iso.slice(11, withSeconds ? 19 : 16);
+    return day === serverToday ? time : `${day} ${time}`;
+  }
+
+  function watts(value) {
+    if (value === null || value === undefined) return "–";
+    const digits = Math.abs(value) >= 100 ? 0 : 1;
+    return `${value.toFixed(digits)} W`;
+  }
+
+  function wattHours(value) {
+    if (value === null || value === undefined) return "–";
+    return value >= 1000 ? `${(value / 1000).toFixed(2)} kWh` : `${value.toFixed(1)} Wh`;
+  }
+
+  function showErrors() {
+    const text = [...errors.values()].join(" · ");
+    errorLine.textContent = text;
+    errorLine.hidden = text === "";
+  }
+
+  function setError(source, message) {
+    if (message) errors.set(source, message);
+    else errors.delete(source);
+    showErrors();
+  }
+
+  // GET a JSON document; a failed answer throws an Error saying what the server said.
+  async function getJson(url) {
+    let response;
+    try {
+      response = await fetch(url, { cache: "no-store", headers: { Accept: "application/json" } });
+    } catch (e) {
+      throw new Error(`${url}: the server cannot be reached (${e.message})`);
+    }
+    if (!response.ok) {
+      // The server's own messages are plain text; an HTML page (a proxy's) is not shown.
+      let text = "";
+      if ((response.headers.get("content-type") || "").startsWith("text/plain")) {
+        try {
+          text = (await response.text()).trim().slice(0, 300);
+        } catch (e) {
+          text = "";
+        }
+      }
+      throw new Error(`${url}: ${response.status} ${response.statusText}${text ? ": " + text : ""}`);
+    }
+    return response.json();
+  }
+
+  // -- the selection, kept in the URL's hash ------------------------------------------
+
+  function readHash() {
+    const params = new URLSearchParams(location.hash.replace(/^#/, ""));
+    const device = params.get("device");
+    const channel = params.get("channel");
+    if (!device || !channel) return null;
+    const date = params.get("date");
+    return { device, channel, date: /^\d{4}-\d{2}-\d{2}$/.test(date || "") ? date : null };
+  }
+
+  function writeHash(selection) {
+    const params = new URLSearchParams();
+    params.set("device", selection.device);
+    params.set("channel", selection.channel);
+    if (selection.date) params.set("date", selection.date);
+    const hash = "#" + params.toString();
+    if (location.hash !== hash) {
+      location.hash = hash; // hashchange selects it
+    } else {
+      select(selection);
+    }
+  }
+
+  function sameSelection(a, b) {
+    return a && b && a.device === b.device && a.channel === b.channel && a.date === b.date;
+  }
+
+  function select(selection) {
+    if (sameSelection(selection, selected)) return;
+    selected = selection;
+    markSelectedRow();
+    if (!selection) return;
+    $("hint").hidden = true;
+    $("day-title").textContent = `${selection.device} · ${selection.channel}`;
+    if (selection.date) dayInput.value = selection.date;
+    else if (serverToday) dayInput.value = serverToday;
+    loadDay();
+  }
+
+  function markSelectedRow() {
+    for (const row of fleetTable.querySelectorAll("tr.channel")) {
+      const on = !!selected && row.dataset.device === selected.device &&
+        row.dataset.channel === selected.channel;
+      row.classList.toggle("selected", on);
+      row.setAttribute("aria-selected", on ? "true" : "false");
+    }
+  }
+
+  // -- the fleet ------------------------------------------------------------------------
+
+  // The tbody of each device, and the row of each of its channels, kept across polls so
+  // that the page changes in place.
+  const deviceBodies = new Map();
+
+  function deviceBody(id) {
+    let body = deviceBodies.get(id);
+    if (!body) {
+      const name = el("span", { class: "name" });
+      const badge = el("span", { class: "badge" });
+      const when = el("span", { class: "when" });
+      const header = el("tr", { class: "device" }, el("th", { colspan: "3" }, name, badge, when));
+      name.textContent = id;
+      body = el("tbody", { "data-device": id }, header);
+      body.rows_ = new Map();
+      deviceBodies.set(id, body);
+    }
+    return body;
+  }
+
+  function channelRow(body, id, channel) {
+    let row = body.rows_.get(channel);
+    if (!row) {
+      const name = el("td", { class: "channel-name" });
+      name.textContent = channel;
+      row = el("tr", {
+        class: "channel", "data-device": id, "data-channel": channel, tabindex: "0",
+        role: "button", title: "Show this channel's day",
+      }, name, el("td", { class: "power" }), el("td", { class: "state" }));
+      row.addEventListener("click", () => chooseChannel(id, channel));
+      row.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") {
+          event.preventDefault();
+          chooseChannel(id, channel);
+        }
+      });
+      body.rows_.set(channel, row);
+    }
+    return row;
+  }
+
+  function chooseChannel(device, channel) {
+    // Another channel on the day chosen, or else the server's today.
+    writeHash({ device, channel, date: selected ? selected.date : null });
+  }
+
+  function showFleet(fleet) {
+    serverTz = fleet.tz;
+    serverToday = fleet.today;
+    if (!dayInput.value) dayInput.value = fleet.today;
+    dayInput.max = fleet.today;
+    const seen = new Set();
+    let previous = fleetTable.tHead;
+    for (const device of fleet.devices) {
+      const id = device.device_id;
+      seen.add(id);
+      const body = deviceBody(id);
+      body.dataset.connected = device.connected ? "true" : "false";
+      body.querySelector(".badge").textContent = device.connected ? "connected" : "not connected";
+      body.querySelector(".when").textContent = device.connected
+        ? `since ${shortTime(device.connected_since)} · last frame ${shortTime(device.last_frame_at, true)}`
+        : `last frame ${shortTime(device.last_frame_at, true)}`;
+      const channels = new Set();
+      let last = body.rows[0];
+      for (const entry of device.channels) {
+        channels.add(entry.channel);
+        const row = channelRow(body, id, entry.channel);
+        row.dataset.running = entry.running ? "true" : "false";
+        row.dataset.power = entry.apower_W === null ? "" : String(entry.apower_W);
+        row.querySelector(".power").textContent = watts(entry.apower_W);
+        row.querySelector(".state").textContent = entry.running
+          ? `running since ${shortTime(entry.run_since)}` : "idle";
+        row.title = entry.last_minute_written
+          ? `last minute written ${shortTime(entry.last_minute_written)}` : "no minute written yet";
+        if (last.nextSibling !== row) last.after(row);
+        last = row;
+      }
+      for (const [channel, row] of body.rows_) {
+        if (!channels.has(channel)) {
+          row.remove();
+          body.rows_.delete(channel);
+        }
+      }
+      if (previous.nextSibling !== body) previous.after(body);
+      previous = body;
+    }
+    for (const [id, body] of deviceBodies) {
+      if (!seen.has(id)) {
+        body.remove();
+        deviceBodies.delete(id);
+      }
+    }
+    $("no-devices").hidden = fleet.devices.length > 0;
+    markSelectedRow();
+    polls += 1;
+    updated.dataset.polls = String(polls);
+    updated.textContent = `server time ${fleet.now.slice(0, 10)} ${fleet.now.slice(11, 19)} (${fleet.tz})`;
+  }
+
+  async function pollFleet() {
+    try {
+      showFleet(await getJson("../api/fleet"));
+      setError("fleet", null);
+    } catch (e) {
+      setError("fleet", e.message);
+    }
+    setTimeout(pollFleet, FLEET_EVERY_MS);
+  }
+
+  // -- one channel's day -----------------------------------------------------------------
+
+  function dayUrl(selection) {
+    const params = new URLSearchParams({ device: selection.device, channel: selection.channel });
+    if (selection.date) params.set("date", selection.date);
+    return `../api/day?${params.toString()}`;
+  }
+
+  async function loadDay() {
+    clearTimeout(dayTimer);
+    const selection = selected;
+    if (!selection) return;
+    const request = ++dayRequest;
+    try {
+      const day = await getJson(dayUrl(selection));
+      if (request !== dayRequest) return; // another selection since
+      showDay(day);
+      setError("day", null);
+    } catch (e) {
+      if (request !== dayRequest) return;
+      setError("day", e.message);
+    }
+    dayTimer = setTimeout(loadDay, DAY_EVERY_MS);
+  }
+
+  // The day's minutes as uPlot's columns: a null after each minute not followed by the
+  // next, so that the line breaks where the log has no row (the channel was idle).
+  function chartColumns(points) {
+    const times = [];
+    const watts = [];
+    const t = points.time;
+    const w = points.apower_W;
+    for (let i = 0; i < t.length; i++) {
+      times.push(t[i]);
+      watts.push(w[i]);
+      if (i + 1 === t.length || t[i + 1] > t[i] + 60) {
+        times.push(t[i] + 60);
+        watts.push(null);
+      }
+    }
+    return [times, watts];
+  }
+
+  function chartWidth() {
+    return Math.max(chartBox.clientWidth || 0, 200);
+  }
+
+  function chartHeight() {
+    return Math.round(Math.min(320, Math.max(180, chartWidth() * 0.55)));
+  }
+
+  function drawChart(day) {
+    const data = chartColumns(day.points);
+    if (chart) {
+      chart.destroy();
+      chart = null;
+    }
+    chartBox.textContent = "";
+    if (day.points.time.length === 0) {
+      chartBox.append(el("p", { class: "note" }, "No minute logged on this day."));
+      return;
+    }
+    const tz = day.tz || serverTz;
+    const options = {
+      width: chartWidth(),
+      height: chartHeight(),
+      scales: { x: { time: true } },
+      series: [
+        { label: "minute" },
+        {
+          label: "power",
+          stroke: "#1769aa",
+          fill: "rgba(23, 105, 170, 0.12)",
+          width: 1.5,
+          paths: uPlot.paths.stepped({ align: 1 }),
+          value: (u, v) => (v === null || v === undefined ? "–" : `${v} W`),
+        },
+      ],
+      axes: [{}, { values: (u, ticks) => ticks.map((v) => `${v} W`), size: 60 }],
+      legend: { live: true },
+      cursor: { drag: { x: true, y: false } },
+    };
+    if (tz) {
+      // Times on the axis in the server's zone, as the CSV file writes them.
+      try {
+        uPlot.tzDate(new Date(0), tz);
+        options.tzDate = (ts) => uPlot.tzDate(new Date(ts * 1000), tz);
+      } catch (e) {
+        // An unknown zone in this browser: its own zone then.
+      }
+    }
+    chart = new uPlot(options, data, chartBox);
+  }
+
+  function showRuns(runs) {
+    runsBody.textContent = "";
+    if (runs.length === 0) {
+      const cell = el("td", { colspan: "4", class: "note" });
+      cell.textContent = "No run on this day.";
+      runsBody.append(el("tr", { class: "empty" }, cell));
+      return;
+    }
+    for (const run of runs) {
+      const start = el("td");
+      const end = el("td");
+      const minutes = el("td", { class: "num" });
+      const energy = el("td", { class: "num" });
+      start.textContent = run.start.slice(11, 16);
+      // A run ending on the next day says so.
+      end.textContent = run.end.slice(0, 10) === run.start.slice(0, 10)
+        ? run.end.slice(11, 16) : `${run.end.slice(0, 10)} ${run.end.slice(11, 16)}`;
+      minutes.textContent = String(run.minutes);
+      energy.textContent = wattHours(run.energy_Wh);
+      runsBody.append(el("tr", { class: "run", "data-start": run.start }, start, end, minutes, energy));
+    }
+  }
+
+  function showDay(day) {
+    drawChart(day);
+    const plotted = day.points.apower_W.filter((v) => typeof v === "number").length;
+    chartBox.dataset.device = day.device_id;
+    chartBox.dataset.channel = day.channel;
+    chartBox.dataset.date = day.date;
+    chartBox.dataset.points = String(plotted);
+    if (!selected || !selected.date) dayInput.value = day.date;
+    $("energy").textContent = day.energy_Wh === null
+      ? `${day.date}: no minute logged.`
+      : `${day.date}: ${wattHours(day.energy_Wh)} in ${day.runs.length} run${day.runs.length === 1 ? "" : "s"}.`;
+    showRuns(day.runs);
+  }
+
+  // -- start -------------------------------------------------------------------------------
+
+  dayInput.addEventListener("change", () => {
+    if (!selected) return;
+    const date = dayInput.value || null;
+    // The server's today is no chosen day: the page follows it over midnight.
+    writeHash({ ...selected, date: date === serverToday ? null : date });
+  });
+  window.addEventListener("hashchange", () => select(readHash()));
+  if (typeof ResizeObserver === "function") {
+    new ResizeObserver(() => {
+      if (chart) chart.setSize({ width: chartWidth(), height: chartHeight() });
+    }).observe(chartBox);
+  }
+
+  select(readHash());
+  pollFleet();
+})();
