@@ -10,15 +10,13 @@ Exit status: 0, or 2 for a usage error or a file that is not shellylog's.
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import sys
-import zlib
 from collections.abc import Iterator, Sequence
-from itertools import islice
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from shellylog.channels import parse_channel_name
+from shellylog.report.files import file_lines, in_time_order
 from shellylog.report.output import FORMATS, day_lines, run_lines
 from shellylog.report.rows import (
     NotShellylogError,
@@ -30,7 +28,6 @@ from shellylog.report.rows import (
 from shellylog.report.runs import DailyBuilder, RunBuilder
 
 PROG = "shellylog-report"
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -86,52 +83,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def file_lines(path: str) -> Iterator[str]:
-    """
-    The lines of C{path}, each with its line end (a torn last line has none), gunzipped
-    if the file is gzip, whatever its name.
-
-    @raise NotShellylogError: if it cannot be read, or is neither UTF-8 text nor gzip.
-    """
-    try:
-        with open(path, "rb") as raw:
-            gzipped = raw.read(2) == GZIP_MAGIC
-        # newline="": lines as written, so that a torn last line shows (no "\n").
-        with (
-            gzip.open(path, "rt", encoding="utf-8", newline="") if gzipped
-            else open(path, encoding="utf-8", newline="")
-        ) as f:
-            yield from f
-    except OSError as e:
-        if isinstance(e, gzip.BadGzipFile):
-            raise NotShellylogError(f"{path}: not a shellylog CSV file: {e}") from None
-        raise NotShellylogError(f"{path}: cannot be read: {e.strerror or e}") from None
-    except (UnicodeDecodeError, EOFError, zlib.error) as e:
-        raise NotShellylogError(f"{path}: not a shellylog CSV file: {e}") from None
-
-
 def warn(message: str) -> None:
     """A warning on stderr."""
     print(f"{PROG}: warning: {message}", file=sys.stderr)
-
-
-def first_minute(path: str) -> int | None:
-    """The minute of the file's first row (None without rows), its header checked."""
-    # The header and the first row are enough to place a file in time.
-    for minute, *_ in read_rows(islice(file_lines(path), 2), path, lambda message: None):
-        return minute
-    return None
-
-
-def in_time_order(paths: Sequence[str]) -> list[str]:
-    """
-    C{paths} by the minute of their first row (files without rows first): rotated files
-    given in any order are read oldest first, so a run crossing a rotation stays whole.
-    Every file's header is checked here, before a line of the report is written.
-    """
-    firsts = [(first_minute(path), index, path) for index, path in enumerate(paths)]
-    return [path for _, _, path in
-            sorted(firsts, key=lambda f: (-(2**62) if f[0] is None else f[0], f[1]))]
 
 
 def readings(paths: Sequence[str], keep: RowFilter) -> Iterator[Reading]:
