@@ -310,6 +310,22 @@
     return Math.round(Math.min(320, Math.max(180, chartWidth() * 0.55)));
   }
 
+  const pad = (n) => String(n).padStart(2, "0");
+
+  // Unix seconds as a Date whose fields read as the time in the server's zone (uPlot's
+  // way), or in the browser's zone if this browser does not know the server's.
+  function zoned(tz) {
+    if (tz) {
+      try {
+        uPlot.tzDate(new Date(0), tz);
+        return (ts) => uPlot.tzDate(new Date(ts * 1000), tz);
+      } catch (e) {
+        // An unknown zone in this browser: its own zone then.
+      }
+    }
+    return (ts) => new Date(ts * 1000);
+  }
+
   function drawChart(day) {
     const data = chartColumns(day.points);
     if (chart) {
@@ -321,35 +337,46 @@
       chartBox.append(el("p", { class: "note" }, "No minute logged on this day."));
       return;
     }
-    const tz = day.tz || serverTz;
+    const tzDate = zoned(day.tz || serverTz);
+    const clock = (ts) => {
+      const d = tzDate(ts);
+      return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+    };
+    // The whole day, from its midnight in the server's zone (a day of 25 hours at the
+    // end of summer time: to its last minute).
+    const first = day.points.time[0];
+    const firstDate = tzDate(first);
+    const midnight = first - firstDate.getHours() * 3600 - firstDate.getMinutes() * 60 -
+      firstDate.getSeconds();
+    const end = Math.max(midnight + 86400, data[0][data[0].length - 1]);
     const options = {
       width: chartWidth(),
       height: chartHeight(),
-      scales: { x: { time: true } },
+      tzDate,
+      scales: {
+        x: { time: true, range: () => [midnight, end] },
+        // Power from 0 (or below, for a channel that exports): a pump at 740 W does not
+        // look like one that stops.
+        y: { range: (u, min, max) => [Math.min(0, min), max > 0 ? max * 1.08 : 1] },
+      },
       series: [
-        { label: "minute" },
+        { label: "time", value: (u, v) => (v === null || v === undefined ? "–" : clock(v)) },
         {
           label: "power",
           stroke: "#1769aa",
-          fill: "rgba(23, 105, 170, 0.12)",
+          fill: "rgba(23, 105, 170, 0.15)",
           width: 1.5,
           paths: uPlot.paths.stepped({ align: 1 }),
           value: (u, v) => (v === null || v === undefined ? "–" : `${v} W`),
         },
       ],
-      axes: [{}, { values: (u, ticks) => ticks.map((v) => `${v} W`), size: 60 }],
+      axes: [
+        { values: (u, ticks) => ticks.map(clock) },
+        { values: (u, ticks) => ticks.map((v) => `${v} W`), size: 64 },
+      ],
       legend: { live: true },
       cursor: { drag: { x: true, y: false } },
     };
-    if (tz) {
-      // Times on the axis in the server's zone, as the CSV file writes them.
-      try {
-        uPlot.tzDate(new Date(0), tz);
-        options.tzDate = (ts) => uPlot.tzDate(new Date(ts * 1000), tz);
-      } catch (e) {
-        // An unknown zone in this browser: its own zone then.
-      }
-    }
     chart = new uPlot(options, data, chartBox);
   }
 
