@@ -40,19 +40,30 @@ DESKTOP = (1280, 900)
 PHONE = (390, 844)
 
 
+def require_chromium() -> tuple[str, str]:
+    """
+    The paths of Chromium and of chromedriver, with Selenium importable; or else
+    L{missing}: a test calls it first, before it starts anything.
+    """
+    chromium = tool("chromium")
+    chromedriver = tool("chromedriver", "chromium-driver")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing("selenium is not installed (the test extra: pip install '.[test]')")
+    return chromium, chromedriver
+
+
 def chromium_driver(folder: str, size: tuple[int, int] = DESKTOP) -> WebDriver:
     """
     A fresh headless Chromium (its profile and home in C{folder}, which must not exist),
     its window C{size}, the browser's console log kept (C{driver.get_log("browser")}).
     The caller quits it.
     """
-    chromium = tool("chromium")
-    chromedriver = tool("chromedriver", "chromium-driver")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        missing("selenium is not installed (pip install -e .[test])")
+    chromium, chromedriver = require_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     home = os.path.join(folder, "home")
     os.makedirs(home)
     options = webdriver.ChromeOptions()

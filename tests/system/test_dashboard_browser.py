@@ -45,6 +45,7 @@ from tests.support.chromium import (
     PHONE,
     chromium_driver,
     emulate,
+    require_chromium,
     severe_console_entries,
     unemulate,
 )
@@ -167,6 +168,7 @@ class DashboardBrowserTests(RealReactorTestCase):
     timeout = 150
 
     def setUp(self) -> None:
+        require_chromium()
         faketime_library()
         super().setUp()
 
