@@ -253,11 +253,13 @@ def _read_file(path: str, first: int, day: _Day, warn: Callable[[str], None],
             start = raw.tell()
             offset = _bisect(raw, start, first, day.since - MARGIN, stamps)
             raw.seek(offset)
+            # read_rows numbers the lines it is given: say where they begin.
+            source = path if offset == start else f"{path} (lines from byte {offset} on)"
             with io.TextIOWrapper(raw, encoding="utf-8", newline="") as text:
                 return list(read_rows(
                     chain([header_bytes.decode("utf-8")],
                           _day_lines(text, day, quiet_torn, past, stamps)),
-                    path, warn, day.keep,
+                    source, warn, day.keep,
                 ))
     except OSError as e:
         raise NotShellylogError(f"{path}: cannot be read: {e.strerror or e}") from None

@@ -6,6 +6,7 @@ checked; a shared CI machine could not promise any.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -51,3 +52,28 @@ class BenchSmokeTests(SynchronousTestCase):
             cells = [c.strip() for c in line.split("|")]
             self.assertNotEqual(cells[2], "n/a", line)
         self.assertNotIn("error", out)
+
+
+DAY = Path(__file__).resolve().parents[2] / "bench" / "day.py"
+
+
+class DayBenchSmokeTests(SynchronousTestCase):
+    def test_small_log(self) -> None:
+        """
+        C{bench/day.py} on a few days of a few channels, plain and rotated: both days have
+        their rows, and the report's command line gives the same runs.
+        """
+        if not DAY.exists():
+            missing("no bench/ next to the tests")
+        for rotate in ([], ["--rotate"]):
+            done = subprocess.run(
+                [sys.executable, str(DAY), "--days", "4", "--channels", "6", "--repeat", "1",
+                 "--compare", *rotate],
+                capture_output=True, text=True, timeout=120, env=child_environment(),
+            )
+            self.assertEqual((done.returncode, done.stderr), (0, ""))
+            figures = json.loads(done.stdout)
+            self.assertEqual((figures["rows"], figures["files"], figures["same_runs"]),
+                             (4 * 1440 * 6, 4 if rotate else 1, True))
+            self.assertEqual([figures["channel_day"][d]["points"] for d in ("middle", "today")],
+                             [1440, 1440])
