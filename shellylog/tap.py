@@ -493,7 +493,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
         return fleet_document(now=reactor.seconds(), zone=zone, tz=config.tz,
                               registry=registry, tracker=tracker, selection=selection)
 
-    pages.update(dashboard_pages(fleet, reactor))
+    pages.update(dashboard_pages(fleet, reactor, config.csv, zone))
     site = build_site(factory, registry, health, reactor, pages,
                       allowed_origins=config.allow_origin)
 

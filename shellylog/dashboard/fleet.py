@@ -29,14 +29,21 @@ if TYPE_CHECKING:
 FLEET_MAX_AGE = 1.0
 
 
-def api_channel(key: ChannelKey) -> str:
+_api_names: dict[ChannelKey, str] = {}
+
+
+def api_name(key: ChannelKey) -> str:
     """
     A channel as the JSON API names it: a switch by its component (C{switch:0}, where the
     CSV cell says C{0}), any other channel by its CSV cell (C{pm1:0}, C{em:0:a}).
+
+    Cached: only keys of channels that are logged come here.
     """
-    if family_of(key) == "switch":
-        return component_of(key)
-    return channel_name(key)
+    name = _api_names.get(key)
+    if name is None:
+        name = component_of(key) if family_of(key) == "switch" else channel_name(key)
+        _api_names[key] = name
+    return name
 
 
 def _when(t: float | None, zone: tzinfo) -> str | None:
@@ -59,6 +66,17 @@ def fleet_document(
     whether the channel runs and since which minute (L{ChannelTracker.runs}).
     """
     here = datetime.fromtimestamp(now, zone)
+    # Most channels share a few minutes (this one, the last): each is written once.
+    minutes: dict[int, str] = {}
+
+    def minute(m: int | None) -> str | None:
+        if m is None:
+            return None
+        text = minutes.get(m)
+        if text is None:
+            text = minutes[m] = minute_timestamp(m, zone)
+        return text
+
     devices = []
     for device_id, record in sorted(registry.records.items()):
         # runs() has only the channels with a reading; view() every known one, sorted.
@@ -70,14 +88,11 @@ def fleet_document(
             latest = view.latest
             first = run_since.get(key)
             channels.append({
-                "channel": api_channel(key),
+                "channel": api_name(key),
                 "apower_W": None if latest is None else latest.apower,
                 "running": first is not None,
-                "run_since": None if first is None else minute_timestamp(first, zone),
-                "last_minute_written": (
-                    None if view.last_written is None
-                    else minute_timestamp(view.last_written, zone)
-                ),
+                "run_since": minute(first),
+                "last_minute_written": minute(view.last_written),
             })
         devices.append({
             "device_id": device_id,

@@ -17,7 +17,7 @@ from typing import Any
 from twisted.web import http
 from twisted.web.resource import IResource, NoResource
 from twisted.web.server import Request
-from twisted.web.static import File
+from twisted.web.static import File, getTypeAndEncoding
 
 #: The folder of the page and its assets, inside the package.
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -56,8 +56,6 @@ class StaticFolder(File):
     """
 
     contentTypes = CONTENT_TYPES
-    # LICENSE and other files without an extension are text.
-    defaultType = "text/plain; charset=utf-8"
     #: Whether this is the folder mounted (asked for without a slash: redirected).
     top = False
 
@@ -85,10 +83,36 @@ class StaticFolder(File):
             return b"moved to " + request.prepath[-1] + b"/\n"
         return super().render(request)
 
+    def render_GET(self, request: Request) -> bytes:
+        """
+        The file, read whole: the largest (uPlot) is some 50 KB. Twisted's producer for
+        files would pull them through the global reactor's cooperator in slices, for
+        nothing at this size.
+        """
+        if not self.isfile():
+            return NoResource().render(request)  # type: ignore[no-any-return]
+        if self.type is None:
+            self.type, self.encoding = getTypeAndEncoding(
+                self.basename(), self.contentTypes, self.contentEncodings, self.defaultType)
+        try:
+            body = self.getContent()
+        except OSError:
+            return NoResource().render(request)  # type: ignore[no-any-return]
+        if request.setLastModified(self.getModificationTime()) is http.CACHED:
+            return b""
+        request.setHeader(b"content-type", (self.type or self.defaultType).encode("ascii"))
+        if self.encoding:
+            request.setHeader(b"content-encoding", self.encoding.encode("ascii"))
+        request.setHeader(b"content-length", b"%d" % len(body))
+        return b"" if request.method == b"HEAD" else body
+
+    render_HEAD = render_GET
+
 
 def dashboard_folder(path: str = STATIC) -> StaticFolder:
     """The resource of C{/dashboard}: the files of C{path}, C{index.html} for the folder."""
-    folder = StaticFolder(path)
+    # uPlot.LICENSE and any other file of no type known: text (File would say HTML).
+    folder = StaticFolder(path, defaultType="text/plain; charset=utf-8")
     folder.top = True
     folder.indexNames = ["index.html"]
     return folder

@@ -120,6 +120,13 @@ class WheelTests(SynchronousTestCase):
         modules = {p.relative_to(source).as_posix() for p in (source / "shellylog").rglob("*.py")}
         self.assertIn("shellylog/simulate/__main__.py", modules)
         self.assertEqual(modules - names, set())
+        # The dashboard's page and its assets (package data), the vendored licence too.
+        static = {p.relative_to(source).as_posix()
+                  for p in (source / "shellylog" / "dashboard" / "static").rglob("*")
+                  if p.is_file()}
+        self.assertIn("shellylog/dashboard/static/index.html", static)
+        self.assertIn("shellylog/dashboard/static/vendor/uPlot.LICENSE", static)
+        self.assertEqual(static - names, set())
         self.assertEqual(
             {n.split("/")[0] for n in names},
             {"shellylog", "twisted", f"shellylog-{expected}.dist-info"},

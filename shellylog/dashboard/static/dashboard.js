@@ -28,6 +28,8 @@
   let chart = null;
   let dayRequest = 0;
   let dayTimer = null;
+  // A channel was clicked: show its day when it comes.
+  let revealDay = false;
   // Errors by their source ("fleet", "day"), shown together.
   const errors = new Map();
 
@@ -112,11 +114,13 @@
   }
 
   function writeHash(selection) {
-    const params = new URLSearchParams();
-    params.set("device", selection.device);
-    params.set("channel", selection.channel);
-    if (selection.date) params.set("date", selection.date);
-    const hash = "#" + params.toString();
+    // Written as people write it (channel=switch:0, not switch%3A0); read back by
+    // URLSearchParams either way.
+    const part = (name, value) =>
+      `${name}=${encodeURIComponent(value).replace(/%3A/g, ":")}`;
+    const parts = [part("device", selection.device), part("channel", selection.channel)];
+    if (selection.date) parts.push(part("date", selection.date));
+    const hash = "#" + parts.join("&");
     if (location.hash !== hash) {
       location.hash = hash; // hashchange selects it
     } else {
@@ -193,7 +197,19 @@
 
   function chooseChannel(device, channel) {
     // Another channel on the day chosen, or else the server's today.
+    revealDay = true;
     writeHash({ device, channel, date: selected ? selected.date : null });
+  }
+
+  // On a phone the day is below the fleet: once shown, it is brought into view (when it
+  // is not already).
+  function reveal() {
+    if (!revealDay) return;
+    revealDay = false;
+    const section = $("channel-day");
+    if (section.getBoundingClientRect().top > window.innerHeight * 0.6) {
+      section.scrollIntoView({ block: "start" });
+    }
   }
 
   function showFleet(fleet) {
@@ -280,6 +296,7 @@
     } catch (e) {
       if (request !== dayRequest) return;
       setError("day", e.message);
+      reveal();
     }
     dayTimer = setTimeout(loadDay, DAY_EVERY_MS);
   }
@@ -364,8 +381,8 @@
         {
           label: "power",
           stroke: "#1769aa",
-          fill: "rgba(23, 105, 170, 0.15)",
-          width: 1.5,
+          fill: "rgba(23, 105, 170, 0.3)",
+          width: 2,
           paths: uPlot.paths.stepped({ align: 1 }),
           value: (u, v) => (v === null || v === undefined ? "–" : `${v} W`),
         },
@@ -415,6 +432,7 @@
       ? `${day.date}: no minute logged.`
       : `${day.date}: ${wattHours(day.energy_Wh)} in ${day.runs.length} run${day.runs.length === 1 ? "" : "s"}.`;
     showRuns(day.runs);
+    reveal();
   }
 
   // -- start -------------------------------------------------------------------------------

@@ -1,0 +1,272 @@
+"""
+The dashboard over the real site as C{makeService} wires it (L{tests.support.stack.Stack}):
+C{/api/fleet} with real devices, the page and its assets under C{/dashboard/}, their
+headers, and C{/} sending browsers to the dashboard while health checks still get C{ok}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from shellylog.dashboard.page import CONTENT_SECURITY_POLICY, STATIC
+from shellylog.web import asks_for_html
+from tests.support.frames import DEVICE, notify, switch
+from tests.support.stack import T0, Stack
+from tests.support.wire import RawClient, raw_get
+
+FULL = {
+    "switch:0": switch(450, 230.1, 1.9, 100.0),
+    "switch:1": switch(2.5, 230.0, 0.01, 7.0),
+    "switch:2": switch(99, 229.0, 0.4, 3.0),
+}
+
+
+class FleetApiTests(SynchronousTestCase):
+    """C{GET /api/fleet} on the wired server."""
+
+    def setUp(self) -> None:
+        self.stack = Stack(self, "--channels", "0,1", "--tz", "Europe/Berlin")
+
+    def fleet(self) -> dict[str, Any]:
+        raw = self.stack.get(b"/api/fleet")
+        self.assertEqual(raw.status_line, b"HTTP/1.1 200 OK")
+        self.assertEqual(raw.headers[b"content-type"], b"application/json")
+        self.assertEqual(raw.headers[b"cache-control"], b"no-store")
+        document: dict[str, Any] = json.loads(raw.body)
+        return document
+
+    def test_devices_live(self) -> None:
+        """A device's logged channels with their power and running state, in --tz."""
+        stack = self.stack
+        client, _ = stack.connect()
+        stack.send(client, notify(FULL, method="NotifyFullStatus"))  # at T0 + 5
+        stack.advance_to(T0 + 60)  # the tick writes minute T0 of switch:0
+        self.assertEqual(self.fleet(), {
+            "now": "2027-01-15T09:01:00+01:00",
+            "today": "2027-01-15",
+            "tz": "Europe/Berlin",
+            "devices": [{
+                "device_id": DEVICE,
+                "connected": True,
+                "connected_since": "2027-01-15T09:00:05+01:00",
+                "last_frame_at": "2027-01-15T09:00:05+01:00",
+                "channels": [
+                    {"channel": "switch:0", "apower_W": 450, "running": True,
+                     "run_since": "2027-01-15T09:00:00+01:00",
+                     "last_minute_written": "2027-01-15T09:00:00+01:00"},
+                    {"channel": "switch:1", "apower_W": 2.5, "running": False,
+                     "run_since": None, "last_minute_written": None},
+                ],
+            }],
+        })
+
+    def test_power_changes(self) -> None:
+        """A new power is served once the second's document is old; the device leaves."""
+        stack = self.stack
+        client, _ = stack.connect()
+        stack.send(client, notify(FULL, method="NotifyFullStatus"))
+        self.fleet()
+        stack.send(client, notify({"switch:0": {"apower": 612.5}}))
+        stack.advance(2)
+        (device,) = self.fleet()["devices"]
+        self.assertEqual(device["channels"][0]["apower_W"], 612.5)
+        client.sendClose(code=1000)
+        stack.advance(2)
+        (device,) = self.fleet()["devices"]
+        self.assertEqual((device["connected"], device["channels"][0]["running"]),
+                         (False, False))
+
+
+class PageTests(SynchronousTestCase):
+    """C{/dashboard/}: the page and its assets, and only they."""
+
+    def setUp(self) -> None:
+        self.stack = Stack(self)
+
+    def get(self, path: bytes, status: bytes = b"200 OK") -> RawClient:
+        raw = self.stack.get(path)
+        self.assertEqual(raw.status_line, b"HTTP/1.1 " + status, path)
+        return raw
+
+    def test_folder_redirect(self) -> None:
+        """C{/dashboard} is sent to C{dashboard/}: relative, for a proxy's prefix."""
+        raw = self.get(b"/dashboard", b"301 Moved Permanently")
+        self.assertEqual(raw.headers[b"location"], b"dashboard/")
+
+    def test_page(self) -> None:
+        """C{/dashboard/} is the page, as HTML, with the headers of a strict page."""
+        raw = self.get(b"/dashboard/")
+        headers = raw.headers
+        self.assertEqual(headers[b"content-type"], b"text/html; charset=utf-8")
+        self.assertEqual(headers[b"x-content-type-options"], b"nosniff")
+        self.assertEqual(headers[b"content-security-policy"], CONTENT_SECURITY_POLICY)
+        self.assertIn(b"script-src 'self';", CONTENT_SECURITY_POLICY)
+        self.assertNotIn(b"unsafe", CONTENT_SECURITY_POLICY)
+        self.assertIn(b'<table id="fleet">', raw.body)
+        with open(os.path.join(STATIC, "index.html"), "rb") as f:
+            self.assertEqual(raw.body, f.read())
+
+    def test_assets(self) -> None:
+        """Each asset with its content type; the vendored uPlot with its licence."""
+        for path, kind in [
+            (b"/dashboard/dashboard.js", b"text/javascript; charset=utf-8"),
+            (b"/dashboard/dashboard.css", b"text/css; charset=utf-8"),
+            (b"/dashboard/vendor/uPlot.iife.min.js", b"text/javascript; charset=utf-8"),
+            (b"/dashboard/vendor/uPlot.min.css", b"text/css; charset=utf-8"),
+            (b"/dashboard/vendor/uPlot.LICENSE", b"text/plain; charset=utf-8"),
+        ]:
+            raw = self.get(path)
+            self.assertEqual(raw.headers[b"content-type"], kind, path)
+            self.assertEqual(raw.headers[b"x-content-type-options"], b"nosniff", path)
+            self.assertEqual(int(raw.headers[b"content-length"]), len(raw.body), path)
+        self.assertIn(b"The MIT License",
+                      self.get(b"/dashboard/vendor/uPlot.LICENSE").body)
+
+    def test_no_listing(self) -> None:
+        """A folder's listing, a missing file, a path out of the folder: 404."""
+        for path in [b"/dashboard/vendor/", b"/dashboard/vendor", b"/dashboard/nothing.js",
+                     b"/dashboard/../page.py", b"/dashboard/%2e%2e/page.py",
+                     b"/dashboard/vendor/%2e%2e/%2e%2e/page.py"]:
+            raw = self.get(path, b"404 Not Found")
+            self.assertNotIn(b"Directory listing", raw.body, path)
+            self.assertNotIn(b"import", raw.body, path)
+
+    def test_page_references(self) -> None:
+        """
+        Everything the page loads is a relative URL that the site serves; its scripts
+        are files (the policy forbids inline script, and the page has none), and nothing
+        in it has an inline style or event handler.
+        """
+        page = _Page()
+        page.feed(self.get(b"/dashboard/").body.decode("utf-8"))
+        self.assertEqual(page.inline, [])
+        self.assertIn("dashboard.js", page.urls)
+        self.assertIn("vendor/uPlot.iife.min.js", page.urls)
+        for url in page.urls:
+            if url == "data:,":
+                continue  # the empty icon: no request for /favicon.ico
+            self.assertNotRegex(url, r"^(/|[a-z]+:)", "not relative")
+            self.get(b"/dashboard/" + url.encode())
+
+    def test_script_keeps_the_policy(self) -> None:
+        """The script writes no HTML, evaluates no text and sets no inline style."""
+        with open(os.path.join(STATIC, "dashboard.js"), encoding="utf-8") as f:
+            script = f.read()
+        for forbidden in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write",
+                          "eval(", "new Function", '"style"', "http://", "https://"]:
+            self.assertNotIn(forbidden, script)
+        # Its requests are relative: behind a proxy's prefix they stay below it.
+        self.assertEqual(sorted(set(re.findall(r'"(\.\./api/\w+)', script))),
+                         ["../api/fleet"])
+        self.assertIn("`../api/day?", script)
+
+
+class _Page(HTMLParser):
+    """The URLs a page loads, and whatever of it a strict policy would block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.inline: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        for name in ("src", "href"):
+            value = values.get(name)
+            if value is not None:
+                self.urls.append(value)
+        if tag == "script" and "src" not in values:
+            self.inline.append("script without src")
+        self._in_script = tag == "script"
+        self.inline.extend(f"{tag} {name}" for name, _ in attrs
+                           if name == "style" or name.startswith("on"))
+        if tag == "style":
+            self.inline.append("style element")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_script = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script and data.strip():
+            self.inline.append("script text")
+
+
+class HealthOrDashboardTests(SynchronousTestCase):
+    """C{GET /}: a browser is sent to the dashboard; anything else gets the health text."""
+
+    def setUp(self) -> None:
+        self.stack = Stack(self)
+
+    def get_root(self, accept: bytes | None) -> RawClient:
+        extra = b"" if accept is None else b"Accept: " + accept + b"\r\n"
+        raw, _ = self.stack.harness.connect_raw(raw_get(b"/", extra=extra))
+        return raw
+
+    def test_browser(self) -> None:
+        """Chromium's and Firefox's Accept: 303 to C{dashboard/}, relative."""
+        for accept in [
+            b"text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,"
+            b"image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7",
+            b"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+            b"TEXT/HTML",
+        ]:
+            raw = self.get_root(accept)
+            self.assertEqual(raw.status_line, b"HTTP/1.1 303 See Other", accept)
+            self.assertEqual(raw.headers[b"location"], b"dashboard/")
+            self.assertEqual(raw.headers[b"vary"], b"accept")
+
+    def test_health_checks(self) -> None:
+        """curl's C{*/*}, none, plain text, HTML refused with q=0: today's C{ok}."""
+        for accept in [b"*/*", None, b"text/plain", b"text/html;q=0", b"application/json",
+                       b"text/htmlx"]:
+            raw = self.get_root(accept)
+            self.assertEqual(raw.status_line, b"HTTP/1.1 200 OK", accept)
+            self.assertEqual(raw.headers[b"content-type"], b"text/plain; charset=utf-8")
+            self.assertEqual(raw.body, b"ok\ndevices: 0\nrows_written: 0\n")
+
+    def test_asks_for_html(self) -> None:
+        self.assertTrue(asks_for_html(b"text/html"))
+        self.assertTrue(asks_for_html(b"application/xml, text/html ; q=0.5"))
+        self.assertFalse(asks_for_html(b"text/html; q=0.0"))
+        self.assertFalse(asks_for_html(b"text/html; q=zero"))
+        self.assertFalse(asks_for_html(b"*/*"))
+        self.assertFalse(asks_for_html(None))
+
+
+class DayApiTests(SynchronousTestCase):
+    """C{GET /api/day} as C{makeService} mounts it: the rows the tick wrote, today's."""
+
+    def test_rows_of_today(self) -> None:
+        """
+        The minutes the server itself wrote come back as the day's points and run, the
+        day being the server's today in --tz when the query names none.
+        """
+        stack = Stack(self, "--channels", "0,1", "--tz", "Europe/Berlin")
+        client, _ = stack.connect()
+        stack.send(client, notify(FULL, method="NotifyFullStatus"))  # at T0 + 5
+        stack.advance_to(T0 + 60)
+        stack.send(client, notify({"switch:0": {"apower": 0}}))
+        stack.advance_to(T0 + 180)
+        raw = stack.get(b"/api/day?device=" + DEVICE.encode() + b"&channel=switch:0")
+        self.assertEqual(raw.status_line, b"HTTP/1.1 200 OK")
+        self.assertEqual(raw.headers[b"content-type"], b"application/json")
+        day = json.loads(raw.body)
+        self.assertEqual((day["device_id"], day["channel"], day["date"], day["tz"]),
+                         (DEVICE, "switch:0", "2027-01-15", "Europe/Berlin"))
+        self.assertEqual(day["points"], {"time": [T0, T0 + 60], "apower_W": [450, 450]})
+        self.assertEqual([(r["start"], r["minutes"]) for r in day["runs"]],
+                         [("2027-01-15T09:00:00+01:00", 2)])
+
+    def test_bad_query(self) -> None:
+        """A request without a device: 400 with a message, not a traceback."""
+        stack = Stack(self)
+        raw = stack.get(b"/api/day?channel=switch:0")
+        self.assertEqual(raw.status_line, b"HTTP/1.1 400 Bad Request")
+        self.assertIn(b"device", raw.body)
