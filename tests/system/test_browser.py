@@ -58,6 +58,7 @@ from twisted.web.server import Request, Site
 from shellylog.csvlog import HEADER
 from shellylog.registry import ReadingSink
 from shellylog.status import ChannelValues
+from tests.support.chromium import CHROMIUM_SWITCHES
 from tests.support.client_plan import DEFLATE, DEVICE, ROW_VALUES, UPDATE, device_plan
 from tests.support.logs import assert_clean_session, capture_log
 from tests.support.processes import RealReactorTestCase, device_factory, listen_local, start_service
@@ -68,19 +69,6 @@ from tests.support.wire import device_connection
 #: The page the browser opens; C{@PLAN@} in it becomes the plan, as JSON.
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "browser", "device.html")
 PLAN_PLACEHOLDER = b"@PLAN@"
-
-#: Chromium's switches: headless, as root in a container (no sandbox, no GPU), and nothing
-#: that reaches for the network by itself (this machine may have only loopback).
-CHROMIUM_SWITCHES = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 #: Seconds Chromium's start, the exchange and the stop may take, at most, in one minute.
 EXCHANGE_ROOM = 20.0

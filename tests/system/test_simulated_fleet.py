@@ -9,37 +9,18 @@ from __future__ import annotations
 
 import csv
 import io
-import sys
 from collections import Counter
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 
-from tests.support.processes import (
-    OutputProcess,
-    RealReactorTestCase,
-    child_environment,
-    csv_lines,
-    spawn_twistd,
-    wait_for,
-)
+from tests.support.fleet import spawn_simulator
+from tests.support.processes import RealReactorTestCase, csv_lines, spawn_twistd, wait_for
 from tests.support.tools import faketime_library
 
 FLEET = ["pro4pm", "pmmini", "pro3em", "proem50", "dualcover", "rgbwpm"]
 FAKETIME = "@2026-06-01 11:57:00 x10"
 HEADER = ("timestamp_iso,device_id,channel,apower_W,voltage_V,current_A,energy_total_Wh,"
           "ret_energy_total_Wh")
-
-
-class Simulator(OutputProcess):
-    """The simulator's process: its output, and its end."""
-
-    async def stop(self) -> None:
-        """SIGTERM, if it still runs; wait for its end."""
-        if not self.ended.called:
-            assert self.transport is not None
-            self.transport.signalProcess("TERM")
-        await self.ended
 
 
 class SimulatedFleetTests(RealReactorTestCase):
@@ -61,17 +42,8 @@ class SimulatedFleetTests(RealReactorTestCase):
             faketime=FAKETIME,
         )
         port = await server.listening
-        env = child_environment()
-        env["LD_PRELOAD"] = faketime_library()
-        env["FAKETIME"] = FAKETIME
-        simulator = Simulator()
-        reactor.spawnProcess(
-            simulator, sys.executable,
-            [sys.executable, "-m", "shellylog.simulate", "--devices", str(len(FLEET)),
-             "--profile", ",".join(FLEET), "--seed", "3", f"ws://127.0.0.1:{port}/ws"],
-            env=env, path=self.folder,
-        )
-        self.addCleanup(simulator.stop)
+        simulator = spawn_simulator(self, self.folder, f"ws://127.0.0.1:{port}/ws", FLEET, 3,
+                                    FAKETIME)
 
         def logged() -> set[str]:
             return {line.split(",")[2] for line in csv_lines(self.csv)[1:]}
