@@ -20,7 +20,7 @@ from collections import Counter
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 log = Logger(namespace="shellylog.logbudget")
 
@@ -41,11 +41,14 @@ class LogBudget:
     """
 
     def __init__(self, clock: IReactorTime, per_minute: int = PER_MINUTE,
-                 what: str = "warnings caused by peers") -> None:
+                 what: str = "warnings caused by peers",
+                 summary_level: LogLevel = LogLevel.warn) -> None:
         self.clock = clock
         self.per_minute = per_minute
         #: What the summary says was not logged.
         self.what = what
+        #: The level of the summary: that of the lines it stands for.
+        self.summary_level = summary_level
         self.suppressed_total: Counter[str] = Counter()
         self._window_start: float | None = None
         self._used = 0
@@ -97,6 +100,6 @@ class LogBudget:
         self._summary = None
         suppressed, self._suppressed = self._suppressed, Counter()
         if suppressed:
-            log.warn("{count} more {what} were not logged: {reasons}",
+            log.emit(self.summary_level, "{count} more {what} were not logged: {reasons}",
                      event="log_suppressed", count=sum(suppressed.values()), what=self.what,
                      reasons=dict(sorted(suppressed.items())))

@@ -17,7 +17,7 @@ from typing import Protocol
 from attrs import Factory, define, field
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from shellylog.logbudget import ACCESS_LINES_PER_MINUTE, PER_MINUTE, LogBudget
 from shellylog.status import ChannelValues
@@ -84,7 +84,10 @@ def _log_budget(registry: DeviceRegistry) -> LogBudget:
 
 
 def _access_budget(registry: DeviceRegistry) -> LogBudget:
-    return LogBudget(registry.clock, ACCESS_LINES_PER_MINUTE, "access log lines")
+    # Access lines are info, and so is their summary: a browser polling the dashboard
+    # over one connection passes the per-connection cap every minute, which is no warning.
+    return LogBudget(registry.clock, ACCESS_LINES_PER_MINUTE, "access log lines",
+                     LogLevel.info)
 
 
 @define(eq=False)

@@ -324,6 +324,10 @@ class RequestChannel(HeadersFirstChannel):
 
     site: DeviceSite
     _idle = False
+    # Nothing received yet: a browser's spare connection, opened ahead of need, is closed
+    # at the deadline like any other, but is no refusal (a request begun and not finished
+    # is, however slowly its bytes came).
+    _silent = True
     #: A refused WebSocket handshake of this connection has been logged.
     refusal_logged = False
     #: Requests of this connection in the access log.
@@ -349,6 +353,7 @@ class RequestChannel(HeadersFirstChannel):
 
     def dataReceived(self, data: bytes) -> None:
         self._idle = False
+        self._silent = False
         super().dataReceived(data)
 
     def requestDone(self, request: Request) -> None:
@@ -400,7 +405,7 @@ class RequestChannel(HeadersFirstChannel):
         super().connectionLost(reason)
 
     def timeoutConnection(self) -> None:
-        if not self._idle:
+        if not self._idle and not self._silent:
             # Not a keep-alive connection idle after an answer: a request that never came.
             assert self.transport is not None
             self.site.rejected["request_timeout"] += 1

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import urllib.request
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -77,17 +76,6 @@ SERVER_ARGS = ["--channels", "*"]
 
 #: The source tree these tests are in, where a relative C{SHELLYLOG_SCREENSHOT_DIR} is.
 SOURCE_TREE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-#: The server's warnings that a browser causes, as any would: the log budget counts the
-#: access log lines it left out (a browser asks many pages); and Chromium opens spare
-#: connections ahead of need, which the server closes without a request after 5 s (of the
-#: faked clock: half a second).
-BROWSER_WARNINGS = [
-    re.compile(r"\[shellylog\.logbudget#warn\] \d+ more access log lines were not logged: "
-               r"\{'access': \d+\}$"),
-    re.compile(r"\[shellylog\.web#warn\] closing 127\.0\.0\.1:\d+: no complete request within "
-               r"5 s$"),
-]
 
 #: Seconds (real) the page gets to show something it should.
 PATIENCE = 30.0
@@ -194,13 +182,13 @@ class DashboardBrowserTests(RealReactorTestCase):
 
     def check_server_log(self) -> None:
         """
-        The server took the seeded file and the fleet without a warning or an error; but
-        for the browser's own (L{BROWSER_WARNINGS}).
+        The server took the seeded file, the fleet and the browser without a warning or an
+        error. A browser polls over one connection (past the access log's cap of lines per
+        connection) and opens spare connections it may never use: neither is a warning.
         """
         log = self.server.text()
         self.assertEqual([line for line in log.splitlines() if any(
-            f"#{level}]" in line for level in ("warn", "error", "critical"))
-            and not any(warning.search(line) for warning in BROWSER_WARNINGS)], [], log)
+            f"#{level}]" in line for level in ("warn", "error", "critical"))], [], log)
 
     def pump_rows(self) -> int:
         """The pump channel's rows of the day in the CSV file, now, with a power."""

@@ -925,7 +925,20 @@ class HttpTimeoutTests(HardeningCase):
         self.assertEqual(REQUEST_TIMEOUT, 5)
 
     def test_nothing_sent(self) -> None:
-        self.assert_slow_peer_dropped(b"")
+        """
+        A connection that sends nothing (a browser's spare one, opened ahead of need) is
+        closed at the deadline too, but it is no refusal: not counted, no warning.
+        """
+        raw, _connection = self.harness.connect_raw(b"")
+        self.harness.advance(REQUEST_TIMEOUT - 0.5, step=0.5)
+        self.assertFalse(raw.lost)
+        self.assertLessEqual(self.assert_timed_out(raw), 1.0)
+        self.assertEqual(self.factory.registry.rejected, {})
+        self.assertEqual(warn_events(self.events), [])
+        self.assert_good_served()
+
+    def test_one_byte_sent(self) -> None:
+        self.assert_slow_peer_dropped(b"G")
 
     def test_partial_request_line(self) -> None:
         self.assert_slow_peer_dropped(b"GET /ws HTT")
@@ -1856,6 +1869,7 @@ class QuietLogTests(HardeningCase):
         self.assertEqual(len(warn_events(self.events)), 60)
         self.harness.advance(60)
         (summary,) = self.events_named("log_suppressed")
+        self.assertEqual(summary["log_level"], LogLevel.warn)
         # Naming no device, the 20 are closed after 30 s: their lines are over budget too.
         self.assertEqual(summary["reasons"], {"frame_rejected": 10, "connection_closed": 20,
                                               "frames_rejected_summary": 20})
@@ -1876,6 +1890,9 @@ class QuietLogTests(HardeningCase):
         (summary,) = self.events_named("log_suppressed")
         self.assertEqual(formatEvent(summary),
                          "47 more access log lines were not logged: {'access': 47}")
+        # Info, as the access lines are: a browser polling the dashboard over one
+        # connection passes the per-connection cap every minute, which is no warning.
+        self.assertEqual(summary["log_level"], LogLevel.info)
         self.assert_good_served()
 
     def test_access_log_budget(self) -> None:
