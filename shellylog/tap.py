@@ -16,9 +16,7 @@ from zoneinfo import ZoneInfo
 from twisted.application import strports
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorCore, IReactorThreads, IReactorTime
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.resource import IResource
@@ -27,7 +25,7 @@ from shellylog import __version__
 from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
 from shellylog.channels import ChannelSelection, ChannelSpec, parse_channel_spec, spec_order
 from shellylog.config import Config, Limits
-from shellylog.csvlog import EXTRA_COLUMNS, CsvFileError, CsvSink, InThread, check_header
+from shellylog.csvlog import EXTRA_COLUMNS, CsvFileError, CsvSink, check_header
 from shellylog.dashboard import dashboard_pages
 from shellylog.dashboard.fleet import fleet_document
 from shellylog.internals import ProcessPatches
@@ -36,10 +34,10 @@ from shellylog.minutes import MinuteService
 from shellylog.protocol import CloseOnStop, ShellyServerFactory
 from shellylog.registry import DeviceRegistry
 from shellylog.statuspage import public_options, status_report
+from shellylog.threads import WebThreads, reactor_threads
 from shellylog.tracker import MINUTE, ChannelTracker
 from shellylog.web import HealthResource, StatusResource, build_site
 from shellylog.webauth import (
-    CheckInThread,
     HtpasswdChecker,
     HtpasswdError,
     WebAuthReload,
@@ -384,38 +382,6 @@ class Options(usage.Options):
         )
 
 
-def in_reactor_threads(reactor: object) -> InThread | None:
-    """
-    Where the CSV sink runs its fsync: the reactor's thread pool, so that a tick never
-    waits for a slow disk (an SD card, say); None on a reactor without threads.
-    """
-    if not IReactorThreads.providedBy(reactor):
-        return None
-    threads: IReactorThreads = reactor
-
-    def in_thread(work: Callable[[], OSError | None]) -> Deferred[OSError | None]:
-        # The pool is asked for at the first fsync: the reactor starts it when it runs.
-        return deferToThreadPool(threads, threads.getThreadPool(), work)
-
-    return in_thread
-
-
-def checks_in_reactor_threads(reactor: object) -> CheckInThread:
-    """
-    Where C{--web-auth} checks passwords: the reactor's thread pool, so that bcrypt's
-    deliberate slowness never holds the reactor; at once on a reactor without threads
-    (a test's clock).
-    """
-    if not IReactorThreads.providedBy(reactor):
-        return lambda work: succeed(work())
-    threads: IReactorThreads = reactor
-
-    def in_thread(work: Callable[[], bool]) -> Deferred[bool]:
-        return deferToThreadPool(threads, threads.getThreadPool(), work)
-
-    return in_thread
-
-
 def _call_now(work: Callable[[], object]) -> None:
     work()
 
@@ -486,7 +452,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
         columns=config.columns,
         fsync=config.fsync,
         max_pending=config.max_pending,
-        in_thread=in_reactor_threads(reactor),
+        in_thread=reactor_threads(reactor),
     )
     limits = config.limits
     registry = DeviceRegistry(sink=tracker, clock=reactor, max_devices=limits.max_devices,
@@ -523,6 +489,8 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     channel_series = ChannelSeries(
         tracker, reactor, keep_after_leaving=config.max_carry * MINUTE
     ) if config.channel_metrics else None
+    # What web requests ask of threads, apart from the reactor's pool (the CSV's fsync).
+    web_threads = WebThreads(reactor)
     # The dashboard: its page at /dashboard/, the JSON it reads at /api/.
     selection = ChannelSelection.from_specs(factory.channels)
 
@@ -542,8 +510,9 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     # --web-auth if given.
     checker = None
     if config.web_auth is not None:
-        checker = HtpasswdChecker(load_htpasswd(config.web_auth),
-                                  checks_in_reactor_threads(reactor),
+        # Password checks in the web's threads: bcrypt's deliberate slowness never holds
+        # the reactor, nor a flood of guesses the CSV file's fsync.
+        checker = HtpasswdChecker(load_htpasswd(config.web_auth), web_threads.run,
                                   registry.rejected, registry.log_budget)
     site = build_site(factory, registry, health, reactor, protect_pages(pages, checker),
                       allowed_origins=config.allow_origin)
@@ -560,6 +529,8 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     # Added before the listener, so it stops after it: no new connection comes in while
     # the open ones are closed with 1001.
     CloseOnStop(registry, reactor).setServiceParent(top)
+    # Before the listener: its threads stop after the last request is answered.
+    web_threads.setServiceParent(top)
     listener = strports.service(config.port, site, reactor=cast(IReactorCore, reactor))
     listener.setServiceParent(top)
     if checker is not None and config.web_auth is not None:

@@ -34,6 +34,7 @@ from shellylog.csvlog import CsvSink
 from shellylog.metrics import ShellylogCollector
 from shellylog.minutes import MinuteService
 from shellylog.tap import Options, makeService
+from shellylog.threads import WebThreads
 from tests.support.frames import notify, switch
 from tests.support.logs import capture_log
 from tests.support.stack import Stack
@@ -305,6 +306,20 @@ class MakeServiceTests(TestCase):
         self.assertEqual(len(listeners), 1)
         self.assertIsInstance(listeners[0].factory, Site)
         self.assertEqual(len([s for s in children if isinstance(s, MinuteService)]), 1)
+
+    def test_web_threads_of_their_own(self) -> None:
+        """
+        On a reactor with threads, web requests' work (password checks, day reads) has a
+        pool of its own (L{WebThreads}), started before the listener and so stopped after
+        it; the fsync keeps the reactor's.
+        """
+        service = makeService(self.config(), ThreadedMemoryReactor())
+        assert isinstance(service, MultiService)
+        children = list(service)
+        (web,) = [s for s in children if isinstance(s, WebThreads)]
+        self.assertIsNotNone(web.pool)
+        (listener,) = [s for s in children if isinstance(s, StreamServerEndpointService)]
+        self.assertLess(children.index(web), children.index(listener))
 
     def sink(self, service: object) -> CsvSink:
         assert isinstance(service, MultiService)
