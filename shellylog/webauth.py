@@ -55,8 +55,8 @@ ACCEPTED = ("bcrypt ($2y$, $2b$, $2a$; htpasswd -B) or SHA-512 crypt ($6$; htpas
 BCRYPT_MAX_BYTES = 72
 
 #: Checks waiting for or running in a thread, beyond which a request is refused at once:
-#: a flood of guesses must not queue CPU work without end, nor keep the thread pool (which
-#: also fsyncs the CSV file) busy.
+#: a flood of guesses must not queue CPU work without end (the checks have threads of
+#: their own, L{shellylog.threads.WebThreads}, so the CSV file's fsync never waits for them).
 MAX_PENDING_CHECKS = 32
 
 # Hashes refused by name: (prefix or pattern, what it is).
