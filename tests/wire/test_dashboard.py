@@ -68,8 +68,11 @@ class FleetApiTests(SynchronousTestCase):
         })
 
     def test_only_its_documents(self) -> None:
-        """C{/api} itself, a path below C{/api/fleet}, an unknown document: 404."""
-        for path in [b"/api", b"/api/", b"/api/fleet/x", b"/api/nothing"]:
+        """C{/api} itself, a path below C{/api/fleet} or C{/api/day}, an unknown document: 404."""
+        for path in [b"/api", b"/api/", b"/api/fleet/x", b"/api/fleet/x?limit=5",
+                     b"/api/day/x", b"/api/day/anything/else",
+                     b"/api/day/x?device=" + DEVICE.encode() + b"&channel=switch:0",
+                     b"/api/nothing"]:
             raw = self.stack.get(path)
             self.assertEqual(raw.status_line, b"HTTP/1.1 404 Not Found", path)
 
