@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -62,7 +63,11 @@ def fleet(devices: int, channels: int) -> tuple[Clock, DeviceRegistry, ChannelTr
     tracker = ChannelTracker(clock=clock, threshold=5, max_carry=10)
     registry = DeviceRegistry(sink=tracker, clock=clock, max_devices=devices)
     ids = [f"shellypro4pm-{n:012x}" for n in range(devices)]
-    for n, device_id in enumerate(ids):
+    # Devices come in any order: the registry's is not the ids' (sorting them is work).
+    order = list(range(devices))
+    random.Random(1).shuffle(order)
+    for n in order:
+        device_id = ids[n]
         registry.records[device_id] = DeviceRecord(
             device_id, connected=True, connected_since=T0 + 5, last_frame_at=T0 + 5)
         power = 450.0 + n % 100 if n % 2 == 0 else 1.5
