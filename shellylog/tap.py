@@ -8,7 +8,7 @@ import math
 import os
 import re
 import resource
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -27,7 +27,7 @@ from shellylog.channels import ChannelSelection, ChannelSpec, parse_channel_spec
 from shellylog.config import Config, Limits
 from shellylog.csvlog import EXTRA_COLUMNS, CsvFileError, CsvSink, check_header
 from shellylog.dashboard import dashboard_pages
-from shellylog.dashboard.fleet import fleet_document
+from shellylog.dashboard.fleet import FleetQuery, device_ids, fleet_document
 from shellylog.internals import ProcessPatches
 from shellylog.metrics import ChannelSeries, ShellylogCollector, metrics_resource
 from shellylog.minutes import MinuteService
@@ -494,11 +494,15 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     # The dashboard: its page at /dashboard/, the JSON it reads at /api/.
     selection = ChannelSelection.from_specs(factory.channels)
 
-    def fleet() -> dict[str, Any]:
+    def fleet(ids: Sequence[str], query: FleetQuery) -> dict[str, Any]:
         return fleet_document(now=reactor.seconds(), zone=zone, tz=config.tz,
-                              registry=registry, tracker=tracker, selection=selection)
+                              registry=registry, tracker=tracker, selection=selection,
+                              query=query, ids=ids)
 
-    dashboard = dashboard_pages(fleet, reactor, config.csv, zone)
+    def fleet_ids() -> list[str]:
+        return device_ids(registry)
+
+    dashboard = dashboard_pages(fleet, fleet_ids, reactor, config.csv, zone)
     pages: dict[bytes, IResource] = {
         b"status": StatusResource(status, reactor),
         b"metrics": metrics_resource(

@@ -7,7 +7,7 @@ L{dashboard_pages} makes the resources that C{shellylog.tap} mounts at the site'
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, tzinfo
 from typing import Any
 
@@ -18,7 +18,7 @@ from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import Request
 
 from shellylog.dashboard.day import DayResource
-from shellylog.dashboard.fleet import FleetResource
+from shellylog.dashboard.fleet import FleetQuery, FleetResource
 from shellylog.dashboard.page import dashboard_folder
 
 
@@ -45,16 +45,18 @@ class ApiFolder(Resource):
 
 
 def dashboard_pages(
-    fleet: Callable[[], dict[str, Any]],
+    fleet: Callable[[Sequence[str], FleetQuery], dict[str, Any]],
+    fleet_ids: Callable[[], Sequence[str]],
     clock: IReactorTime,
     csv_path: str,
     zone: tzinfo,
 ) -> dict[bytes, IResource]:
     """
     The dashboard's resources by their name at the site's top: C{dashboard} (the page and
-    its assets) and C{api}, whose C{fleet} serves the document C{fleet} returns
-    (L{shellylog.dashboard.fleet.fleet_document}, at most once a second on C{clock}) and
-    whose C{day} serves a channel's day from the CSV file C{csv_path} and its rotated
+    its assets) and C{api}, whose C{fleet} serves the pages C{fleet} returns for the
+    sorted device ids C{fleet_ids} returns (L{shellylog.dashboard.fleet.fleet_document}
+    and L{shellylog.dashboard.fleet.device_ids}; each at most once a second on C{clock})
+    and whose C{day} serves a channel's day from the CSV file C{csv_path} and its rotated
     files, in C{zone} (L{DayResource}, read in C{clock}'s threads).
     """
 
@@ -62,6 +64,6 @@ def dashboard_pages(
         return datetime.fromtimestamp(clock.seconds(), zone).date()
 
     api = ApiFolder()
-    api.putChild(b"fleet", FleetResource(fleet, clock))
+    api.putChild(b"fleet", FleetResource(fleet, fleet_ids, clock))
     api.putChild(b"day", DayResource(csv_path, zone, today, run=in_threads(clock)))
     return {b"dashboard": dashboard_folder(), b"api": api}

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.resource import Resource
+from twisted.web.resource import NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from shellylog.dayview import ChannelDay, api_channel, channel_day, log_files
@@ -88,7 +88,12 @@ def parse_query(request: Request, today: date) -> tuple[str, str, str, date]:
 
 
 def day_document(result: ChannelDay, name: str, zone: tzinfo) -> dict[str, Any]:
-    """The JSON document of a channel's day; C{name}: the channel as the request named it."""
+    """
+    The JSON document of a channel's day; C{name}: the channel as the API names it
+    (C{switch:2}, where the CSV says C{2}). Each run has the report's keys and values
+    (L{run_values}) but its C{channel}, which is C{name} too: a script that reads a run
+    finds the same channel as in the document and in C{/api/fleet}.
+    """
     times, powers = result.points
     return {
         "device_id": result.device_id,
@@ -96,7 +101,8 @@ def day_document(result: ChannelDay, name: str, zone: tzinfo) -> dict[str, Any]:
         "date": result.day.isoformat(),
         "tz": str(zone),
         "points": {"time": list(times), "apower_W": list(powers)},
-        "runs": [run_values(run, zone) for run in result.runs],
+        # Replacing the value keeps the key where the report has it.
+        "runs": [{**run_values(run, zone), "channel": name} for run in result.runs],
         "energy_Wh": result.energy_Wh,
     }
 
@@ -124,6 +130,9 @@ class DayResource(Resource):
         self._warned: set[str] = set()
 
     def render_GET(self, request: Request) -> bytes | int:
+        # A leaf sees every path below it: only /api/day itself is this document.
+        if request.postpath not in ([], [b""]):
+            return NoResource().render(request)  # type: ignore[no-any-return]
         request.setHeader(b"cache-control", b"no-store")
         try:
             device, name, channel, day = parse_query(request, self._today())

@@ -323,6 +323,77 @@ class DashboardBrowserTests(RealReactorTestCase):
             unemulate(driver)
         self.assertEqual(severe_console_entries(driver), [])
 
+    # -- filtering and paging the fleet ---------------------------------------------------
+
+    def test_filter_and_pages(self) -> Deferred[None]:
+        """
+        Typing part of one device's id (in another case) in C{#filter} leaves that device
+        alone in C{#fleet}; clearing it brings every device back. With a page of 3 devices
+        (C{dashboard/?limit=3}), C{#more} says how many are shown of how many, and C{#next}
+        and C{#prev} page through the fleet in the order of the ids; the pump's channel,
+        selected by the URL hash, keeps its chart and runs on the pages without the pump;
+        with everything shown, C{#more} is hidden.
+        """
+        return ensureDeferred(self.filter_and_pages())
+
+    async def filter_and_pages(self) -> None:
+        from selenium.webdriver.common.keys import Keys
+
+        base, driver = await self.start()
+        every = sorted(DEVICES)
+        driver.get(f"{base}/dashboard/")
+        await self.until(driver, lambda s: sorted(d for d, _ in s["devices"]) == every,
+                         "every device of the fleet")
+        self.assertFalse(driver.find_element("id", "more").is_displayed())
+
+        # Part of one id, in capitals: that device alone.
+        one = DEVICES[3]
+        part = one[len("shelly"):-8].upper()
+        self.assertEqual([d for d in DEVICES if part.lower() in d], [one])
+        box = driver.find_element("id", "filter")
+        self.assertEqual(box.get_attribute("type"), "search")
+        box.send_keys(part)
+        shown = await self.until(driver, lambda s: [d for d, _ in s["devices"]] == [one],
+                                 f"only {one} for {part!r}")
+        self.assertEqual({c["device"] for c in shown["channels"]}, {one})
+        self.assertFalse(driver.find_element("id", "more").is_displayed())
+        # Cleared, as a person does: every device again.
+        box.send_keys(Keys.BACKSPACE * len(part))
+        await self.until(driver, lambda s: sorted(d for d, _ in s["devices"]) == every,
+                         "every device again, the filter cleared")
+
+        # Pages of 3, the pump's channel selected (it is on the second page).
+        driver.get("about:blank")
+        driver.get(f"{base}/dashboard/?limit=3{hash_for()}")
+        pages = [every[0:3], every[3:6], every[6:]]
+        self.assertNotIn(PUMP, pages[0] + pages[2])
+        more = driver.find_element("id", "more")
+
+        def on_page(n: int) -> Any:
+            return lambda s: ([d for d, _ in s["devices"]] == pages[n] and s["chart"]
+                              and s["chart"].get("device") == PUMP and s["runs"])
+
+        await self.until(driver, on_page(0), "the first page of 3, and the pump's chart")
+        self.assertTrue(more.is_displayed())
+        self.assertIn(f"showing 3 of {len(DEVICES)} devices", more.text)
+        prev, following = driver.find_element("id", "prev"), driver.find_element("id", "next")
+        self.assertFalse(prev.is_enabled())
+        following.click()
+        await self.until(driver, on_page(1), "the second page")
+        following.click()
+        await self.until(driver, on_page(2), "the last page, the pump's chart still there")
+        self.assertIn(f"showing 1 of {len(DEVICES)} devices", more.text)
+        self.assertFalse(following.is_enabled())
+        prev.click()
+        await self.until(driver, on_page(1), "back to the second page")
+        # The pump's chart and runs stayed; the filter works on pages too.
+        box = driver.find_element("id", "filter")
+        box.send_keys(one[-12:])
+        await self.until(driver, lambda s: [d for d, _ in s["devices"]] == [one],
+                         "the filtered device, from the first page of the filter")
+        self.assertFalse(more.is_displayed())
+        self.assertEqual(severe_console_entries(driver), [])
+
     # -- screenshots --------------------------------------------------------------------
 
     def test_screenshots(self) -> Deferred[None]:

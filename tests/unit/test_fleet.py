@@ -6,6 +6,7 @@ registry and tracker on a L{Clock}, and L{FleetResource}'s once-a-second buildin
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -15,7 +16,16 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from shellylog.channels import ChannelSelection, ChannelSpec, channel_key, parse_channel_spec
-from shellylog.dashboard.fleet import FLEET_MAX_AGE, FleetResource, api_name, fleet_document
+from shellylog.dashboard.fleet import (
+    FLEET_MAX_AGE,
+    FLEET_PAGE_SIZE,
+    FleetQuery,
+    FleetResource,
+    api_name,
+    device_ids,
+    fleet_document,
+    matching,
+)
 from shellylog.registry import DeviceRecord, DeviceRegistry
 from shellylog.status import ChannelValues
 from shellylog.tracker import ChannelTracker
@@ -53,10 +63,12 @@ class FleetDocumentTests(SynchronousTestCase):
         return record
 
     def document(self, specs: tuple[ChannelSpec, ...] = (0, 1, 2, 3),
-                 zone: ZoneInfo = UTC) -> dict[str, Any]:
+                 zone: ZoneInfo = UTC, query: FleetQuery | None = None,
+                 ids: list[str] | None = None) -> dict[str, Any]:
         return fleet_document(
             now=self.clock.seconds(), zone=zone, tz=zone.key, registry=self.registry,
-            tracker=self.tracker, selection=ChannelSelection.from_specs(specs))
+            tracker=self.tracker, selection=ChannelSelection.from_specs(specs),
+            query=query or FleetQuery(), ids=ids)
 
     def channels(self, document: dict[str, Any], device_id: str = D) -> dict[str, Any]:
         (device,) = [d for d in document["devices"] if d["device_id"] == device_id]
@@ -70,7 +82,9 @@ class FleetDocumentTests(SynchronousTestCase):
     def test_empty(self) -> None:
         """No device yet: the server's time, date and zone, and no device."""
         self.assertEqual(self.document(), {
-            "now": iso(T0 + 5), "today": "2027-01-15", "tz": "UTC", "devices": []})
+            "now": iso(T0 + 5), "today": "2027-01-15", "tz": "UTC", "devices": [],
+            "page": {"offset": 0, "limit": FLEET_PAGE_SIZE, "total": 0, "next": None},
+            "devices_known": 0})
 
     def test_today_is_the_servers_zone(self) -> None:
         """At 23:30 UTC it is tomorrow in Berlin: C{now} and C{today} are Berlin's."""
@@ -184,6 +198,105 @@ class FleetDocumentTests(SynchronousTestCase):
         self.assertEqual([c["channel"] for c in devices[0]["channels"]], ["switch:0"])
         self.assertEqual(devices[1]["channels"], [])
 
+    def fleet_of(self, count: int) -> list[str]:
+        """C{count} connected devices, each with a channel; their ids, sorted."""
+        ids = [f"shellyplus1pm-{n:012x}" for n in range(count)]
+        for device_id in reversed(ids):
+            self.connect(device_id)
+            self.tracker.readings(device_id, {0: values(1.0)})
+        return ids
+
+    def page(self, offset: int = 0, limit: int = FLEET_PAGE_SIZE, q: str = "",
+             ids: list[str] | None = None) -> tuple[list[str], dict[str, Any], int]:
+        document = self.document(query=FleetQuery(offset, limit, q), ids=ids)
+        return ([d["device_id"] for d in document["devices"]], document["page"],
+                document["devices_known"])
+
+    def test_pages(self) -> None:
+        """
+        C{limit} devices from C{offset}, in the order of their ids; C{total}, those that
+        match; C{next}, the offset of the next page, C{null} on the last; every device
+        known in C{devices_known}.
+        """
+        ids = self.fleet_of(5)
+        self.assertEqual(self.page(0, 2), (ids[:2], {
+            "offset": 0, "limit": 2, "total": 5, "next": 2}, 5))
+        self.assertEqual(self.page(2, 2), (ids[2:4], {
+            "offset": 2, "limit": 2, "total": 5, "next": 4}, 5))
+        self.assertEqual(self.page(4, 2), (ids[4:], {
+            "offset": 4, "limit": 2, "total": 5, "next": None}, 5))
+        self.assertEqual(self.page(3, 2)[1]["next"], None)
+        self.assertEqual(self.page(5, 2), ([], {
+            "offset": 5, "limit": 2, "total": 5, "next": None}, 5))
+        self.assertEqual(self.page(), (ids, {
+            "offset": 0, "limit": FLEET_PAGE_SIZE, "total": 5, "next": None}, 5))
+
+    def test_default_page(self) -> None:
+        """Without a query: the first L{FLEET_PAGE_SIZE} devices, not the fleet."""
+        ids = self.fleet_of(FLEET_PAGE_SIZE + 1)
+        self.assertEqual(self.page(), (ids[:FLEET_PAGE_SIZE], {
+            "offset": 0, "limit": FLEET_PAGE_SIZE, "total": FLEET_PAGE_SIZE + 1,
+            "next": FLEET_PAGE_SIZE}, FLEET_PAGE_SIZE + 1))
+
+    def test_filter(self) -> None:
+        """
+        C{q}: the devices whose id contains it, whatever the case of either; C{total}
+        counts them, C{devices_known} every device; pages of them.
+        """
+        self.connect(D)
+        self.connect(E)
+        self.connect("shellypro4pm-AABBCC000000")
+        self.assertEqual(self.page(q="AABBCC"), (["shellypro4pm-AABBCC000000", D], {
+            "offset": 0, "limit": FLEET_PAGE_SIZE, "total": 2, "next": None}, 3))
+        self.assertEqual(self.page(q="plus1PM")[0], [E])
+        self.assertEqual(self.page(q="pro4pm", limit=1), (["shellypro4pm-AABBCC000000"], {
+            "offset": 0, "limit": 1, "total": 2, "next": 1}, 3))
+        self.assertEqual(self.page(q="pro4pm", offset=1, limit=1)[0], [D])
+        self.assertEqual(self.page(q="nothing"), ([], {
+            "offset": 0, "limit": FLEET_PAGE_SIZE, "total": 0, "next": None}, 3))
+
+    def test_matching(self) -> None:
+        ids = ["a-X1", "b-x1", "c-y"]
+        self.assertEqual(matching(ids, ""), ids)
+        self.assertEqual(matching(ids, "x1"), ["a-X1", "b-x1"])
+        self.assertEqual(matching(ids, "-Y"), ["c-y"])
+
+    def test_only_the_page_is_built(self) -> None:
+        """Only the page's devices are looked up in the tracker: not the fleet's."""
+        ids = self.fleet_of(50)
+        looked: list[str] = []
+        # The tracker has slots: its class is patched.
+        view, runs = ChannelTracker.view, ChannelTracker.runs
+
+        def viewed(tracker: ChannelTracker, device_id: str) -> Any:
+            looked.append(device_id)
+            return view(tracker, device_id)
+
+        def ran(tracker: ChannelTracker, device_id: str) -> Any:
+            looked.append(device_id)
+            return runs(tracker, device_id)
+
+        self.patch(ChannelTracker, "view", viewed)
+        self.patch(ChannelTracker, "runs", ran)
+        self.page(10, 3)
+        self.assertEqual(sorted(set(looked)), ids[10:13])
+        looked.clear()
+        self.page(q=ids[42][-3:])
+        self.assertEqual(sorted(set(looked)), [ids[42]])
+
+    def test_ids_given(self) -> None:
+        """
+        The ids given (a second old) are the fleet's: a device come since is not in it
+        yet, one forgotten since is left out of its page (but still counted).
+        """
+        ids = self.fleet_of(3)
+        self.assertEqual(device_ids(self.registry), ids)
+        self.connect("shellyplus1pm-ffffffffffff")
+        del self.registry.records[ids[1]]
+        self.assertEqual(self.page(ids=ids), ([ids[0], ids[2]], {
+            "offset": 0, "limit": FLEET_PAGE_SIZE, "total": 3, "next": None}, 3))
+        self.assertEqual(self.page()[2], 3)
+
     def test_api_channel(self) -> None:
         self.assertEqual(
             [api_name(k) for k in (0, 7, channel_key("cover", 1), channel_key("em", 3, 3))],
@@ -191,43 +304,115 @@ class FleetDocumentTests(SynchronousTestCase):
 
 
 class FleetResourceTests(SynchronousTestCase):
-    """The document as JSON, built at most once in L{FLEET_MAX_AGE} seconds."""
+    """
+    A page of the document as JSON, each built at most once in L{FLEET_MAX_AGE} seconds
+    from the ids taken at most once in that time; the query parsed.
+    """
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(T0)
-        self.built = 0
-        self.resource = FleetResource(self.document, self.clock)
+        self.built: list[FleetQuery] = []
+        self.looked = 0
+        self.resource = FleetResource(self.document, self.ids, self.clock)
 
-    def document(self) -> dict[str, Any]:
-        self.built += 1
-        return {"built": self.built, "power": 12.5, "none": None}
+    def ids(self) -> list[str]:
+        self.looked += 1
+        return [f"d{self.looked}"]
 
-    def get(self) -> tuple[DummyRequest, Any]:
-        request = DummyRequest([])
+    def document(self, ids: Sequence[str], query: FleetQuery) -> dict[str, Any]:
+        self.built.append(query)
+        return {"built": len(self.built), "ids": list(ids), "offset": query.offset,
+                "limit": query.limit, "q": query.q, "power": 12.5, "none": None}
+
+    def get(self, args: dict[bytes, list[bytes]] | None = None,
+            path: list[bytes] | None = None) -> tuple[DummyRequest, bytes]:
+        request = DummyRequest(path or [])
+        request.args = args or {}
         body = self.resource.render_GET(request)  # type: ignore[arg-type]
-        return request, json.loads(body)
+        return request, body
+
+    def json(self, args: dict[bytes, list[bytes]] | None = None) -> Any:
+        request, body = self.get(args)
+        self.assertEqual(request.responseCode, None)  # 200
+        return json.loads(body)
 
     def test_json(self) -> None:
         """JSON, never cached by a browser or proxy: it is live."""
-        request, document = self.get()
-        self.assertEqual(document, {"built": 1, "power": 12.5, "none": None})
+        request, body = self.get()
+        self.assertEqual(json.loads(body), {
+            "built": 1, "ids": ["d1"], "offset": 0, "limit": FLEET_PAGE_SIZE, "q": "",
+            "power": 12.5, "none": None})
         headers = request.responseHeaders
         self.assertEqual(headers.getRawHeaders(b"content-type"), [b"application/json"])
         self.assertEqual(headers.getRawHeaders(b"cache-control"), [b"no-store"])
         self.assertEqual(headers.getRawHeaders(b"x-content-type-options"), [b"nosniff"])
 
+    def test_query(self) -> None:
+        """C{offset}, C{limit} and C{q} make the page's query."""
+        self.assertEqual(self.json({b"offset": [b"400"], b"limit": [b"1000"],
+                                    b"q": ["Pro4PM-é".encode()]})["built"], 1)
+        self.assertEqual(self.built, [FleetQuery(400, 1000, "Pro4PM-é")])
+
+    def test_bad_query(self) -> None:
+        """A bad argument: 400 in plain text, and nothing built."""
+        for args, message in [
+            ({b"limit": [b"1001"]}, b"limit: a whole number from 1 to 1000, got '1001'\n"),
+            ({b"limit": [b"0"]}, b"limit: a whole number from 1 to 1000, got '0'\n"),
+            ({b"offset": [b"-5"]}, b"offset: a whole number from 0, got '-5'\n"),
+            ({b"q": [b"x" * 65]}, b"q: at most 64 characters, got 65\n"),
+            ({b"q": [b"a", b"b"]}, b"q: given 2 times, expected once\n"),
+            ({b"q": [b"\xff"]}, b"q: not UTF-8 text\n"),
+        ]:
+            request, body = self.get(args)
+            self.assertEqual((request.responseCode, body), (400, message), args)
+            self.assertEqual(request.responseHeaders.getRawHeaders(b"content-type"),
+                             [b"text/plain; charset=utf-8"])
+        self.assertEqual((self.built, self.looked), ([], 0))
+
+    def test_nothing_below(self) -> None:
+        """A path below C{/api/fleet}: 404."""
+        request, _ = self.get(path=[b"x"])
+        self.assertEqual(request.responseCode, 404)
+        self.assertEqual(self.built, [])
+
     def test_once_a_second(self) -> None:
-        """Many requests within a second cost one document; after it, a new one."""
-        for _ in range(50):
-            self.get()
+        """
+        Many requests within a second cost one look at the ids and one document a page
+        asked for; after it, the ids and the pages anew.
+        """
+        pages = [{}, {b"limit": [b"5"]}, {b"q": [b"x"]}, {b"offset": [b"5"], b"limit": [b"5"]}]
+        for _ in range(20):
+            for args in pages:
+                self.get(args)
             self.clock.advance(FLEET_MAX_AGE / 100)
-        self.assertEqual(self.built, 1)
+        self.assertEqual(self.looked, 1)
+        self.assertEqual(self.built, [FleetQuery(), FleetQuery(0, 5), FleetQuery(q="x"),
+                                      FleetQuery(5, 5)])
         self.clock.advance(FLEET_MAX_AGE)
-        self.assertEqual(self.get()[1]["built"], 2)
+        self.assertEqual(self.json({b"limit": [b"5"]}), {
+            "built": 5, "ids": ["d2"], "offset": 0, "limit": 5, "q": "", "power": 12.5,
+            "none": None})
+        self.assertEqual(self.looked, 2)
+
+    def test_pages_kept(self) -> None:
+        """
+        A peer that asks for page after page within a second gets each built, but the
+        pages kept are bounded: the ones before are built again.
+        """
+        for offset in range(100):
+            self.get({b"offset": [b"%d" % offset]})
+        self.assertEqual(len(self.built), 100)
+        # The latest page is kept; the first, long gone, is built again.
+        self.get({b"offset": [b"99"]})
+        self.assertEqual(len(self.built), 100)
+        self.get({b"offset": [b"0"]})
+        self.assertEqual(len(self.built), 101)
+        self.assertEqual(self.looked, 1)
 
     def test_clock_back(self) -> None:
         """A clock set back does not keep the old document for ever."""
         self.get()
         self.clock.rightNow -= 3600
-        self.assertEqual(self.get()[1]["built"], 2)
+        self.assertEqual(self.json()["built"], 2)
+        self.assertEqual(self.looked, 2)

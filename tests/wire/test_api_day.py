@@ -95,10 +95,10 @@ class DayResourceTests(SynchronousTestCase):
             "points": {"time": [M * 60, (M + 1) * 60, (M + 3) * 60],
                        "apower_W": [450, 150, None]},
             "runs": [
-                {"device": PRO, "channel": "2", "start": "2027-01-15T09:00:00+01:00",
+                {"device": PRO, "channel": "switch:2", "start": "2027-01-15T09:00:00+01:00",
                  "end": "2027-01-15T09:02:00+01:00", "minutes": 2, "peak_W": 450.0,
                  "mean_W": 300.0, "energy_Wh": 10.0, "counter_Wh": 7.5},
-                {"device": PRO, "channel": "2", "start": "2027-01-15T09:03:00+01:00",
+                {"device": PRO, "channel": "switch:2", "start": "2027-01-15T09:03:00+01:00",
                  "end": "2027-01-15T09:04:00+01:00", "minutes": 1, "peak_W": None,
                  "mean_W": None, "energy_Wh": None, "counter_Wh": 0.0},
             ],
@@ -120,6 +120,34 @@ class DayResourceTests(SynchronousTestCase):
         doc = self.document(self.get({b"device": [PLUS.encode()], b"channel": [b"em:0:a"],
                                       b"date": [b"2027-01-15"]}))
         self.assertEqual((doc["channel"], doc["points"]["apower_W"]), ("em:0:a", [-20]))
+        self.assertEqual([r["channel"] for r in doc["runs"]], ["em:0:a"])
+
+    def test_runs_name_the_channel_as_the_document(self) -> None:
+        """
+        A switch asked for by its CSV name (C{2}) or its API name: the document and each of
+        its runs say C{switch:2}, the name of C{/api/fleet}; the runs' other keys are the
+        report's.
+        """
+        self.write("log.csv", csv_text([row(M), row(M + 1), row(M + 5)]))
+        for asked in [b"2", b"switch:2"]:
+            doc = self.document(self.get({b"device": [PRO.encode()], b"channel": [asked]}))
+            self.assertEqual(doc["channel"], "switch:2")
+            self.assertEqual([(r["channel"], r["start"], r["minutes"]) for r in doc["runs"]],
+                             [("switch:2", "2027-01-15T09:00:00+01:00", 2),
+                              ("switch:2", "2027-01-15T09:05:00+01:00", 1)])
+            self.assertEqual(list(doc["runs"][0]), [
+                "device", "channel", "start", "end", "minutes", "peak_W", "mean_W",
+                "energy_Wh", "counter_Wh"])
+
+    def test_nothing_below(self) -> None:
+        """A path below C{/api/day} is no document: 404, whatever its query."""
+        self.write("log.csv", csv_text([row(M)]))
+        for below in [[b"x"], [b"x", b""], [b"", b"x"]]:
+            request = DummyRequest(below)
+            request.args = {b"device": [PRO.encode()], b"channel": [b"2"]}
+            result = self.resource.render(request)
+            self.assertEqual(request.responseCode, 404, below)
+            self.assertNotIn(b"device_id", result)
 
     def test_no_rows(self) -> None:
         """A device without rows that day, or no log at all yet: 200, empty lists."""

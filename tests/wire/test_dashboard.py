@@ -14,6 +14,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+import shellylog.tap
 from shellylog.dashboard.page import CONTENT_SECURITY_POLICY, STATIC
 from shellylog.web import asks_for_html
 from tests.support.frames import DEVICE, notify, switch
@@ -65,11 +66,16 @@ class FleetApiTests(SynchronousTestCase):
                      "run_since": None, "last_minute_written": None},
                 ],
             }],
+            "page": {"offset": 0, "limit": 200, "total": 1, "next": None},
+            "devices_known": 1,
         })
 
     def test_only_its_documents(self) -> None:
-        """C{/api} itself, a path below C{/api/fleet}, an unknown document: 404."""
-        for path in [b"/api", b"/api/", b"/api/fleet/x", b"/api/nothing"]:
+        """C{/api} itself, a path below C{/api/fleet} or C{/api/day}, an unknown document: 404."""
+        for path in [b"/api", b"/api/", b"/api/fleet/x", b"/api/fleet/x?limit=5",
+                     b"/api/day/x", b"/api/day/anything/else",
+                     b"/api/day/x?device=" + DEVICE.encode() + b"&channel=switch:0",
+                     b"/api/nothing"]:
             raw = self.stack.get(path)
             self.assertEqual(raw.status_line, b"HTTP/1.1 404 Not Found", path)
 
@@ -90,6 +96,116 @@ class FleetApiTests(SynchronousTestCase):
                          (False, False))
         self.assertEqual((device["connected_since"], device["left_at"]),
                          (None, "2027-01-15T09:00:07+01:00"))
+
+
+#: Three devices, in the order of their ids.
+THREE = ["shellyplus1pm-001122334455", "shellypro4pm-aabbccddeeff", "shellypro4pm-ffeeddccbbaa"]
+
+
+class FleetQueryTests(SynchronousTestCase):
+    """C{GET /api/fleet?offset=N&limit=M&q=TEXT} on the wired server: pages and filters."""
+
+    def setUp(self) -> None:
+        self.stack = Stack(self, "--channels", "0,1")
+        for device in reversed(THREE):
+            client, _ = self.stack.connect()
+            self.stack.send(client, notify({"switch:0": switch(10)}, src=device))
+
+    def fleet(self, query: bytes) -> dict[str, Any]:
+        raw = self.stack.get(b"/api/fleet?" + query)
+        self.assertEqual(raw.status_line, b"HTTP/1.1 200 OK", query)
+        self.assertEqual(raw.headers[b"content-type"], b"application/json")
+        document: dict[str, Any] = json.loads(raw.body)
+        return document
+
+    def shown(self, query: bytes) -> tuple[list[str], dict[str, Any], int]:
+        document = self.fleet(query)
+        return ([d["device_id"] for d in document["devices"]], document["page"],
+                document["devices_known"])
+
+    def test_pages(self) -> None:
+        """Pages of C{limit} devices from C{offset}, by id; C{next} is the next offset."""
+        self.assertEqual(self.shown(b"limit=2"), (THREE[:2], {
+            "offset": 0, "limit": 2, "total": 3, "next": 2}, 3))
+        self.assertEqual(self.shown(b"offset=2&limit=2"), (THREE[2:], {
+            "offset": 2, "limit": 2, "total": 3, "next": None}, 3))
+        self.assertEqual(self.shown(b"offset=1"), (THREE[1:], {
+            "offset": 1, "limit": 200, "total": 3, "next": None}, 3))
+        self.assertEqual(self.shown(b"offset=7&limit=1000"), ([], {
+            "offset": 7, "limit": 1000, "total": 3, "next": None}, 3))
+        # An empty q: every device.
+        self.assertEqual(self.shown(b"q=")[0], THREE)
+
+    def test_filter(self) -> None:
+        """C{q}: the devices whose id contains it, whatever its case; total counts them."""
+        self.assertEqual(self.shown(b"q=PRO4pm"), (THREE[1:], {
+            "offset": 0, "limit": 200, "total": 2, "next": None}, 3))
+        self.assertEqual(self.shown(b"q=pro4pm&limit=1"), (THREE[1:2], {
+            "offset": 0, "limit": 1, "total": 2, "next": 1}, 3))
+        self.assertEqual(self.shown(b"q=pro4pm&limit=1&offset=1")[0], THREE[2:])
+        self.assertEqual(self.shown(b"q=aabbcc")[0], [THREE[1]])
+        self.assertEqual(self.shown(b"q=%41ABBcc")[0], [THREE[1]])
+        self.assertEqual(self.shown(b"q=nothing-such")[1]["total"], 0)
+        # At most 64 characters, not bytes.
+        self.assertEqual(self.shown(b"q=" + b"x" * 64)[0], [])
+        self.assertEqual(self.shown(b"q=" + b"%C3%A9" * 64)[0], [])
+
+    def test_bad_queries(self) -> None:
+        """A bad C{offset}, C{limit} or C{q}: 400, in plain text, saying which and why."""
+        for query, message in [
+            (b"offset=-1", "offset: a whole number from 0, got '-1'"),
+            (b"offset=x", "offset: a whole number from 0, got 'x'"),
+            (b"offset=", "offset: a whole number from 0, got ''"),
+            (b"limit=0", "limit: a whole number from 1 to 1000, got '0'"),
+            (b"limit=1001", "limit: a whole number from 1 to 1000, got '1001'"),
+            (b"limit=2.5", "limit: a whole number from 1 to 1000, got '2.5'"),
+            (b"q=" + b"x" * 65, "q: at most 64 characters, got 65"),
+            (b"q=" + b"%C3%A9" * 65, "q: at most 64 characters, got 65"),
+            (b"q=a&q=b", "q: given 2 times, expected once"),
+            (b"q=%ff", "q: not UTF-8 text"),
+        ]:
+            raw = self.stack.get(b"/api/fleet?" + query)
+            self.assertEqual(raw.status_line, b"HTTP/1.1 400 Bad Request", query)
+            self.assertEqual(raw.headers[b"content-type"], b"text/plain; charset=utf-8")
+            self.assertEqual(raw.headers[b"cache-control"], b"no-store")
+            self.assertEqual(raw.body.decode(), message + "\n", query)
+
+    def test_once_a_second(self) -> None:
+        """
+        The ids are taken once a second, and each page built once in it: many requests of
+        a few pages cost one look at the registry and one build a page; a device that
+        comes meanwhile is in the pages of the next second.
+        """
+        built: list[tuple[int, int, str]] = []
+        looked: list[int] = []
+
+        def fleet_document(**kwargs: Any) -> dict[str, Any]:
+            query = kwargs["query"]
+            built.append((query.offset, query.limit, query.q))
+            return real_document(**kwargs)
+
+        def device_ids(registry: Any) -> list[str]:
+            looked.append(1)
+            return real_ids(registry)
+
+        # The names makeService's closures call, looked up at each call.
+        real_document = shellylog.tap.fleet_document  # type: ignore[attr-defined]
+        real_ids = shellylog.tap.device_ids  # type: ignore[attr-defined]
+        self.patch(shellylog.tap, "fleet_document", fleet_document)
+        self.patch(shellylog.tap, "device_ids", device_ids)
+        queries = [b"", b"limit=1", b"q=pro", b"limit=1&offset=1"]
+        for _ in range(5):
+            for query in queries:
+                self.assertEqual(self.fleet(query)["devices_known"], 3)
+        self.assertEqual(len(looked), 1)
+        self.assertEqual(built, [(0, 200, ""), (0, 1, ""), (0, 200, "pro"), (1, 1, "")])
+        client, _ = self.stack.connect()
+        self.stack.send(client, notify({"switch:0": switch(10)}, src="shellyplus1pm-999999999999"))
+        self.assertEqual(self.fleet(b"")["devices_known"], 3)
+        self.stack.advance(1)
+        self.assertEqual(self.fleet(b"")["devices_known"], 4)
+        self.assertEqual(self.fleet(b"q=999")["page"]["total"], 1)
+        self.assertEqual(len(looked), 2)
 
 
 class PageTests(SynchronousTestCase):

@@ -1,5 +1,6 @@
-// shellylog's dashboard: the fleet's live power (../api/fleet, every 2 s) and one
-// channel's day as a chart and a table of runs (../api/day, every 30 s).
+// shellylog's dashboard: the fleet's live power (../api/fleet, every 2 s, a page at a
+// time, filtered by id) and one channel's day as a chart and a table of runs (../api/day,
+// every 30 s).
 //
 // Plain JavaScript, no build step. Every URL is relative, so that the page works behind a
 // reverse proxy's path prefix. Times are shown as the server writes them (in its --tz),
@@ -9,6 +10,11 @@
 (() => {
   const FLEET_EVERY_MS = 2000;
   const DAY_EVERY_MS = 30000;
+  // Typing in the filter asks the server once the typing pauses this long.
+  const FILTER_AFTER_MS = 300;
+  const FLEET_URL = "../api/fleet";
+  // The server's longest ?q=.
+  const FILTER_MAX = 64;
 
   const $ = (id) => document.getElementById(id);
   const fleetTable = $("fleet");
@@ -17,6 +23,8 @@
   const dayInput = $("day");
   const updated = $("updated");
   const errorLine = $("error");
+  const filterInput = $("filter");
+  const moreLine = $("more");
 
   // What was last heard from the server.
   let serverTz = null;
@@ -32,6 +40,20 @@
   let revealDay = false;
   // Errors by their source ("fleet", "day"), shown together.
   const errors = new Map();
+  // The fleet's page: devices skipped, the filter's text, and the page's size, which the
+  // page's own address may set (dashboard/?limit=50; else the server's default).
+  let pageOffset = 0;
+  let filterText = "";
+  const pageLimit = (() => {
+    const text = new URLSearchParams(location.search).get("limit") || "";
+    return /^[1-9][0-9]{0,3}$/.test(text) && Number(text) <= 1000 ? Number(text) : null;
+  })();
+  // The last page shown ({offset, limit, total, next}), which answer of /api/fleet is the
+  // latest, and the next poll.
+  let lastPage = null;
+  let fleetRequest = 0;
+  let fleetTimer = null;
+  let filterTimer = null;
 
   // -- small helpers ---------------------------------------------------------------
 
@@ -264,21 +286,69 @@
         deviceBodies.delete(id);
       }
     }
-    $("no-devices").hidden = fleet.devices.length > 0;
+    showMore(fleet);
     markSelectedRow();
     polls += 1;
     updated.dataset.polls = String(polls);
     updated.textContent = `server time ${fleet.now.slice(0, 10)} ${fleet.now.slice(11, 19)} (${fleet.tz})`;
   }
 
+  // Whether there is more than the page shows ("showing N of TOTAL devices", with the
+  // buttons to page through), and why the table is empty if it is.
+  function showMore(fleet) {
+    const page = fleet.page || { offset: 0, limit: fleet.devices.length, total: fleet.devices.length, next: null };
+    const shown = fleet.devices.length;
+    lastPage = page;
+    moreLine.hidden = page.total <= shown;
+    moreLine.dataset.offset = String(page.offset);
+    $("more-text").textContent = `showing ${shown} of ${page.total} devices`;
+    $("prev").disabled = page.offset === 0;
+    $("next").disabled = page.next === null;
+    const known = fleet.devices_known === undefined ? shown : fleet.devices_known;
+    $("no-devices").hidden = known > 0;
+    const noMatch = $("no-match");
+    noMatch.hidden = !(known > 0 && page.total === 0 && filterText);
+    noMatch.textContent = `No device id contains “${filterText}”.`;
+  }
+
+  function fleetUrl() {
+    const params = new URLSearchParams();
+    if (pageOffset > 0) params.set("offset", String(pageOffset));
+    if (pageLimit !== null) params.set("limit", String(pageLimit));
+    if (filterText) params.set("q", filterText);
+    const query = params.toString();
+    return query ? `${FLEET_URL}?${query}` : FLEET_URL;
+  }
+
+  // Poll now (and every FLEET_EVERY_MS after): a newer poll makes an older answer moot.
   async function pollFleet() {
+    clearTimeout(fleetTimer);
+    const request = ++fleetRequest;
     try {
-      showFleet(await getJson("../api/fleet"));
+      const fleet = await getJson(fleetUrl());
+      if (request !== fleetRequest) return; // another page or filter since
+      const page = fleet.page;
+      if (page && fleet.devices.length === 0 && page.total > 0 && page.offset > 0) {
+        // Devices left the filter or the fleet, and this page with them: the last page.
+        const last = Math.floor((page.total - 1) / page.limit) * page.limit;
+        if (last < pageOffset) {
+          pageOffset = last;
+          pollFleet();
+          return;
+        }
+      }
+      showFleet(fleet);
       setError("fleet", null);
     } catch (e) {
+      if (request !== fleetRequest) return;
       setError("fleet", e.message);
     }
-    setTimeout(pollFleet, FLEET_EVERY_MS);
+    fleetTimer = setTimeout(pollFleet, FLEET_EVERY_MS);
+  }
+
+  function turnPage(offset) {
+    pageOffset = Math.max(0, offset);
+    pollFleet();
   }
 
   // -- one channel's day -----------------------------------------------------------------
@@ -450,6 +520,21 @@
     writeHash({ ...selected, date: date === serverToday ? null : date });
   });
   window.addEventListener("hashchange", () => select(readHash()));
+  filterInput.addEventListener("input", () => {
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(() => {
+      const text = filterInput.value.trim().slice(0, FILTER_MAX);
+      if (text === filterText) return;
+      filterText = text;
+      turnPage(0);
+    }, FILTER_AFTER_MS);
+  });
+  $("prev").addEventListener("click", () => {
+    if (lastPage) turnPage(lastPage.offset - lastPage.limit);
+  });
+  $("next").addEventListener("click", () => {
+    if (lastPage && lastPage.next !== null) turnPage(lastPage.next);
+  });
   if (typeof ResizeObserver === "function") {
     new ResizeObserver(() => {
       if (chart) chart.setSize({ width: chartWidth(), height: chartHeight() });
