@@ -502,7 +502,8 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     def fleet_ids() -> list[str]:
         return device_ids(registry)
 
-    dashboard = dashboard_pages(fleet, fleet_ids, reactor, config.csv, zone)
+    dashboard = dashboard_pages(fleet, fleet_ids, reactor, config.csv, zone,
+                                web_threads.run, registry.rejected)
     pages: dict[bytes, IResource] = {
         b"status": StatusResource(status, reactor),
         b"metrics": metrics_resource(

@@ -7,34 +7,19 @@ L{dashboard_pages} makes the resources that C{shellylog.tap} mounts at the site'
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, tzinfo
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IReactorThreads, IReactorTime
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.interfaces import IReactorTime
 from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import Request
 
 from shellylog.dashboard.day import DayResource
 from shellylog.dashboard.fleet import FleetQuery, FleetResource
 from shellylog.dashboard.page import dashboard_folder
-
-
-def in_threads(reactor: object) -> Callable[..., Deferred[Any]]:
-    """
-    How C{/api/day} reads the CSV files: in C{reactor}'s thread pool, never on the
-    reactor's thread; on a reactor without threads (a test's L{Clock}), at once.
-    """
-    if not IReactorThreads.providedBy(reactor):
-        return maybeDeferred
-    threads: IReactorThreads = reactor
-
-    def run(f: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
-        return deferToThreadPool(threads, threads.getThreadPool(), f, *args, **kwargs)
-
-    return run
+from shellylog.threads import RunInThread
 
 
 class ApiFolder(Resource):
@@ -50,6 +35,8 @@ def dashboard_pages(
     clock: IReactorTime,
     csv_path: str,
     zone: tzinfo,
+    run: RunInThread,
+    rejected: Counter[str],
 ) -> dict[bytes, IResource]:
     """
     The dashboard's resources by their name at the site's top: C{dashboard} (the page and
@@ -57,7 +44,8 @@ def dashboard_pages(
     sorted device ids C{fleet_ids} returns (L{shellylog.dashboard.fleet.fleet_document}
     and L{shellylog.dashboard.fleet.device_ids}; each at most once a second on C{clock})
     and whose C{day} serves a channel's day from the CSV file C{csv_path} and its rotated
-    files, in C{zone} (L{DayResource}, read in C{clock}'s threads).
+    files, in C{zone} (L{DayResource}, read through C{run}, the web's threads; a request
+    refused while they are busy is counted in C{rejected}).
     """
 
     def today() -> date:
@@ -65,5 +53,5 @@ def dashboard_pages(
 
     api = ApiFolder()
     api.putChild(b"fleet", FleetResource(fleet, fleet_ids, clock))
-    api.putChild(b"day", DayResource(csv_path, zone, today, run=in_threads(clock)))
+    api.putChild(b"day", DayResource(csv_path, zone, today, run, rejected))
     return {b"dashboard": dashboard_folder(), b"api": api}

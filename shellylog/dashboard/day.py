@@ -8,13 +8,12 @@ on the reactor's.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable
 from datetime import date, tzinfo
 from typing import Any
 
 import orjson
-from twisted.internet.defer import Deferred
-from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import NoResource, Resource
@@ -24,12 +23,16 @@ from shellylog.dayview import ChannelDay, api_channel, channel_day, log_files
 from shellylog.report.output import run_values
 from shellylog.report.rows import NotShellylogError
 from shellylog.rpc import is_safe_id
+from shellylog.threads import RunInThread
 
 log = Logger(namespace="shellylog.dashboard.day")
 
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: Characters of a bad argument shown in a 400 answer.
 _SHOWN = 80
+#: Days read at once, beyond which a request is answered 503 at once: pages that ask
+#: faster than the files are read must not queue reads without end.
+MAX_READS = 4
 #: Distinct warnings remembered, so that each is logged once and not at every poll.
 _WARNINGS_KEPT = 256
 
@@ -114,19 +117,26 @@ class DayResource(Resource):
     @param csv_path: the CSV file (C{--csv}); its rotated siblings are read too.
     @param zone: the zone of the days and times (C{--tz}).
     @param today: the server's date in C{zone}, the default of C{date}.
-    @param run: runs a function with its arguments in a thread and fires with its result
-        (C{deferToThread}; tests run it at once).
+    @param run: runs work in a thread and fires with its result (the web's threads,
+        L{shellylog.threads.WebThreads}; tests run it at once).
+    @param rejected: where a request refused because L{MAX_READS} days are being read
+        is counted (C{api_busy}).
     """
 
     isLeaf = True
 
     def __init__(self, csv_path: str, zone: tzinfo, today: Callable[[], date],
-                 run: Callable[..., Deferred[Any]] = deferToThread) -> None:
+                 run: RunInThread, rejected: Counter[str] | None = None,
+                 max_reads: int = MAX_READS) -> None:
         super().__init__()
         self._csv_path = csv_path
         self._zone = zone
         self._today = today
         self._run = run
+        self._rejected: Counter[str] = Counter() if rejected is None else rejected
+        self._max_reads = max_reads
+        #: Days being read now.
+        self.reading = 0
         self._warned: set[str] = set()
 
     def render_GET(self, request: Request) -> bytes | int:
@@ -138,11 +148,23 @@ class DayResource(Resource):
             device, name, channel, day = parse_query(request, self._today())
         except BadQueryError as e:
             return _text(request, 400, str(e))
+        if self.reading >= self._max_reads:
+            self._rejected["api_busy"] += 1
+            request.setHeader(b"retry-after", b"1")
+            return _text(request, 503, f"busy: {self.reading} days are being read; "
+                                       "try again in a second")
         gone: list[Failure] = []
         request.notifyFinish().addErrback(gone.append)
         warnings: list[str] = []
-        d = self._run(_read, self._csv_path, device, channel, day, self._zone,
-                      warnings.append)
+        csv_path, zone = self._csv_path, self._zone
+        self.reading += 1
+        d = self._run(lambda: _read(csv_path, device, channel, day, zone, warnings.append))
+
+        def read(result: object) -> object:
+            self.reading -= 1
+            return result
+
+        d.addBoth(read)
 
         def done(result: ChannelDay) -> None:
             self._log_warnings(warnings)

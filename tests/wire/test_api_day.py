@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections import Counter
 from collections.abc import Callable
 from datetime import date
 from typing import Any
@@ -20,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import NOT_DONE_YET, Site
 from twisted.web.test.requesthelper import DummyRequest
 
-from shellylog.dashboard.day import DayResource
+from shellylog.dashboard.day import MAX_READS, DayResource
 from tests.support.logs import capture_log, warnings_from
 from tests.support.reports import BERLIN, PLUS, PRO, csv_text, minute_at, row
 
@@ -30,9 +31,9 @@ DAY = date(2027, 1, 15)
 NAMESPACE = "shellylog.dashboard.day"
 
 
-def at_once(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+def at_once(work: Callable[[], Any]) -> Deferred[Any]:
     """A runner that calls at once, as the thread would, and fires with the result."""
-    return maybeDeferred(f, *args)
+    return maybeDeferred(work)
 
 
 class DayResourceTests(SynchronousTestCase):
@@ -164,9 +165,9 @@ class DayResourceTests(SynchronousTestCase):
         """Each bad argument: 400, plain text naming it and what is wrong; nothing read."""
         calls: list[object] = []
 
-        def runner(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
-            calls.append(f)
-            return at_once(f, *args)
+        def runner(work: Callable[[], Any]) -> Deferred[Any]:
+            calls.append(work)
+            return at_once(work)
 
         resource = DayResource(self.csv, BERLIN, lambda: DAY, runner)
         pro, sw = PRO.encode(), b"switch:0"
@@ -206,28 +207,61 @@ class DayResourceTests(SynchronousTestCase):
     def test_read_in_run(self) -> None:
         """The log is read through C{run}: nothing is answered before it fires."""
         self.write("log.csv", csv_text([row(M)]))
-        pending: list[tuple[Deferred[Any], Callable[..., Any], tuple[Any, ...]]] = []
+        pending: list[tuple[Deferred[Any], Callable[[], Any]]] = []
 
-        def later(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        def later(work: Callable[[], Any]) -> Deferred[Any]:
             d: Deferred[Any] = Deferred()
-            pending.append((d, f, args))
+            pending.append((d, work))
             return d
 
         resource = DayResource(self.csv, BERLIN, lambda: DAY, later)
         request = self.get({b"device": [PRO.encode()], b"channel": [b"2"]}, resource)
         self.assertEqual((request.written, request.finished, len(pending)), ([], 0, 1))
-        d, f, args = pending[0]
-        d.callback(f(*args))
+        d, work = pending[0]
+        d.callback(work())
         self.assertEqual(self.document(request)["points"]["time"], [M * 60])
+
+    def test_busy(self) -> None:
+        """
+        With L{MAX_READS} days being read, the next request is 503 at once (nothing more
+        queued), with C{Retry-After}, and counted; once a read ends (well or not), the
+        next is taken.
+        """
+        self.write("log.csv", csv_text([row(M)]))
+        pending: list[tuple[Deferred[Any], Callable[[], Any]]] = []
+
+        def later(work: Callable[[], Any]) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            pending.append((d, work))
+            return d
+
+        rejected: Counter[str] = Counter()
+        resource = DayResource(self.csv, BERLIN, lambda: DAY, later, rejected)
+        query = {b"device": [PRO.encode()], b"channel": [b"2"]}
+        requests = [self.get(query, resource) for _ in range(MAX_READS)]
+        refused = self.get(query, resource)
+        self.assertEqual((refused.responseCode, b"".join(refused.written)),
+                         (503, b"busy: 4 days are being read; try again in a second\n"))
+        self.assertEqual(refused.responseHeaders.getRawHeaders(b"retry-after"), [b"1"])
+        self.assertEqual((len(pending), rejected), (MAX_READS, {"api_busy": 1}))
+        d, work = pending.pop(0)
+        d.errback(OSError("gone"))
+        self.flushLoggedErrors(OSError)
+        d, work = pending.pop(0)
+        d.callback(work())
+        self.assertEqual(self.document(requests[1])["points"]["time"], [M * 60])
+        taken = [self.get(query, resource) for _ in range(2)]
+        self.assertEqual([r.responseCode for r in taken], [None, None])
+        self.assertEqual((len(pending), rejected), (MAX_READS, {"api_busy": 1}))
 
     def test_client_gone(self) -> None:
         """A client that went away while the log was read: nothing is written to it."""
         self.write("log.csv", csv_text([row(M)]))
         pending: list[Deferred[Any]] = []
 
-        def later(f: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        def later(work: Callable[[], Any]) -> Deferred[Any]:
             d: Deferred[Any] = Deferred()
-            d.addCallback(lambda _: f(*args))
+            d.addCallback(lambda _: work())
             pending.append(d)
             return d
 
