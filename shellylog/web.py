@@ -22,6 +22,8 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from shellylog.handshake import Refusal, check_handshake, origin_key
 from shellylog.internals import HeadersFirstChannel, quiet_http_channel, release_http_channel
 from shellylog.logbudget import LogBudget
+from shellylog.pagecache import PageCache
+from shellylog.queryargs import BadQueryError, bad_query_answer, whole_arg
 from shellylog.registry import DeviceRegistry
 from shellylog.statuspage import PAGE_SIZE, status_page
 
@@ -125,51 +127,23 @@ class StatusResource(Resource):
     def __init__(self, report: Callable[[], dict[str, Any]], clock: IReactorTime,
                  max_age: float = STATUS_MAX_AGE) -> None:
         super().__init__()
-        self._report = report
-        self._clock = clock
-        self._max_age = max_age
-        self._document: dict[str, Any] | None = None
-        self._built_at = 0.0
-        self._pages: dict[tuple[int, int], bytes] = {}
+        self._pages: PageCache[dict[str, Any], tuple[int, int]] = PageCache(
+            report, clock, max_age, _PAGES_KEPT)
 
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"cache-control", b"no-store")
         try:
-            offset = _whole_arg(request, b"offset", 0, 0, None)
-            limit = _whole_arg(request, b"limit", PAGE_SIZE, 1, PAGE_SIZE)
-        except ValueError as e:
-            request.setResponseCode(400)
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return f"{e}\n".encode()
+            offset = whole_arg(request, "offset", 0, 0, None)
+            limit = whole_arg(request, "limit", PAGE_SIZE, 1, PAGE_SIZE)
+        except BadQueryError as e:
+            return bad_query_answer(request, e)
         request.setHeader(b"content-type", b"application/json")
-        now = self._clock.seconds()
-        if self._document is None or not 0 <= now - self._built_at < self._max_age:
-            self._document, self._built_at = self._report(), now
-            self._pages.clear()
-        body = self._pages.get((offset, limit))
-        if body is None:
-            page = status_page(self._document, offset, limit)
-            body = (json.dumps(page, indent=2) + "\n").encode("utf-8")
-            if len(self._pages) >= _PAGES_KEPT:
-                self._pages.clear()
-            self._pages[offset, limit] = body
-        return body
+        return self._pages.answer((offset, limit), _status_page)
 
 
-def _whole_arg(request: Request, name: bytes, default: int, minimum: int,
-               maximum: int | None) -> int:
-    """The query argument C{name}, a whole number in range; ValueError says what is wrong."""
-    values = (request.args or {}).get(name)
-    if not values:
-        return default
-    text = values[0].decode("latin-1")
-    top = "" if maximum is None else f" to {maximum}"
-    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not (
-        minimum <= int(text) and (maximum is None or int(text) <= maximum)
-    ):
-        raise ValueError(f"{name.decode()}: a whole number from {minimum}{top}, "
-                         f"got {text[:20]!a}")
-    return int(text)
+def _status_page(document: dict[str, Any], key: tuple[int, int]) -> bytes:
+    offset, limit = key
+    return (json.dumps(status_page(document, offset, limit), indent=2) + "\n").encode("utf-8")
 
 
 class DeviceSocketResource(WebSocketResource):

@@ -20,6 +20,7 @@ from twisted.web.resource import NoResource, Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from shellylog.dayview import ChannelDay, api_channel, channel_day, log_files
+from shellylog.queryargs import BadQueryError, bad_query_answer, text_arg
 from shellylog.report.output import run_values
 from shellylog.report.rows import NotShellylogError
 from shellylog.rpc import is_safe_id
@@ -37,24 +38,6 @@ MAX_READS = 4
 _WARNINGS_KEPT = 256
 
 
-class BadQueryError(ValueError):
-    """A query argument that is missing or wrong; the message says which and why."""
-
-
-def _arg(request: Request, name: str) -> str | None:
-    """The query argument C{name} (C{None} if absent); L{BadQueryError} if repeated or not UTF-8."""
-    values = (request.args or {}).get(name.encode("ascii"))
-    if not values:
-        return None
-    if len(values) > 1:
-        raise BadQueryError(f"{name}: given {len(values)} times, expected once")
-    value: bytes = values[0]
-    try:
-        return value.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadQueryError(f"{name}: not UTF-8 text") from None
-
-
 def parse_query(request: Request, today: date) -> tuple[str, str, str, date]:
     """
     The device id, the channel (as the dashboard names it, and as the CSV does) and the
@@ -62,19 +45,19 @@ def parse_query(request: Request, today: date) -> tuple[str, str, str, date]:
 
     @raise BadQueryError: for a missing or bad argument.
     """
-    device = _arg(request, "device")
+    device = text_arg(request, "device")
     if not device:
         raise BadQueryError("device: missing (device=ID, as in /api/fleet)")
     if not is_safe_id(device, None):
         raise BadQueryError(f"device: {device[:_SHOWN]!a} is not a device id")
-    name = _arg(request, "channel")
+    name = text_arg(request, "channel")
     if not name:
         raise BadQueryError("channel: missing (channel=switch:0, pm1:0, em:0:a, ...)")
     channel = api_channel(name)
     if channel is None:
         raise BadQueryError(f"channel: {name[:_SHOWN]!a} is not a channel "
                        "(switch:0, pm1:0, em:0:a, ...)")
-    text = _arg(request, "date")
+    text = text_arg(request, "date")
     if text is None or text == "":
         day = today
     else:
@@ -147,7 +130,7 @@ class DayResource(Resource):
         try:
             device, name, channel, day = parse_query(request, self._today())
         except BadQueryError as e:
-            return _text(request, 400, str(e))
+            return bad_query_answer(request, e)
         if self.reading >= self._max_reads:
             self._rejected["api_busy"] += 1
             request.setHeader(b"retry-after", b"1")

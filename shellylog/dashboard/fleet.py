@@ -22,8 +22,8 @@ from twisted.web.server import Request
 
 from shellylog.channels import ChannelKey, ChannelSelection, channel_name, component_of, family_of
 from shellylog.csvlog import minute_timestamp
-from shellylog.dashboard.day import BadQueryError, _arg
-from shellylog.web import _whole_arg
+from shellylog.pagecache import PageCache
+from shellylog.queryargs import BadQueryError, bad_query_answer, text_arg, whole_arg
 
 if TYPE_CHECKING:
     from shellylog.registry import DeviceRegistry
@@ -95,11 +95,11 @@ def parse_fleet_query(request: Request) -> FleetQuery:
     and C{q} (at most L{FLEET_MAX_Q} characters; once, UTF-8), as C{/api/day} parses its
     arguments.
 
-    @raise ValueError: the message says which argument is wrong and why.
+    @raise BadQueryError: the message says which argument is wrong and why.
     """
-    offset = _whole_arg(request, b"offset", 0, 0, None)
-    limit = _whole_arg(request, b"limit", FLEET_PAGE_SIZE, 1, FLEET_MAX_LIMIT)
-    q = _arg(request, "q") or ""
+    offset = whole_arg(request, "offset", 0, 0, None)
+    limit = whole_arg(request, "limit", FLEET_PAGE_SIZE, 1, FLEET_MAX_LIMIT)
+    q = text_arg(request, "q") or ""
     if len(q) > FLEET_MAX_Q:
         raise BadQueryError(f"q: at most {FLEET_MAX_Q} characters, got {len(q)}")
     return FleetQuery(offset, limit, q)
@@ -212,12 +212,8 @@ class FleetResource(Resource):
                  max_age: float = FLEET_MAX_AGE) -> None:
         super().__init__()
         self._document = document
-        self._ids = ids
-        self._clock = clock
-        self._max_age = max_age
-        self._known: Sequence[str] | None = None
-        self._built_at = 0.0
-        self._pages: dict[FleetQuery, bytes] = {}
+        self._pages: PageCache[Sequence[str], FleetQuery] = PageCache(
+            ids, clock, max_age, _PAGES_KEPT)
 
     def render_GET(self, request: Request) -> bytes:
         if request.postpath not in ([], [b""]):
@@ -226,22 +222,10 @@ class FleetResource(Resource):
         request.setHeader(b"x-content-type-options", b"nosniff")
         try:
             query = parse_fleet_query(request)
-        except ValueError as e:
-            request.setResponseCode(400)
-            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return f"{e}\n".encode()
+        except BadQueryError as e:
+            return bad_query_answer(request, e)
         request.setHeader(b"content-type", b"application/json")
-        now = self._clock.seconds()
-        # A clock that went back is no reason to serve an old document for ever.
-        if self._known is None or not 0 <= now - self._built_at < self._max_age:
-            self._known = self._ids()
-            self._built_at = now
-            self._pages.clear()
-        body = self._pages.get(query)
-        if body is None:
-            body = orjson.dumps(self._document(self._known, query)) + b"\n"
-            # A peer asking for ever other pages gets each built, but holds no memory.
-            if len(self._pages) >= _PAGES_KEPT:
-                self._pages.clear()
-            self._pages[query] = body
-        return body
+        return self._pages.answer(query, self._encoded)
+
+    def _encoded(self, known: Sequence[str], query: FleetQuery) -> bytes:
+        return orjson.dumps(self._document(known, query)) + b"\n"
