@@ -5,8 +5,11 @@ once; and L{shellylog.queryargs}, the query arguments of the JSON pages.
 
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.iweb import IRequest
 from twisted.web.test.requesthelper import DummyRequest
 
 from shellylog.pagecache import PageCache
@@ -59,10 +62,10 @@ class PageCacheTests(SynchronousTestCase):
         self.assertEqual(len(self.builds), 6)
 
 
-def request(**args: list[bytes]) -> DummyRequest:
+def request(**args: list[bytes]) -> IRequest:
     r = DummyRequest([])
     r.args = {k.encode(): v for k, v in args.items()}
-    return r
+    return cast(IRequest, r)
 
 
 class QueryArgsTests(SynchronousTestCase):
@@ -101,7 +104,7 @@ class QueryArgsTests(SynchronousTestCase):
 
     def test_answer(self) -> None:
         r = DummyRequest([])
-        body = bad_query_answer(r, BadQueryError("q: not UTF-8 text"))
+        body = bad_query_answer(cast(IRequest, r), BadQueryError("q: not UTF-8 text"))
         self.assertEqual((r.responseCode, body), (400, b"q: not UTF-8 text\n"))
         self.assertEqual(r.responseHeaders.getRawHeaders(b"content-type"),
                          [b"text/plain; charset=utf-8"])
