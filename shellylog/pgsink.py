@@ -72,7 +72,10 @@ def connection_settings(dsn: str) -> dict[str, str]:
 def describe(dsn: str) -> str:
     """The database C{dsn} names, for people: its settings without a password."""
     settings = connection_settings(dsn)
-    shown = [f"{key}={value}" for key, value in settings.items() if key != "password"]
+    # Where first, then who; in one order whatever the form (a URI or key=value) given.
+    first = [key for key in ("host", "hostaddr", "port", "dbname", "user") if key in settings]
+    keys = first + sorted(settings.keys() - set(first))
+    shown = [f"{key}={settings[key]}" for key in keys if key != "password"]
     return " ".join(shown) or "(libpq defaults)"
 
 

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -107,7 +108,7 @@ class Cluster:
         self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def sql(self, statement: str, *params: object) -> list[tuple[object, ...]]:
+    def sql(self, statement: str, *params: object) -> list[tuple[Any, ...]]:
         """Run C{statement} in its own transaction; the rows it returns, if any."""
         import psycopg
 

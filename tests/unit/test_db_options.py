@@ -82,7 +82,7 @@ class DatabaseOptionTests(SynchronousTestCase):
         text = json.dumps(shown)
         self.assertNotIn("pa55word", text)
         self.assertNotIn("s3cret", text)
-        self.assertEqual(shown["db"], "user=logger dbname=power host=db.example port=5433")
+        self.assertEqual(shown["db"], "host=db.example port=5433 dbname=power user=logger")
         self.assertNotIn("pa55word", repr(config))
 
     def test_password_file_unreadable(self) -> None:
