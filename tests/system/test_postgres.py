@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import json
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -225,9 +226,27 @@ class FleetTests(RealReactorTestCase):
     def minutes_in_db(self) -> int:
         return len({r[0] for r in self.db_rows()})
 
-    async def health(self, port: int) -> tuple[int, str]:
-        response = await Agent(reactor).request(b"GET", f"http://127.0.0.1:{port}/".encode())
+    async def health(self, port: int, path: str = "/") -> tuple[int, str]:
+        response = await Agent(reactor).request(
+            b"GET", f"http://127.0.0.1:{port}{path}".encode())
         return response.code, (await readBody(response)).decode()
+
+    async def check_pages(self, port: int, down: bool) -> None:
+        """/status and /metrics show the database's state."""
+        _, text = await self.health(port, "/status")
+        database = json.loads(text)["server"]["database"]
+        self.assertEqual(database["target"], describe(self.db.dsn))
+        self.assertEqual(database["up"], not down)
+        self.assertEqual(database["problem"] is not None, down, database)
+        if down:
+            self.assertGreater(database["rows_pending"], 0, database)
+        _, text = await self.health(port, "/metrics")
+        metrics = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                       if line.startswith("shellylog_db_"))
+        self.assertEqual(float(metrics["shellylog_db_up"]), 0.0 if down else 1.0)
+        if down:
+            self.assertGreater(float(metrics["shellylog_db_rows_pending"]), 0)
+        self.assertGreater(float(metrics["shellylog_db_rows_written_total"]), 0)
 
     def test_outage_and_clean_stop(self) -> Deferred[None]:
         return ensureDeferred(self._outage_and_clean_stop())
@@ -254,11 +273,13 @@ class FleetTests(RealReactorTestCase):
         code, body = await self.health(port)
         self.assertEqual(code, 503, body)
         self.assertIn(f"error: database host=127.0.0.1 port={self.db.port}", body)
+        await self.check_pages(port, down=True)
         self.db.start()
         await wait_for(lambda: len(self.db_rows()) >= len(csv_lines(self.csv)) - 1, 90,
                        "the waiting rows written")
         code, body = await self.health(port)
         self.assertEqual(code, 200, body)
+        await self.check_pages(port, down=False)
         await simulator.stop()
         await server.terminate()
         found = self.db_rows()
