@@ -61,7 +61,10 @@ def _runner() -> tuple[list[str], int | None, int | None]:
 class Cluster:
     """One private PostgreSQL server: L{start}, L{stop}, and its connection string."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        #: Whether the server fsyncs its commits as a production server does (a
+        #: benchmark's); tests do without.
+        self.durable = durable
         self.bin = postgres_bin()
         self.prefix, uid, gid = _runner()
         self.folder = tempfile.mkdtemp(prefix="shellylog-pg-")
@@ -94,8 +97,9 @@ class Cluster:
 
     def start(self) -> None:
         """Start the server and wait until it takes connections."""
-        options = (f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.folder, "server.log"),
                   "-o", options, "-w", "-t", "60", "start")
 
