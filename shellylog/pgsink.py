@@ -197,10 +197,14 @@ class PgWriter:
 
 @define(eq=False)
 class Batch:
-    """One minute tick's rows, as tuples; C{written} once its transaction committed."""
+    """
+    One minute tick's rows; C{written} once its transaction committed. They are made
+    into the statement's tuples (C{values}) in the writer's thread, not on the reactor.
+    """
 
-    values: list[tuple[pgrows.Value, ...]]
+    rows: list[Row]
     carried: int
+    values: list[tuple[pgrows.Value, ...]] | None = None
     written: bool = False
 
 
@@ -276,7 +280,7 @@ class PgSink:
                 rows = rows[: max(room, 0)]
         if rows:
             carried = sum(1 for row in rows if row.carried)
-            self._batches.append(Batch(pgrows.row_tuples(rows, self.columns), carried))
+            self._batches.append(Batch(rows, carried))
             self._pending_rows += len(rows)
         self._send()
 
@@ -288,6 +292,8 @@ class PgSink:
         self.thread.run(partial(self._write_in_thread, batch)).addBoth(self._sent, batch)
 
     def _write_in_thread(self, batch: Batch) -> None:
+        if batch.values is None:
+            batch.values = pgrows.row_tuples(batch.rows, self.columns)
         self.writer.write(batch.values)
         batch.written = True
 
@@ -316,8 +322,8 @@ class PgSink:
     def _count_written(self) -> None:
         while self._batches and self._batches[0].written:
             batch = self._batches.popleft()
-            self._pending_rows -= len(batch.values)
-            self.rows_written += len(batch.values)
+            self._pending_rows -= len(batch.rows)
+            self.rows_written += len(batch.rows)
             self.rows_written_carried += batch.carried
 
     def _failed(self, error: object) -> None:

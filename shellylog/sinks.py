@@ -31,6 +31,11 @@ class FanOut:
     def pending(self) -> int:
         return sum(sink.pending for sink in self.sinks)
 
+    @property
+    def problem(self) -> str | None:
+        """The first sink's problem, of those that have one."""
+        return next((sink.problem for sink in self.sinks if sink.problem), None)
+
     def open(self) -> dict[tuple[str, ChannelKey], int]:
         newest: dict[tuple[str, ChannelKey], int] = {}
         for sink in self.sinks:

@@ -117,6 +117,21 @@ class QueueTests(SynchronousTestCase):
         f.sink.write([])
         self.assertEqual(f.thread.work, [])
 
+    def test_tuples_made_in_the_thread(self) -> None:
+        """The reactor only queues the rows: they become tuples in the writer's thread."""
+        f = Fixture()
+        made: list[list[Row]] = []
+
+        def row_tuples(rows: list[Row], columns: tuple[str, ...] = ()) -> list[Any]:
+            made.append(rows)
+            return []
+
+        self.patch(pgrows, "row_tuples", row_tuples)
+        f.sink.write(rows(1))
+        self.assertEqual(made, [])
+        f.thread.step()
+        self.assertEqual(len(made), 1)
+
     def test_carried_counted(self) -> None:
         f = Fixture()
         f.sink.write(rows(1, 3, carried=True))
@@ -228,6 +243,17 @@ class FanOutTests(SynchronousTestCase):
         b.writer.points = {("d", 0): 7, ("e", 0): 1}
         fan = FanOut([a.sink, b.sink])
         self.assertEqual(fan.open(), {("d", 0): 7, ("d", 1): 9, ("e", 0): 1})
+
+    def test_problem_of_either(self) -> None:
+        """A batch under way is no problem; a failure of either sink is."""
+        a, b = Fixture(), Fixture()
+        fan = FanOut([a.sink, b.sink])
+        fan.write(rows(1))
+        self.assertEqual((fan.pending, fan.problem), (4, None))
+        b.writer.error = OSError("down")
+        capture_log(self)
+        b.thread.step()
+        self.assertEqual(fan.problem, f"database {TARGET}: down")
 
     def test_rows_to_each(self) -> None:
         a, b = Fixture(), Fixture()
