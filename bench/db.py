@@ -10,6 +10,9 @@ For each of C{--repeat} minutes it reports:
     COPY into the staging table, INSERT … ON CONFLICT DO NOTHING, commit);
   - C{reactor_lag_ms}: the longest a 5 ms heartbeat on the reactor was late while the
     batch ran (the GIL is shared with the writer's thread: what a tick would wait).
+With C{--csv}, the tick writes to the CSV file too, as the server does with both (a
+L{FanOut}; the fsync in the reactor's threads): C{write_ms} is then the whole of what the
+tick spends writing the minute (the tracker's part: C{bench/tick.py}).
 With C{--method executemany}, the batch is instead one C{executemany} of the INSERT in a
 pipeline, in the same thread (for comparison; the sink uses COPY).
 
@@ -20,7 +23,7 @@ of the devices' channels, say) and the time of the resume query is reported
 Without C{--dsn}, a private cluster is made in a scratch folder (tests/support/postgres.py;
 Debian's postgresql package) and removed after.
 
-    python bench/db.py [--rows 40000] [--repeat 5] [--method copy|executemany]
+    python bench/db.py [--rows 40000] [--repeat 5] [--method copy|executemany] [--csv]
                        [--resume-rows 10000000] [--dsn DSN]
 
 prints one JSON object of results on stdout.
@@ -31,10 +34,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -42,9 +48,12 @@ from twisted.internet import reactor, task
 from twisted.internet.defer import Deferred, ensureDeferred
 
 from shellylog import pgrows
+from shellylog.csvlog import CsvSink
+from shellylog.minutes import RowSink
 from shellylog.pgsink import PgSink, PgWriter, describe
+from shellylog.sinks import FanOut
 from shellylog.status import ChannelValues
-from shellylog.threads import OneThread
+from shellylog.threads import OneThread, reactor_threads
 from shellylog.tracker import Row
 
 T0 = 29_000_000  # a minute (2025-02-19T21:20Z)
@@ -95,7 +104,7 @@ def fill(dsn: str, rows: int) -> None:
 
 
 async def run(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
-    results: dict[str, Any] = {"rows": args.rows, "method": args.method}
+    results: dict[str, Any] = {"rows": args.rows, "method": args.method, "csv": args.csv}
     if args.resume_rows:
         t0 = time.perf_counter()
         fill(dsn, args.resume_rows)
@@ -110,6 +119,13 @@ async def run(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
     sink = PgSink(describe(dsn), kind(dsn, columns=RET), OneThread(reactor, "bench-db"),
                   reactor, columns=RET)
     sink.open()
+    writes_to: RowSink = sink
+    if args.csv:
+        folder = tempfile.mkdtemp(prefix="bench-db-")
+        csv_sink = CsvSink(os.path.join(folder, "power.csv"), ZoneInfo("Europe/Berlin"),
+                           columns=RET, in_thread=reactor_threads(reactor))
+        writes_to = FanOut([csv_sink, sink])
+        csv_sink.open()
     lag = [0.0]
     last = [time.perf_counter()]
 
@@ -127,7 +143,7 @@ async def run(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
         await task.deferLater(reactor, 0.05, lambda: None)
         lag[0], last[0] = 0.0, time.perf_counter()
         t0 = time.perf_counter()
-        sink.write(rows)
+        writes_to.write(rows)
         writes.append(time.perf_counter() - t0)
         while sink.rows_written < written + len(rows):
             if sink.problem:
@@ -136,7 +152,9 @@ async def run(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
         batches.append(time.perf_counter() - t0)
         lags.append(lag[0])
     heartbeat.stop()
-    sink.close()
+    writes_to.close()
+    if args.csv:
+        shutil.rmtree(folder)
     results.update(
         write_ms=[round(w * 1000, 1) for w in writes],
         batch_s=[round(b, 3) for b in batches],
@@ -152,6 +170,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=40_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--method", choices=("copy", "executemany"), default="copy")
+    parser.add_argument("--csv", action="store_true", help="write a CSV file too")
     parser.add_argument("--resume-rows", type=int, default=0)
     parser.add_argument("--dsn", default=None, help="a database (else a private cluster)")
     args = parser.parse_args()
