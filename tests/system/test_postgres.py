@@ -11,6 +11,7 @@ import csv
 import io
 import itertools
 import json
+import os
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -27,7 +28,13 @@ from shellylog.threads import OneThread
 from shellylog.tracker import Row
 from tests.support.fleet import spawn_simulator
 from tests.support.postgres import Cluster, cluster
-from tests.support.processes import RealReactorTestCase, csv_lines, spawn_twistd, wait_for
+from tests.support.processes import (
+    RealReactorTestCase,
+    csv_lines,
+    spawn_twistd,
+    start_service,
+    wait_for,
+)
 from tests.support.tools import faketime_library
 
 RET = ("ret_energy_total_Wh",)
@@ -153,6 +160,29 @@ class WriterTests(SynchronousTestCase):
                                                        newest_minutes("shellylog_minutes")))
         self.assertIn("Recursive Union", plan)
         self.assertNotIn("Seq Scan", plan)
+
+
+class PasswordTests(RealReactorTestCase):
+    """A server that asks for a password gets the one of C{--db-password-file}."""
+
+    def test_password_file(self) -> Deferred[None]:
+        return ensureDeferred(self._password_file())
+
+    async def _password_file(self) -> None:
+        db = cluster(self, password="pa55 word")
+        writer = PgWriter(db.dsn)
+        self.addCleanup(writer.close)
+        with self.assertRaises(Exception) as caught:
+            writer.resume()
+        self.assertIn("password", str(caught.exception))
+        path = os.path.join(self.folder, "db-password")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("pa55 word\n")
+        await start_service(self, ["--csv", self.csv, "--db", db.dsn,
+                                   "--db-password-file", path])
+        # The service's start made the table: it connected with the file's password.
+        self.assertEqual(db.sql("SELECT to_regclass('shellylog_minutes')::text"),
+                         [("shellylog_minutes",)])
 
 
 class SinkOutageTests(RealReactorTestCase):
