@@ -64,6 +64,10 @@ class DatabaseOptionError(ValueError):
     """C{--db} cannot be used: psycopg is missing, or the string does not parse."""
 
 
+class TableColumnsError(Exception):
+    """The table exists but lacks columns the rows have: the message says how to mend it."""
+
+
 def connection_settings(dsn: str) -> dict[str, str]:
     """
     The settings of the libpq connection string or URI C{dsn}, parsed by psycopg.
@@ -169,6 +173,12 @@ class PgWriter:
                     connection.execute(pgrows.make_hypertable(self.table))
                 log.info("created the table {table}{kind}", event="db_table_created",
                          table=self.table, kind=" (a hypertable)" if timescale else "")
+            else:
+                found = connection.execute(pgrows.TABLE_COLUMNS, (self.table,)).fetchall()
+                wrong = pgrows.missing_columns(self.table, self.columns,
+                                               (name for (name,) in found))
+                if wrong is not None:
+                    raise TableColumnsError(wrong)
             connection.execute(pgrows.create_staging(self.table))
 
     def _failed(self) -> None:

@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import Agent, readBody
 
 from shellylog.pgrows import row_tuples
-from shellylog.pgsink import PgSink, PgWriter, describe
+from shellylog.pgsink import PgSink, PgWriter, TableColumnsError, describe
 from shellylog.status import ChannelValues
 from shellylog.threads import OneThread
 from shellylog.tracker import Row
@@ -95,6 +95,21 @@ class WriterTests(SynchronousTestCase):
         (count,) = self.db.sql("SELECT count(*) FROM information_schema.columns "
                                "WHERE table_name = 'plain'")
         self.assertEqual(count, (7,))
+
+    def test_table_of_other_columns(self) -> None:
+        """
+        A table made for fewer columns: the writer says which are missing and how to add
+        them (its rows wait); once added, they go in.
+        """
+        self.writer(columns=()).resume()
+        writer = self.writer()
+        with self.assertRaises(TableColumnsError) as caught:
+            writer.write(row_tuples(rows(1), RET))
+        self.assertIn("has no column ret_energy_total_wh (--columns)", str(caught.exception))
+        self.db.sql("ALTER TABLE shellylog_minutes ADD COLUMN ret_energy_total_wh "
+                    "double precision")
+        writer.write(row_tuples(rows(1), RET))
+        self.assertEqual(len(table_rows(self.db)), 6)
 
     def test_values_and_nulls(self) -> None:
         """The CSV's values; an empty cell is NULL, never 0."""
