@@ -342,6 +342,29 @@ class FleetTests(RealReactorTestCase):
                 self.assertLessEqual(x1, x2)
         self.assertIn("took the waiting rows", server.text())
 
+    def test_database_only(self) -> Deferred[None]:
+        return ensureDeferred(self._database_only())
+
+    async def _database_only(self) -> None:
+        """C{--csv none}: the rows go to the table, and no file is written anywhere."""
+        start = "2026-06-01 11:57:00"
+        server = spawn_twistd(self, self.folder, ["--csv", "none", "--db", self.dsn],
+                              faketime=f"@{start} x{SPEED}")
+        port = await server.listening
+        simulator = spawn_simulator(self, self.folder, f"ws://127.0.0.1:{port}/ws",
+                                    ["pro4pm", "pmmini"], 3, f"@{start} x{SPEED}")
+        await wait_for(lambda: self.minutes_in_db() >= 2, 60, "two minutes in the table")
+        _, text = await self.health(port, "/status")
+        server_part = json.loads(text)["server"]
+        self.assertIsNone(server_part["options"]["csv"])
+        self.assertEqual(server_part["rows_written"], server_part["database"]["rows_written"])
+        code, _ = await self.health(port, "/api/day?device=x&channel=0&date=2026-06-01")
+        self.assertEqual(code, 404)
+        await simulator.stop()
+        await server.terminate()
+        self.assertEqual(os.listdir(self.folder), [])
+        self.assertEqual({r[3] is not None for r in self.db_rows()}, {True})
+
     def test_restart_after_the_clock_stepped_back(self) -> Deferred[None]:
         return ensureDeferred(self._stepped_back())
 
