@@ -53,34 +53,56 @@ def reactor_threads(reactor: object) -> RunInThread | None:
     return in_thread
 
 
+class OwnThreads:
+    """
+    Threads of a part's own (at most C{size}, named C{name}), so that its work never waits
+    behind others' (nor theirs behind it). L{start} and L{stop} as the part starts and
+    stops; L{stop} waits for the work given before it. With one thread, the work runs
+    strictly in order (the database's connection lives in it). On a reactor without
+    threads the work runs at once.
+    """
+
+    def __init__(self, reactor: object, name: str, size: int = 1) -> None:
+        self.pool: ThreadPool | None = None
+        if IReactorThreads.providedBy(reactor) and IReactorFromThreads.providedBy(reactor):
+            self.pool = ThreadPool(minthreads=min(1, size), maxthreads=size, name=name)
+            self._reactor: IReactorFromThreads = reactor
+
+    def run(self, work: Callable[[], T]) -> Deferred[T]:
+        """C{work} in a thread; its result (or failure) on the reactor's thread."""
+        if self.pool is None:
+            return run_now(work)
+        return deferToThreadPool(self._reactor, self.pool, work)
+
+    def start(self) -> None:
+        if self.pool is not None and not self.pool.started:
+            self.pool.start()
+
+    def stop(self) -> None:
+        """Wait for the work given so far, then end the threads."""
+        if self.pool is not None and self.pool.started:
+            self.pool.stop()
+
+
 class WebThreads(Service):
     """
-    The threads of web requests' work: at most L{WEB_THREADS}, started and stopped with
-    the service (stopping waits for the work under way, a fraction of a second). Work
-    given before the start waits for it.
-
-    @ivar run: runs work in these threads (or at once, on a reactor without threads).
+    The threads of web requests' work (L{OwnThreads}: at most L{WEB_THREADS}), started and
+    stopped with the service (stopping waits for the work under way, a fraction of a
+    second). Work given before the start waits for it.
     """
 
     def __init__(self, reactor: object, size: int = WEB_THREADS) -> None:
-        self.pool: ThreadPool | None = None
-        if IReactorThreads.providedBy(reactor) and IReactorFromThreads.providedBy(reactor):
-            self.pool = ThreadPool(minthreads=0, maxthreads=size, name="shellylog-web")
-            self._reactor: IReactorFromThreads = reactor
-            self.run: RunInThread = self._in_pool
-        else:
-            self.run = run_now
+        self.threads = OwnThreads(reactor, "shellylog-web", size)
+        self.pool = self.threads.pool
 
-    def _in_pool(self, work: Callable[[], T]) -> Deferred[T]:
-        assert self.pool is not None
-        return deferToThreadPool(self._reactor, self.pool, work)
+    def run(self, work: Callable[[], T]) -> Deferred[T]:
+        """C{work} in one of these threads (at once, on a reactor without threads)."""
+        return self.threads.run(work)
 
     def startService(self) -> None:
         super().startService()
-        if self.pool is not None:
-            self.pool.start()
+        self.threads.start()
 
     def stopService(self) -> Deferred[None] | None:
-        if self.pool is not None:
-            self.pool.stop()
+        self.threads.stop()
         return super().stopService()  # type: ignore[no-any-return]

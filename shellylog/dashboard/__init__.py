@@ -33,7 +33,7 @@ def dashboard_pages(
     fleet: Callable[[Sequence[str], FleetQuery], dict[str, Any]],
     fleet_ids: Callable[[], Sequence[str]],
     clock: IReactorTime,
-    csv_path: str,
+    csv_path: str | None,
     zone: tzinfo,
     run: RunInThread,
     rejected: Counter[str],
@@ -45,7 +45,8 @@ def dashboard_pages(
     and L{shellylog.dashboard.fleet.device_ids}; each at most once a second on C{clock})
     and whose C{day} serves a channel's day from the CSV file C{csv_path} and its rotated
     files, in C{zone} (L{DayResource}, read through C{run}, the web's threads; a request
-    refused while they are busy is counted in C{rejected}).
+    refused while they are busy is counted in C{rejected}); without a CSV file
+    (C{--csv none}) there is no C{day}: the database is for Grafana's graphs.
     """
 
     def today() -> date:
@@ -53,5 +54,6 @@ def dashboard_pages(
 
     api = ApiFolder()
     api.putChild(b"fleet", FleetResource(fleet, fleet_ids, clock))
-    api.putChild(b"day", DayResource(csv_path, zone, today, run, rejected))
+    if csv_path is not None:
+        api.putChild(b"day", DayResource(csv_path, zone, today, run, rejected))
     return {b"dashboard": dashboard_folder(), b"api": api}

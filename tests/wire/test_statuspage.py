@@ -445,6 +445,9 @@ class TokenNeverShownTests(SynchronousTestCase):
             '      "token-file": null,',
             '      "id-pattern": "[a-z][a-z0-9]{0,47}-[0-9a-f]{12}",',
             '      "web-auth": null,',
+            '      "db": null,',
+            '      "db-password-file": null,',
+            '      "db-table": "shellylog_minutes",',
             '      "token_required": false',
             '    }',
         ])
