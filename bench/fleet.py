@@ -77,7 +77,7 @@ def main() -> None:
     body = b""
     for _ in range(args.rounds):
         t0 = time.perf_counter()
-        document = fleet_document(now=clock.seconds(), zone=zone, tz=args.tz,
+        document = fleet_document(now=clock.seconds(), zone=zone, tz=args.tz, instance="bench",
                                   registry=registry, tracker=tracker, selection=selection)
         t1 = time.perf_counter()
         body = orjson.dumps(document) + b"\n"

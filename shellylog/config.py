@@ -11,6 +11,7 @@ fields (L{public_values}), never a secret one.
 from __future__ import annotations
 
 import re
+import socket
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -60,6 +61,23 @@ class Limits:
 #: The key of field metadata that marks a value never to be shown (a token).
 SECRET = "secret"
 
+#: What an instance's name (C{--instance}) may be: short and printable, a host name's
+#: characters, so that it reads the same in C{/status}, a Prometheus label and a log line.
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}")
+
+#: The name of an instance whose host name is no L{INSTANCE_NAME}.
+FALLBACK_INSTANCE = "shellylog"
+
+
+def default_instance() -> str:
+    """
+    This machine's host name, up to its first dot, if it is an L{INSTANCE_NAME}; else
+    L{FALLBACK_INSTANCE}. (Several instances behind one load balancer are told apart by
+    it; on one machine each needs C{--instance}.)
+    """
+    host = socket.gethostname().split(".", 1)[0]
+    return host if INSTANCE_NAME.fullmatch(host) else FALLBACK_INSTANCE
+
 
 @frozen
 class Config:
@@ -89,6 +107,9 @@ class Config:
     @ivar id_pattern: what every device id must match, all of it.
     @ivar web_auth: the htpasswd file whose users may see the pages other than health
         (C{/status}, C{/metrics}, ...; see L{shellylog.webauth}), or C{None}: open to all.
+    @ivar instance: this instance's name (an L{INSTANCE_NAME}), shown by C{/status},
+        C{/metrics} and C{/api/fleet}, so that several behind one load balancer are told
+        apart; the host name by default (L{default_instance}).
     """
 
     port: str = "tcp:5000"
@@ -108,6 +129,7 @@ class Config:
     token_file: str | None = None
     id_pattern: re.Pattern[str] = DEVICE_ID
     web_auth: str | None = None
+    instance: str = field(factory=default_instance)
 
     @property
     def zone(self) -> ZoneInfo:

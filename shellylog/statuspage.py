@@ -48,12 +48,13 @@ def status_report(
     tracker: ChannelTracker,
     sink: CsvSink,
     columns: tuple[str, ...] = (),
+    instance: str,
 ) -> dict[str, Any]:
     """
     The C{/status} document: the server, then every device seen since start (and not
     forgotten) with those of its C{channels} the server logs, named as in the CSV file and
     in its rows' order (rule 8); with the C{ret_energy_total_Wh} column (rule 9), each
-    channel shows it too.
+    channel shows it too. C{instance} is this instance's name (C{--instance}).
     """
     returned = "ret_energy_total_Wh" in columns
     selection = ChannelSelection.from_specs(channels)
@@ -90,6 +91,8 @@ def status_report(
         })
     return {
         "server": {
+            # First: behind a load balancer, which of the instances answered.
+            "instance": instance,
             "version": version,
             "started_at": _when(started_at, zone),
             "uptime_s": round(now - started_at, 3),

@@ -24,7 +24,7 @@ from twisted.web.resource import IResource
 from shellylog import __version__
 from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
 from shellylog.channels import ChannelSelection, ChannelSpec, parse_channel_spec, spec_order
-from shellylog.config import Config, Limits
+from shellylog.config import INSTANCE_NAME, Config, Limits, default_instance
 from shellylog.csvlog import EXTRA_COLUMNS, CsvFileError, CsvSink, check_header
 from shellylog.dashboard import dashboard_pages
 from shellylog.dashboard.fleet import fleet_document
@@ -181,6 +181,14 @@ def _id_pattern(text: str) -> re.Pattern[str]:
         raise usage.UsageError(f"--id-pattern: not a regular expression {text!r}: {e}") from None
 
 
+def _instance(text: str) -> str:
+    if not INSTANCE_NAME.fullmatch(text):
+        raise usage.UsageError(
+            "--instance: 1 to 63 letters, digits and '.', '_', ':', '-', starting with a "
+            f"letter or digit, got {text!r}")
+    return text
+
+
 def _endpoint_description(text: str) -> str:
     text = text.strip()
     if text.isdigit():
@@ -287,6 +295,9 @@ class Options(usage.Options):
         ["web-auth", None, None,
          "An htpasswd file (bcrypt or SHA-512 crypt hashes): /status, /metrics, /dashboard "
          "and /api then ask for its users' passwords (HTTP Basic); re-read on SIGHUP."],
+        ["instance", None, None,
+         "This instance's name in /status, /metrics and /api/fleet [default: the host "
+         "name]."],
     ]
 
     #: What the command line says, once L{postOptions} checked it.
@@ -353,6 +364,9 @@ class Options(usage.Options):
             tokens = ()
         if self["web-auth"] is not None:
             self["web-auth"] = _web_auth(self["web-auth"])
+        # Config's own default (the host name) unless given.
+        instance = (default_instance() if self["instance"] is None
+                    else _instance(self["instance"]))
         self.config = Config(
             port=self["port"],
             csv=self["csv"],
@@ -379,6 +393,7 @@ class Options(usage.Options):
             token_file=self["token-file"],
             id_pattern=id_pattern,
             web_auth=self["web-auth"],
+            instance=instance,
         )
 
 
@@ -482,6 +497,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
             now=reactor.seconds(), started_at=started_at, version=__version__,
             zone=zone, options=shown, registry=registry, channels=factory.channels,
             tracker=tracker, sink=sink, columns=config.columns,
+            instance=config.instance,
         )
 
     # The series of a device that left stay --max-carry minutes (a short drop-out does
@@ -496,13 +512,15 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
 
     def fleet() -> dict[str, Any]:
         return fleet_document(now=reactor.seconds(), zone=zone, tz=config.tz,
+                              instance=config.instance,
                               registry=registry, tracker=tracker, selection=selection)
 
     dashboard = dashboard_pages(fleet, reactor, config.csv, zone)
     pages: dict[bytes, IResource] = {
         b"status": StatusResource(status, reactor),
         b"metrics": metrics_resource(
-            ShellylogCollector(registry, sink, minutes, channels=channel_series)
+            ShellylogCollector(registry, sink, minutes, channels=channel_series,
+                               instance=config.instance)
         ),
         **dashboard,
     }

@@ -55,16 +55,17 @@ def fleet_document(
     now: float,
     zone: tzinfo,
     tz: str,
+    instance: str,
     registry: DeviceRegistry,
     tracker: ChannelTracker,
     selection: ChannelSelection,
 ) -> dict[str, Any]:
     """
     The C{/api/fleet} document at C{now}: the server's time and date in C{zone} (named
-    C{tz}), then every device of C{registry} by id (connected since when, or else left
-    when), each with the channels of
-    C{selection} the tracker knows, in the rows' order (rule 8): the latest power, and
-    whether the channel runs and since which minute (L{ChannelTracker.runs}).
+    C{tz}) and its name (C{instance}, C{--instance}), then every device of C{registry} by
+    id (connected since when, or else left when), each with the channels of C{selection}
+    the tracker knows, in the rows' order (rule 8): the latest power, and whether the
+    channel runs and since which minute (L{ChannelTracker.runs}).
     """
     here = datetime.fromtimestamp(now, zone)
     # Most channels share a few minutes (this one, the last): each is written once.
@@ -109,6 +110,7 @@ def fleet_document(
         "now": here.isoformat(),
         "today": here.date().isoformat(),
         "tz": tz,
+        "instance": instance,
         "devices": devices,
     }
 

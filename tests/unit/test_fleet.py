@@ -55,7 +55,8 @@ class FleetDocumentTests(SynchronousTestCase):
     def document(self, specs: tuple[ChannelSpec, ...] = (0, 1, 2, 3),
                  zone: ZoneInfo = UTC) -> dict[str, Any]:
         return fleet_document(
-            now=self.clock.seconds(), zone=zone, tz=zone.key, registry=self.registry,
+            now=self.clock.seconds(), zone=zone, tz=zone.key, instance="box-1",
+            registry=self.registry,
             tracker=self.tracker, selection=ChannelSelection.from_specs(specs))
 
     def channels(self, document: dict[str, Any], device_id: str = D) -> dict[str, Any]:
@@ -70,7 +71,8 @@ class FleetDocumentTests(SynchronousTestCase):
     def test_empty(self) -> None:
         """No device yet: the server's time, date and zone, and no device."""
         self.assertEqual(self.document(), {
-            "now": iso(T0 + 5), "today": "2027-01-15", "tz": "UTC", "devices": []})
+            "now": iso(T0 + 5), "today": "2027-01-15", "tz": "UTC", "instance": "box-1",
+            "devices": []})
 
     def test_today_is_the_servers_zone(self) -> None:
         """At 23:30 UTC it is tomorrow in Berlin: C{now} and C{today} are Berlin's."""
