@@ -1,0 +1,319 @@
+"""
+Several instances behind HAProxy, for real: Debian's C{haproxy} with the shape of
+C{contrib/haproxy/haproxy.cfg} (the file itself must pass C{haproxy -c}, and is what the
+README shows), two C{twistd -n shellylog} instances behind it, and the simulator's fleet
+dialing HAProxy's one address.
+
+Each instance writes its own CSV file here; the fleet's log is their union, in which no
+(device, channel, minute) may appear twice. All of it runs on the real clock (the minute
+rules need the instances and the simulator to agree on the time, and each test stays under
+three minutes): every device plays a Pro 4PM whose channels 0 (a heater) and 2 (lights)
+draw power all the time, so that each of them must have a row for every minute from its
+first to the last.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections import Counter
+from pathlib import Path
+
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tests.support.fleet import spawn_simulator
+from tests.support.haproxy import (
+    CONTRIB,
+    INSTANCE_PORT,
+    check_config,
+    config_lines,
+    haproxy,
+    local_config,
+    proxied_get,
+    start_haproxy,
+)
+from tests.support.processes import RealReactorTestCase, TwistdProcess, spawn_twistd, wait_for
+from tests.support.realtime import minute_now
+from tests.system.test_nginx import readme_literal_blocks
+
+README = Path(__file__).resolve().parents[2] / "README.rst"
+
+#: The simulated fleet: Pro 4PMs, whose channels 0 and 2 always run.
+DEVICES = 8
+RUNNING = ("0", "2")
+SEED = 15
+
+#: (device, channel, minute as the row's timestamp)
+Key = tuple[str, str, str]
+
+
+def readme_config() -> str:
+    """The README's HAProxy config: the literal block after the paragraph naming the file."""
+    found = [block for paragraph, block in readme_literal_blocks(README.read_text("utf-8"))
+             if "contrib/haproxy/haproxy.cfg" in paragraph]
+    if len(found) != 1:
+        raise AssertionError("README.rst should have exactly one literal block after a "
+                             f"paragraph naming contrib/haproxy/haproxy.cfg; found {len(found)}")
+    return found[0]
+
+
+class ContribConfigTests(SynchronousTestCase):
+    """What C{contrib/haproxy/haproxy.cfg} says, and that the README shows all of it."""
+
+    def setUp(self) -> None:
+        self.lines = [" ".join(line.split()) for line in config_lines(CONTRIB.read_text("utf-8"))]
+
+    def test_shape(self) -> None:
+        """Plain TCP to the fewest connections, the health check on GET /, a tunnel timeout."""
+        for wanted in ["mode tcp", "balance leastconn", "option httpchk GET /",
+                       "http-check expect status 200", "option redispatch"]:
+            with self.subTest(wanted=wanted):
+                self.assertIn(wanted, self.lines)
+        self.assertTrue([line for line in self.lines if line.startswith("timeout tunnel ")])
+        servers = [line for line in self.lines if line.startswith("server ")]
+        self.assertGreaterEqual(len(servers), 2)
+        (default_server,) = [line for line in self.lines if line.startswith("default-server ")]
+        # Every server is checked, and is told the device's address (PROXY), checks too.
+        for word in ["check", "send-proxy-v2", "check-send-proxy"]:
+            self.assertIn(word, default_server.split())
+
+    def test_readme_shows_it(self) -> None:
+        """The README's block is the file without its comments: every line, in order."""
+        self.assertEqual(config_lines(readme_config()),
+                         config_lines(CONTRIB.read_text("utf-8")))
+
+    def test_local_config(self) -> None:
+        """What the tests run: the file with their addresses, and nothing else changed."""
+        text = local_config(CONTRIB.read_text("utf-8"), 6000, [("a", 6001), ("b", 6002),
+                                                                ("c", 6003)])
+        lines = config_lines(text)
+        self.assertIn("    bind 127.0.0.1:6000", lines)
+        self.assertEqual([line.strip() for line in lines if line.strip().startswith("server ")],
+                         ["server a 127.0.0.1:6001", "server b 127.0.0.1:6002",
+                          "server c 127.0.0.1:6003"])
+        original = config_lines(CONTRIB.read_text("utf-8"))
+        kept = [line for line in original
+                if not line.strip().startswith(("bind ", "server ", "log /dev/log", "maxconn "))]
+        self.assertEqual([line for line in lines if line in original], kept)
+
+
+class HAProxyCheckTests(TestCase):
+    """C{haproxy -c}: the contrib file as it stands, and as the tests run it."""
+
+    def setUp(self) -> None:
+        haproxy()
+
+    def test_contrib_valid(self) -> Deferred[None]:
+        async def check() -> None:
+            code, said = await check_config(str(CONTRIB))
+            self.assertEqual(code, 0, said)
+
+        return ensureDeferred(check())
+
+    def test_local_valid(self) -> Deferred[None]:
+        async def check() -> None:
+            path = os.path.abspath(self.mktemp())
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(local_config(CONTRIB.read_text("utf-8"), 6000, [("a", 6001),
+                                                                          ("b", 6002)]))
+            code, said = await check_config(path)
+            self.assertEqual(code, 0, said)
+
+        return ensureDeferred(check())
+
+
+def csv_keys(path: str) -> list[Key]:
+    """The (device, channel, minute) of every complete row of the CSV file C{path}."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return []
+    # A line still being written (no newline yet) is not a row yet.
+    text = text[: text.rfind("\n") + 1]
+    rows = list(csv.reader(io.StringIO(text)))[1:]
+    return [(row[1], row[2], row[0]) for row in rows]
+
+
+def minute_of(timestamp: str) -> int:
+    """The UTC epoch minute of a row's timestamp (the tests run in UTC)."""
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(timestamp).timestamp()) // 60
+
+
+class Instance:
+    """One shellylog behind HAProxy: its process, CSV file and port."""
+
+    def __init__(self, name: str, process: TwistdProcess, csv: str) -> None:
+        self.name = name
+        self.process = process
+        self.csv = csv
+        self.port = 0
+
+    async def connected(self) -> int:
+        """Its devices now, as its C{/status} says."""
+        import json
+
+        code, body = await proxied_get(self.port, "/status")
+        if code != 200:
+            raise AssertionError(f"{self.name}: /status answered {code}: {body!r}")
+        server = json.loads(body)["server"]
+        assert server["instance"] == self.name, server
+        count: int = server["connected_devices"]
+        return count
+
+    def keys(self) -> list[Key]:
+        return csv_keys(self.csv)
+
+
+class FleetBehindHAProxyTests(RealReactorTestCase):
+    """Two instances behind HAProxy; the simulator's fleet dials HAProxy."""
+
+    timeout = 240
+
+    def setUp(self) -> None:
+        haproxy()
+        super().setUp()
+
+    async def start(self) -> tuple[Instance, Instance]:
+        """Both instances, HAProxy, the fleet; once every device is on one of them."""
+        instances = []
+        for name in ("a", "b"):
+            path = os.path.join(self.folder, f"{name}.csv")
+            process = spawn_twistd(self, self.folder, [
+                "--port", INSTANCE_PORT, "--instance", name, "--csv", path,
+                "--channels", "0,1,2,3", "--fsync", "off"])
+            instances.append(Instance(name, process, path))
+        for instance in instances:
+            instance.port = await instance.process.listening
+        _, port = await start_haproxy(self, self.folder,
+                                      [(i.name, i.port) for i in instances])
+        self.simulator = spawn_simulator(self, self.folder, f"ws://127.0.0.1:{port}/ws",
+                                         ["pro4pm"] * DEVICES, SEED)
+        self.counts: dict[str, int] = {}
+
+        async def count() -> None:
+            for instance in instances:
+                self.counts[instance.name] = await instance.connected()
+
+        await self.until(count, lambda: sum(self.counts.values()) == DEVICES, 30,
+                         "every device connected through haproxy")
+        a, b = instances
+        return a, b
+
+    async def until(self, refresh: object, done: object, seconds: float, what: str) -> None:
+        """Call C{refresh} (async) then C{done} every half second until it is true."""
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        assert callable(refresh) and callable(done)
+        for _ in range(int(seconds * 2)):
+            await refresh()
+            if done():
+                return
+            await deferLater(reactor, 0.5, lambda: None)
+        raise AssertionError(f"timed out waiting for {what}: {self.counts}")
+
+    def rows_of(self, instance: Instance, minute: int) -> set[tuple[str, str]]:
+        return {(device, channel) for device, channel, stamp in instance.keys()
+                if minute_of(stamp) == minute}
+
+    def check_log(self, keys: list[Key], last: int) -> dict[tuple[str, str], list[int]]:
+        """
+        The union of the instances' rows: no key twice; only the running channels; each of
+        them up to minute C{last}. Returns the minutes missing between each channel's
+        first and last row.
+        """
+        counted = Counter(keys)
+        self.assertEqual([key for key, n in counted.items() if n > 1], [])
+        minutes: dict[tuple[str, str], set[int]] = {}
+        for device, channel, stamp in keys:
+            minutes.setdefault((device, channel), set()).add(minute_of(stamp))
+        self.assertEqual({channel for _, channel in minutes}, set(RUNNING))
+        self.assertEqual(len(minutes), DEVICES * len(RUNNING), sorted(minutes))
+        missing: dict[tuple[str, str], list[int]] = {}
+        for key, seen in minutes.items():
+            self.assertEqual(max(seen), last, key)
+            missing[key] = sorted(set(range(min(seen), last + 1)) - seen)
+        return missing
+
+    def test_kill_one(self) -> Deferred[None]:
+        """
+        C{kill -9} one instance: its devices dial again and land on the other; nothing is
+        written twice, and each channel misses at most the one minute.
+        """
+        return ensureDeferred(self._kill_one())
+
+    async def _kill_one(self) -> None:
+        a, b = await self.start()
+        # leastconn spreads them: both have devices.
+        self.assertTrue(all(self.counts.values()), self.counts)
+        # A minute both wrote, for every device each holds.
+        start = minute_now()
+        await wait_for(
+            lambda: len(self.rows_of(a, start)) == self.counts["a"] * len(RUNNING)
+            and len(self.rows_of(b, start)) == self.counts["b"] * len(RUNNING),
+            75, "both instances to write a minute")
+        on_a = {device for device, _ in self.rows_of(a, start)}
+        killed = minute_now()
+        a.process.transport.signalProcess("KILL")  # type: ignore[union-attr]
+        await a.process.ended
+
+        async def count_b() -> None:
+            self.counts = {"b": await b.connected()}
+
+        await self.until(count_b, lambda: self.counts["b"] == DEVICES, 30,
+                         "the killed instance's devices on the other")
+        # The minute of the kill ends and b writes it: every device, those that moved too.
+        await wait_for(lambda: len(self.rows_of(b, killed)) == DEVICES * len(RUNNING), 75,
+                       "the other instance to write the minute of the kill")
+        stopped = minute_now()
+        await b.process.terminate()
+        await self.simulator.stop()
+
+        keys = a.keys() + b.keys()
+        missing = self.check_log(keys, stopped)
+        self.assertEqual({c: m for c, m in missing.items() if len(m) > 1}, {})
+        self.assertEqual({c: m for c, m in missing.items() if m and m != [killed]}, {})
+        # The devices that were on a moved: b has their rows after the kill.
+        moved = {device for device, _, stamp in b.keys() if minute_of(stamp) >= killed}
+        self.assertLessEqual(on_a, moved)
+        # a wrote nothing of the minute it was killed in (rule 6 needs a clean stop).
+        self.assertEqual(self.rows_of(a, killed), set())
+        self.assertNoWarnings(b.process)
+
+    def test_clean_stop_of_both(self) -> Deferred[None]:
+        """
+        Both instances stop cleanly (SIGTERM, at once): each writes the minute in progress
+        (rule 6), so every minute measured is in the fleet's log, once.
+        """
+        return ensureDeferred(self._clean_stop())
+
+    async def _clean_stop(self) -> None:
+        a, b = await self.start()
+        start = minute_now()
+        await wait_for(
+            lambda: len(self.rows_of(a, start)) == self.counts["a"] * len(RUNNING)
+            and len(self.rows_of(b, start)) == self.counts["b"] * len(RUNNING),
+            75, "both instances to write a minute")
+        stopped = minute_now()
+        # Both at once: a device that one closes (1001) finds the other closed too, so no
+        # minute is begun on one instance after the other wrote it.
+        await gatherResults([ensureDeferred(a.process.terminate()),
+                             ensureDeferred(b.process.terminate())])
+        await self.simulator.stop()
+        self.assertEqual(minute_now(), stopped, "the stop took into the next minute")
+
+        missing = self.check_log(a.keys() + b.keys(), stopped)
+        self.assertEqual({c: m for c, m in missing.items() if m}, {})
+        for instance in (a, b):
+            self.assertNoWarnings(instance.process)
+
+    def assertNoWarnings(self, process: TwistdProcess) -> None:
+        log = process.text()
+        self.assertEqual([line for line in log.splitlines()
+                          if any(f"#{level}]" in line for level in ("warn", "error", "critical"))],
+                         [])
