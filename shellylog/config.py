@@ -22,6 +22,7 @@ from shellylog.admission import Admission
 from shellylog.channels import ChannelSpec
 from shellylog.csvlog import DEFAULT_FSYNC, DEFAULT_MAX_PENDING
 from shellylog.logbudget import PER_MINUTE
+from shellylog.pgrows import DEFAULT_TABLE
 from shellylog.rpc import DEVICE_ID
 
 
@@ -107,13 +108,21 @@ class Config:
     @ivar id_pattern: what every device id must match, all of it.
     @ivar web_auth: the htpasswd file whose users may see the pages other than health
         (C{/status}, C{/metrics}, ...; see L{shellylog.webauth}), or C{None}: open to all.
+    @ivar db: the PostgreSQL database rows also go to (a libpq connection string or URI),
+        or C{None}. Secret: it may hold a password; C{/status} shows it without (see
+        L{shellylog.statuspage.public_options}).
+    @ivar db_password: the password read from C{--db-password-file}; secret.
+    @ivar db_password_file: the file it was read from (shown).
+    @ivar db_table: the table rows go to (see L{shellylog.pgrows}).
+
+    C{csv} is C{None} with C{--csv none}: rows go to the database only.
     @ivar instance: this instance's name (an L{INSTANCE_NAME}), shown by C{/status},
         C{/metrics} and C{/api/fleet}, so that several behind one load balancer are told
         apart; the host name by default (L{default_instance}).
     """
 
     port: str = "tcp:5000"
-    csv: str = "shelly_ws_log.csv"
+    csv: str | None = "shelly_ws_log.csv"
     channels: tuple[ChannelSpec, ...] = (0, 1, 2, 3)
     columns: tuple[str, ...] = ()
     threshold: float = 5.0
@@ -129,6 +138,10 @@ class Config:
     token_file: str | None = None
     id_pattern: re.Pattern[str] = DEVICE_ID
     web_auth: str | None = None
+    db: str | None = field(default=None, metadata={SECRET: True})
+    db_password: str | None = field(default=None, metadata={SECRET: True}, repr=False)
+    db_password_file: str | None = None
+    db_table: str = DEFAULT_TABLE
     instance: str = field(factory=default_instance)
 
     @property

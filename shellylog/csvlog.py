@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, tzinfo
 from functools import partial
 from operator import attrgetter
+from typing import cast
 
 import orjson
 from attrs import define, field
@@ -24,7 +25,7 @@ from twisted.python.failure import Failure
 
 from shellylog.channels import channel_name, parse_channel_name
 from shellylog.rpc import is_safe_id
-from shellylog.status import Number
+from shellylog.status import ChannelValues, Number
 from shellylog.tracker import MINUTE, Row
 
 log = Logger(namespace="shellylog.csvlog")
@@ -34,6 +35,33 @@ HEADER_LINE = (HEADER + "\n").encode("ascii")
 
 #: The columns C{--columns} may append to the seed's seven (rule 9), in their order.
 EXTRA_COLUMNS = ("ret_energy_total_Wh",)
+
+#: The number columns of the seed's seven (rule 7), and the attribute of a row's
+#: L{ChannelValues} each holds; then those of L{EXTRA_COLUMNS} (rule 9).
+NUMBER_COLUMNS = ("apower_W", "voltage_V", "current_A", "energy_total_Wh")
+VALUE_ATTRIBUTES = {
+    "apower_W": "apower",
+    "voltage_V": "voltage",
+    "current_A": "current",
+    "energy_total_Wh": "energy_total",
+    "ret_energy_total_Wh": "ret_energy_total",
+}
+
+
+def number_columns(columns: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The number columns of a row, in order, with C{columns} of L{EXTRA_COLUMNS}."""
+    return (*NUMBER_COLUMNS, *(c for c in EXTRA_COLUMNS if c in columns))
+
+
+def values_getter(
+    columns: tuple[str, ...] = (),
+) -> Callable[[ChannelValues], tuple[Number | None, ...]]:
+    """
+    The numbers of a row's values in the order of L{number_columns}: what every sink
+    writes of a row (the CSV's cells, the database's columns), from one definition.
+    """
+    get = attrgetter(*(VALUE_ATTRIBUTES[c] for c in number_columns(columns)))
+    return cast("Callable[[ChannelValues], tuple[Number | None, ...]]", get)
 
 
 def header(columns: tuple[str, ...] = ()) -> str:
@@ -51,6 +79,8 @@ DeviceChannel = tuple[str, int]
 InThread = Callable[[Callable[[], "OSError | None"]], "Deferred[OSError | None]"]
 
 _carried = attrgetter("carried")
+_values = values_getter()
+_values_with_ret = values_getter(("ret_energy_total_Wh",))
 
 
 class CsvFileError(Exception):
@@ -116,17 +146,9 @@ def format_csv(rows: list[Row], zone: tzinfo, ret: bool = False) -> bytes:
     """
     if not rows:
         return b""
-    values = [row.values for row in rows]
+    values = map(_values_with_ret if ret else _values, [row.values for row in rows])
     try:
-        if ret:
-            numbers = orjson.dumps(
-                [(v.apower, v.voltage, v.current, v.energy_total, v.ret_energy_total)
-                 for v in values]
-            )
-        else:
-            numbers = orjson.dumps(
-                [(v.apower, v.voltage, v.current, v.energy_total) for v in values]
-            )
+        numbers = orjson.dumps(list(values))
     except orjson.JSONEncodeError:
         numbers = b"e-"
     if b"e-" in numbers or b"0.0000" in numbers:

@@ -25,6 +25,7 @@ from shellylog.tracker import MINUTE, ChannelTracker, Clock
 if TYPE_CHECKING:
     from shellylog.csvlog import CsvSink
     from shellylog.minutes import MinuteService
+    from shellylog.pgsink import PgSink
     from shellylog.registry import DeviceRecord, DeviceRegistry
 
 #: The labels of every per-channel series: the device id and the channel's CSV cell.
@@ -160,15 +161,18 @@ class ShellylogCollector:
     """
     Reads the counters of the device registry, the CSV sink and the minute tick, and the
     series of each channel from C{channels} unless that is C{None} (C{--channel-metrics
-    off}); and names the instance (C{--instance}) in C{shellylog_instance_info} unless
-    C{instance} is C{None}.
+    off}), and the database sink's, C{shellylog_db_*}, when there is one (C{--db}); and
+    names the instance (C{--instance}) in C{shellylog_instance_info} unless C{instance} is
+    C{None}.
     """
 
     def __init__(
-        self, registry: DeviceRegistry, sink: CsvSink, minutes: MinuteService,
-        channels: ChannelSeries | None = None, instance: str | None = None,
+        self, registry: DeviceRegistry, sink: CsvSink | PgSink, minutes: MinuteService,
+        channels: ChannelSeries | None = None, database: PgSink | None = None,
+        instance: str | None = None,
     ) -> None:
         self.registry = registry
+        self.database = database
         self.sink = sink
         self.minutes = minutes
         self.channels = channels
@@ -250,8 +254,34 @@ class ShellylogCollector:
             "shellylog_last_tick_timestamp_seconds", "Unix time of the last minute tick.",
             value=minutes.last_tick_at,
         )
+        if self.database is not None:
+            yield from self._database(self.database)
         if self.channels is not None:
             yield from self.channels.collect(registry.records)
+
+    @staticmethod
+    def _database(db: PgSink) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "shellylog_db_up", "1 if the last contact with the database (--db) went well.",
+            value=1 if db.up else 0,
+        )
+        yield CounterMetricFamily(
+            "shellylog_db_rows_written", "Rows the database took (committed).",
+            value=db.rows_written,
+        )
+        yield GaugeMetricFamily(
+            "shellylog_db_rows_pending", "Rows waiting for the database to take them.",
+            value=db.pending,
+        )
+        yield CounterMetricFamily(
+            "shellylog_db_rows_dropped",
+            "Rows lost for the database because --max-pending rows already waited.",
+            value=db.rows_dropped,
+        )
+        yield CounterMetricFamily(
+            "shellylog_db_write_errors", "Failed attempts to reach or write the database.",
+            value=db.write_errors,
+        )
 
 
 class MetricsResource(WSGIResource):

@@ -20,10 +20,17 @@ log = Logger(namespace="shellylog.minutes")
 
 
 class RowSink(Protocol):
-    """Where rows go (the CSV sink). C{write} keeps what it cannot write yet."""
+    """
+    Where rows go (the CSV file, the database, or both). C{write} keeps what it cannot
+    write yet; C{problem} says why rows wait, C{None} while none wait for a failure
+    (rows may still be under way, as a database's batch is).
+    """
 
     @property
     def pending(self) -> int: ...
+
+    @property
+    def problem(self) -> str | None: ...
 
     def open(self) -> dict[tuple[str, int], int]: ...
 
@@ -82,7 +89,7 @@ class MinuteService(Service):
             log.failure("minute tick failed", event="tick_failed")
         else:
             # Rows that wait for the disk are not written: write_failed said so.
-            if rows and not self.sink.pending:
+            if rows and self.sink.problem is None:
                 log.info("{count} rows for the minutes completed", event="rows_written",
                          count=len(rows))
         self.last_tick_duration = time.perf_counter() - started

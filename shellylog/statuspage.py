@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from shellylog.channels import ChannelSelection, ChannelSpec, channel_name
 from shellylog.config import public_values
 from shellylog.csvlog import minute_timestamp
+from shellylog.pgsink import describe
 
 if TYPE_CHECKING:
     from shellylog.config import Config
     from shellylog.csvlog import CsvSink
+    from shellylog.pgsink import PgSink
     from shellylog.registry import DeviceRegistry
     from shellylog.tracker import ChannelTracker
 
@@ -29,9 +31,16 @@ def _when(t: float | None, zone: tzinfo) -> str | None:
 def public_options(config: Config) -> dict[str, Any]:
     """
     The options in force: every field of C{config} but the secret ones (the tokens, of
-    which only whether one is required is shown).
+    which only whether one is required is shown; the database's password; its connection
+    string, shown without the password).
     """
-    shown = public_values(config)
+    shown: dict[str, Any] = {}
+    for name, value in public_values(config).items():
+        if name == "db-password-file":
+            # In its place: the connection string, which may hold a password, as its
+            # settings without it.
+            shown["db"] = None if config.db is None else describe(config.db)
+        shown[name] = value
     shown["token_required"] = bool(config.admission.tokens)
     return shown
 
@@ -46,15 +55,17 @@ def status_report(
     registry: DeviceRegistry,
     channels: tuple[ChannelSpec, ...],
     tracker: ChannelTracker,
-    sink: CsvSink,
+    sink: CsvSink | PgSink,
     columns: tuple[str, ...] = (),
+    database: PgSink | None = None,
     instance: str,
 ) -> dict[str, Any]:
     """
     The C{/status} document: the server, then every device seen since start (and not
     forgotten) with those of its C{channels} the server logs, named as in the CSV file and
     in its rows' order (rule 8); with the C{ret_energy_total_Wh} column (rule 9), each
-    channel shows it too. C{instance} is this instance's name (C{--instance}).
+    channel shows it too. With a C{database}, the server part shows its state (named
+    without its password). C{instance} is this instance's name (C{--instance}).
     """
     returned = "ret_energy_total_Wh" in columns
     selection = ChannelSelection.from_specs(channels)
@@ -89,25 +100,34 @@ def status_report(
             "reconnects": record.reconnects,
             "channels": shown,
         })
-    return {
-        "server": {
-            # First: behind a load balancer, which of the instances answered.
-            "instance": instance,
-            "version": version,
-            "started_at": _when(started_at, zone),
-            "uptime_s": round(now - started_at, 3),
-            "connected_devices": len(registry.devices),
-            "rows_written": sink.rows_written,
-            "rows_pending": sink.pending,
-            "rows_dropped": sink.rows_dropped,
-            "write_problem": sink.problem if sink.pending else None,
-            # Frames, requests and connections refused since start, by reason (as /metrics'
-            # shellylog_frames_rejected_total): web_auth counts wrong web credentials.
-            "rejected": dict(sorted(registry.rejected.items())),
-            "options": options,
-        },
-        "devices": devices,
+    server: dict[str, Any] = {
+        # First: behind a load balancer, which of the instances answered.
+        "instance": instance,
+        "version": version,
+        "started_at": _when(started_at, zone),
+        "uptime_s": round(now - started_at, 3),
+        "connected_devices": len(registry.devices),
+        "rows_written": sink.rows_written,
+        "rows_pending": sink.pending,
+        "rows_dropped": sink.rows_dropped,
+        "write_problem": sink.problem if sink.pending else None,
+        # Frames, requests and connections refused since start, by reason (as /metrics'
+        # shellylog_frames_rejected_total): web_auth counts wrong web credentials.
+        "rejected": dict(sorted(registry.rejected.items())),
+        "options": options,
     }
+    if database is not None:
+        server["database"] = {
+            "target": database.target,
+            "up": database.up,
+            "rows_written": database.rows_written,
+            "rows_pending": database.pending,
+            "rows_dropped": database.rows_dropped,
+            "write_errors": database.write_errors,
+            # Shown while nothing waits too: a database that does not answer at all.
+            "problem": database.problem,
+        }
+    return {"server": server, "devices": devices}
 
 
 def status_page(document: dict[str, Any], offset: int, limit: int) -> dict[str, Any]:

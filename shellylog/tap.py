@@ -30,11 +30,14 @@ from shellylog.dashboard import dashboard_pages
 from shellylog.dashboard.fleet import fleet_document
 from shellylog.internals import ProcessPatches
 from shellylog.metrics import ChannelSeries, ShellylogCollector, metrics_resource
-from shellylog.minutes import MinuteService
+from shellylog.minutes import MinuteService, RowSink
+from shellylog.pgrows import check_table_name
+from shellylog.pgsink import DatabaseOptionError, PgSink, PgWriter, describe
 from shellylog.protocol import CloseOnStop, ShellyServerFactory
 from shellylog.registry import DeviceRegistry
+from shellylog.sinks import FanOut
 from shellylog.statuspage import public_options, status_report
-from shellylog.threads import WebThreads, reactor_threads
+from shellylog.threads import OneThread, WebThreads, reactor_threads
 from shellylog.tracker import MINUTE, ChannelTracker
 from shellylog.web import HealthResource, StatusResource, build_site
 from shellylog.webauth import (
@@ -211,6 +214,7 @@ def _zone(text: str) -> ZoneInfo:
 
 
 def _csv_path(text: str, columns: tuple[str, ...]) -> str:
+    """The CSV file's absolute path, checked (folder, kind, header)."""
     if not text:
         raise usage.UsageError("--csv: empty file name")
     path = os.path.abspath(text)
@@ -224,6 +228,42 @@ def _csv_path(text: str, columns: tuple[str, ...]) -> str:
     except CsvFileError as e:
         raise usage.UsageError(f"--csv: {e}") from None
     return path
+
+
+def _db(text: str) -> str:
+    """The C{--db} connection string, parsed now: psycopg must be here, and it must parse."""
+    try:
+        describe(text)
+    except DatabaseOptionError as e:
+        raise usage.UsageError(str(e)) from None
+    return text
+
+
+def _password_file(path: str) -> str:
+    """The password in C{path} (a systemd credential, say): its first line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise usage.UsageError(
+            f"--db-password-file: cannot read {path!r}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise usage.UsageError(f"--db-password-file: {path!r} is not UTF-8 text") from None
+    if not lines or not lines[0]:
+        raise usage.UsageError(f"--db-password-file: {path!r} has no password on its "
+                               "first line")
+    return lines[0]
+
+
+def _db_table(text: str) -> str:
+    try:
+        return check_table_name(text)
+    except ValueError as e:
+        raise usage.UsageError(f"--db-table: {e}") from None
+
+
+#: What C{--csv} is given to write no CSV file (with C{--db} only).
+NO_CSV = "none"
 
 
 #: The defaults, shown in --help as the command line would give them.
@@ -253,7 +293,8 @@ class Options(usage.Options):
     # Every default is L{Config}'s, written as it would be given.
     optParameters = [
         ["port", "p", DEFAULT.port, "A port number or a Twisted server endpoint string."],
-        ["csv", "c", DEFAULT.csv, "The CSV file to append rows to."],
+        ["csv", "c", DEFAULT.csv,
+         f"The CSV file to append rows to; {NO_CSV} for none (with --db only)."],
         ["channels", None, ",".join(map(str, DEFAULT.channels)),
          "Comma-separated channels to log: switch ids (0), channels (pm1:0, em1:1, em:0:b), "
          "components (em:0: phases and total), wildcards (pm1:*, * for all)."],
@@ -295,6 +336,12 @@ class Options(usage.Options):
         ["web-auth", None, None,
          "An htpasswd file (bcrypt or SHA-512 crypt hashes): /status, /metrics, /dashboard "
          "and /api then ask for its users' passwords (HTTP Basic); re-read on SIGHUP."],
+        ["db", None, None,
+         "A PostgreSQL database rows also go to: a libpq connection string or URI "
+         "(needs pip install 'shellylog[postgres]')."],
+        ["db-password-file", None, None,
+         "A file whose first line is the database's password (a systemd credential)."],
+        ["db-table", None, DEFAULT.db_table, "The database table rows go to."],
         ["instance", None, None,
          "This instance's name in /status, /metrics and /api/fleet [default: the host "
          "name]."],
@@ -324,7 +371,22 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         self["port"] = _endpoint_description(self["port"])
         self["columns"] = _columns(self["columns"])
-        self["csv"] = _csv_path(self["csv"], self["columns"])
+        if self["db"] is not None:
+            self["db"] = _db(self["db"])
+        elif self["db-password-file"] is not None:
+            raise usage.UsageError("--db-password-file: only with --db")
+        self["db-table"] = _db_table(self["db-table"])
+        if self["csv"] == NO_CSV:
+            if self["db"] is None:
+                raise usage.UsageError(
+                    f"--csv {NO_CSV}: only with --db (else the rows would go nowhere)")
+            self["csv"] = None
+        else:
+            self["csv"] = _csv_path(self["csv"], self["columns"])
+        password = None
+        if self["db-password-file"] is not None:
+            self["db-password-file"] = os.path.abspath(self["db-password-file"])
+            password = _password_file(self["db-password-file"])
         self["channels"] = _channels(self["channels"])
         self["threshold"] = _number("threshold", self["threshold"])
         _zone(self["tz"])  # checked here; Config.zone is the zone
@@ -393,6 +455,10 @@ class Options(usage.Options):
             token_file=self["token-file"],
             id_pattern=id_pattern,
             web_auth=self["web-auth"],
+            db=self["db"],
+            db_password=password,
+            db_password_file=self["db-password-file"],
+            db_table=self["db-table"],
             instance=instance,
         )
 
@@ -461,7 +527,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     assert reactor is not None
     zone = config.zone
     tracker = ChannelTracker(clock=reactor, threshold=config.threshold, max_carry=config.max_carry)
-    sink = CsvSink(
+    csv_sink = None if config.csv is None else CsvSink(
         path=config.csv,
         zone=zone,
         columns=config.columns,
@@ -469,6 +535,21 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
         max_pending=config.max_pending,
         in_thread=reactor_threads(reactor),
     )
+    db_sink = None if config.db is None else PgSink(
+        target=describe(config.db),
+        writer=PgWriter(config.db, table=config.db_table, columns=config.columns,
+                        password=config.db_password),
+        # The connection's own thread: a slow database never holds the CSV's fsync.
+        thread=OneThread(reactor, "shellylog-db"),
+        clock=reactor,
+        columns=config.columns,
+        max_pending=config.max_pending,
+    )
+    sinks: list[CsvSink | PgSink] = [s for s in (csv_sink, db_sink) if s is not None]
+    # The tick writes to each; one alone needs no fan-out.
+    rows_to: RowSink = sinks[0] if len(sinks) == 1 else FanOut(sinks)
+    # What the pages count as rows written: the CSV file's, else the database's.
+    sink = sinks[0]
     limits = config.limits
     registry = DeviceRegistry(sink=tracker, clock=reactor, max_devices=limits.max_devices,
                               max_warnings=limits.max_warnings)
@@ -483,12 +564,12 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
     health = HealthResource(
         devices=lambda: len(registry.devices),
         rows_written=lambda: sink.rows_written,
-        problem=lambda: sink.problem if sink.pending else None,
-        rows_pending=lambda: sink.pending,
+        problem=lambda: next((s.problem for s in sinks if s.pending and s.problem), None),
+        rows_pending=lambda: rows_to.pending,
         browsers_to=b"dashboard/",
     )
     # Devices that left with a row to come may be forgotten once the tick wrote it.
-    minutes = MinuteService(tracker, sink, reactor, after_tick=registry.forget_gone)
+    minutes = MinuteService(tracker, rows_to, reactor, after_tick=registry.forget_gone)
     started_at = reactor.seconds()
     shown = public_options(config)
 
@@ -496,7 +577,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
         return status_report(
             now=reactor.seconds(), started_at=started_at, version=__version__,
             zone=zone, options=shown, registry=registry, channels=factory.channels,
-            tracker=tracker, sink=sink, columns=config.columns,
+            tracker=tracker, sink=sink, columns=config.columns, database=db_sink,
             instance=config.instance,
         )
 
@@ -520,7 +601,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
         b"status": StatusResource(status, reactor),
         b"metrics": metrics_resource(
             ShellylogCollector(registry, sink, minutes, channels=channel_series,
-                               instance=config.instance)
+                               database=db_sink, instance=config.instance)
         ),
         **dashboard,
     }

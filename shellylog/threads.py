@@ -84,3 +84,33 @@ class WebThreads(Service):
         if self.pool is not None:
             self.pool.stop()
         return super().stopService()  # type: ignore[no-any-return]
+
+
+class OneThread:
+    """
+    One thread of a writer's own (the database's connection lives in it), so that its
+    work runs strictly in order and never waits behind others' (nor they behind it).
+    L{start} and L{stop} as the writer opens and closes; L{stop} waits for the work given
+    before it. On a reactor without threads the work runs at once.
+    """
+
+    def __init__(self, reactor: object, name: str) -> None:
+        self.pool: ThreadPool | None = None
+        if IReactorThreads.providedBy(reactor) and IReactorFromThreads.providedBy(reactor):
+            self.pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
+            self._reactor: IReactorFromThreads = reactor
+
+    def run(self, work: Callable[[], T]) -> Deferred[T]:
+        """C{work} in the thread; its result (or failure) on the reactor's thread."""
+        if self.pool is None:
+            return run_now(work)
+        return deferToThreadPool(self._reactor, self.pool, work)
+
+    def start(self) -> None:
+        if self.pool is not None and not self.pool.started:
+            self.pool.start()
+
+    def stop(self) -> None:
+        """Wait for the work given so far, then end the thread."""
+        if self.pool is not None and self.pool.started:
+            self.pool.stop()

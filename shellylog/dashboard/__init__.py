@@ -47,7 +47,7 @@ class ApiFolder(Resource):
 def dashboard_pages(
     fleet: Callable[[], dict[str, Any]],
     clock: IReactorTime,
-    csv_path: str,
+    csv_path: str | None,
     zone: tzinfo,
 ) -> dict[bytes, IResource]:
     """
@@ -55,7 +55,8 @@ def dashboard_pages(
     its assets) and C{api}, whose C{fleet} serves the document C{fleet} returns
     (L{shellylog.dashboard.fleet.fleet_document}, at most once a second on C{clock}) and
     whose C{day} serves a channel's day from the CSV file C{csv_path} and its rotated
-    files, in C{zone} (L{DayResource}, read in C{clock}'s threads).
+    files, in C{zone} (L{DayResource}, read in C{clock}'s threads); without a CSV file
+    (C{--csv none}) there is no C{day}: the database is for Grafana's graphs.
     """
 
     def today() -> date:
@@ -63,5 +64,6 @@ def dashboard_pages(
 
     api = ApiFolder()
     api.putChild(b"fleet", FleetResource(fleet, clock))
-    api.putChild(b"day", DayResource(csv_path, zone, today, run=in_threads(clock)))
+    if csv_path is not None:
+        api.putChild(b"day", DayResource(csv_path, zone, today, run=in_threads(clock)))
     return {b"dashboard": dashboard_folder(), b"api": api}

@@ -77,3 +77,26 @@ class DayBenchSmokeTests(SynchronousTestCase):
                              (4 * 1440 * 6, 4 if rotate else 1, True))
             self.assertEqual([figures["channel_day"][d]["points"] for d in ("middle", "today")],
                              [1440, 1440])
+
+
+DB = Path(__file__).resolve().parents[2] / "bench" / "db.py"
+
+
+class DbBenchSmokeTests(SynchronousTestCase):
+    def test_small_batches(self) -> None:
+        """C{bench/db.py} on small batches, with the CSV file and the resume query."""
+        if not DB.exists():
+            missing("no bench/ next to the tests")
+        from tests.support.postgres import postgres_bin
+
+        postgres_bin()
+        done = subprocess.run(
+            [sys.executable, str(DB), "--rows", "400", "--repeat", "2", "--csv",
+             "--resume-rows", "1000"],
+            capture_output=True, text=True, timeout=120, env=child_environment(),
+        )
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        figures = json.loads(done.stdout)
+        self.assertNotIn("error", figures)
+        self.assertEqual(len(figures["batch_s"]), 2)
+        self.assertEqual(figures["resume_channels"], 40_000)

@@ -149,6 +149,7 @@ class OptionsConfigTests(SynchronousTestCase):
         options = Options()
         options.parseOptions([])
         default = Config()
+        assert default.csv is not None
         self.assertEqual(options.config, attrs.evolve(default, csv=os.path.abspath(default.csv)))
 
     def test_help_shows_the_defaults(self) -> None:

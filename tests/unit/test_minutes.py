@@ -23,6 +23,8 @@ class RecordingSink:
         self.fail_next = 0
         self.clock: Clock | None = None
 
+    problem = None
+
     @property
     def pending(self) -> int:
         return 0
