@@ -114,11 +114,11 @@ class Config:
     @ivar db_password: the password read from C{--db-password-file}; secret.
     @ivar db_password_file: the file it was read from (shown).
     @ivar db_table: the table rows go to (see L{shellylog.pgrows}).
-
-    C{csv} is C{None} with C{--csv none}: rows go to the database only.
     @ivar instance: this instance's name (an L{INSTANCE_NAME}), shown by C{/status},
         C{/metrics} and C{/api/fleet}, so that several behind one load balancer are told
         apart; the host name by default (L{default_instance}).
+
+    C{csv} is C{None} with C{--csv none}: rows go to the database only.
     """
 
     port: str = "tcp:5000"
