@@ -82,6 +82,26 @@ HAS_TIMESCALEDB = "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ti
 #: Whether a table exists: to_regclass of its name, bound as the one parameter.
 TABLE_EXISTS = "SELECT to_regclass(%s) IS NOT NULL"
 
+#: The columns of a table (its name bound as the one parameter).
+TABLE_COLUMNS = (
+    "SELECT attname FROM pg_attribute "
+    "WHERE attrelid = to_regclass(%s) AND attnum > 0 AND NOT attisdropped"
+)
+
+
+def missing_columns(table: str, columns: tuple[str, ...], found: Iterable[str]) -> str | None:
+    """
+    What is wrong with an existing table that lacks some of the columns the rows have
+    (another C{--columns} made it), and how to mend it; C{None} if it has them all.
+    """
+    have = set(found)
+    missing = [name for name in column_names(columns) if name not in have]
+    if not missing:
+        return None
+    adds = ", ".join(f"ADD COLUMN {name} double precision" for name in missing)
+    return (f"table {table} has no column {', '.join(missing)} (--columns): "
+            f"ALTER TABLE {quoted(table)} {adds}; or choose another --db-table")
+
 
 def make_hypertable(table: str) -> str:
     """TimescaleDB's hypertable of the table, partitioned by minute (run when made)."""

@@ -39,6 +39,21 @@ MAX_RETRY_DELAY = 60.0
 #: connection string says otherwise.
 CONNECT_TIMEOUT = 10
 
+#: libpq's settings for a connection that stops answering (a host gone, a cable pulled):
+#: TCP notices within about a minute and the write fails, instead of waiting for ever
+#: (unless the connection string sets them itself).
+DEAD_CONNECTION = {
+    "keepalives": "1",
+    "keepalives_idle": "20",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "60000",
+}
+
+#: Seconds a batch may be under way before it counts as a problem (a database that is
+#: slow, or a connection that hangs): the health check says so from then on.
+SLOW_AFTER = 60.0
+
 #: Longest reason shown for a failure (a server's message can be long).
 REASON_LENGTH = 300
 
@@ -47,6 +62,10 @@ EXTRA_HINT = "pip install 'shellylog[postgres]'"
 
 class DatabaseOptionError(ValueError):
     """C{--db} cannot be used: psycopg is missing, or the string does not parse."""
+
+
+class TableColumnsError(Exception):
+    """The table exists but lacks columns the rows have: the message says how to mend it."""
 
 
 def connection_settings(dsn: str) -> dict[str, str]:
@@ -126,8 +145,10 @@ class PgWriter:
 
         if self._connection is not None and not self._connection.closed:
             return self._connection
-        settings: dict[str, Any] = {}
-        if "connect_timeout" not in connection_settings(self.dsn):
+        given = connection_settings(self.dsn)
+        settings: dict[str, Any] = {
+            key: value for key, value in DEAD_CONNECTION.items() if key not in given}
+        if "connect_timeout" not in given:
             settings["connect_timeout"] = CONNECT_TIMEOUT
         if self.password is not None:
             settings["password"] = self.password
@@ -152,6 +173,12 @@ class PgWriter:
                     connection.execute(pgrows.make_hypertable(self.table))
                 log.info("created the table {table}{kind}", event="db_table_created",
                          table=self.table, kind=" (a hypertable)" if timescale else "")
+            else:
+                found = connection.execute(pgrows.TABLE_COLUMNS, (self.table,)).fetchall()
+                wrong = pgrows.missing_columns(self.table, self.columns,
+                                               (name for (name,) in found))
+                if wrong is not None:
+                    raise TableColumnsError(wrong)
             connection.execute(pgrows.create_staging(self.table))
 
     def _failed(self) -> None:
@@ -240,6 +267,8 @@ class PgSink:
     _pending_rows: int = 0
     _in_flight: bool = False
     _retry: IDelayedCall | None = None
+    # When the batch under way was handed to the thread, on the clock.
+    _sent_at: float = 0.0
     _delay: float = FIRST_RETRY_DELAY
     _closed: bool = False
 
@@ -282,13 +311,26 @@ class PgSink:
             carried = sum(1 for row in rows if row.carried)
             self._batches.append(Batch(rows, carried))
             self._pending_rows += len(rows)
+        self._check_slow()
         self._send()
+
+    def _check_slow(self) -> None:
+        """A batch under way for L{SLOW_AFTER} seconds or more is a problem."""
+        if not self._in_flight or self.problem is not None:
+            return
+        waited = self.clock.seconds() - self._sent_at
+        if waited >= SLOW_AFTER:
+            self.problem = (f"database {self.target}: no answer for {waited:.0f} s "
+                            "(a write is under way)")
+            log.error("{reason}; {count} rows wait", event="db_slow", reason=self.problem,
+                      count=self._pending_rows)
 
     def _send(self) -> None:
         if self._closed or self._in_flight or self._retry is not None or not self._batches:
             return
         batch = self._batches[0]
         self._in_flight = True
+        self._sent_at = self.clock.seconds()
         self.thread.run(partial(self._write_in_thread, batch)).addBoth(self._sent, batch)
 
     def _write_in_thread(self, batch: Batch) -> None:

@@ -61,10 +61,13 @@ def _runner() -> tuple[list[str], int | None, int | None]:
 class Cluster:
     """One private PostgreSQL server: L{start}, L{stop}, and its connection string."""
 
-    def __init__(self, durable: bool = False) -> None:
+    def __init__(self, durable: bool = False, password: str | None = None) -> None:
         #: Whether the server fsyncs its commits as a production server does (a
         #: benchmark's); tests do without.
         self.durable = durable
+        #: The superuser's password, which the server then asks for (scram-sha-256);
+        #: without one, no password is asked.
+        self.password = password
         self.bin = postgres_bin()
         self.prefix, uid, gid = _runner()
         self.folder = tempfile.mkdtemp(prefix="shellylog-pg-")
@@ -73,7 +76,15 @@ class Cluster:
         os.chmod(self.folder, 0o700)
         self.data = os.path.join(self.folder, "data")
         self.port = _free_port()
-        self._run("initdb", "-D", self.data, "-U", USER, "-A", "trust", "-E", "UTF8",
+        auth = ["-A", "trust"]
+        if password is not None:
+            pwfile = os.path.join(self.folder, "pwfile")
+            with open(pwfile, "w", encoding="utf-8") as f:
+                f.write(password + "\n")
+            if uid is not None and gid is not None:
+                os.chown(pwfile, uid, gid)
+            auth = ["-A", "scram-sha-256", f"--pwfile={pwfile}"]
+        self._run("initdb", "-D", self.data, "-U", USER, *auth, "-E", "UTF8",
                   "--no-sync", "--no-instructions")
 
     @property
@@ -116,18 +127,21 @@ class Cluster:
         """Run C{statement} in its own transaction; the rows it returns, if any."""
         import psycopg
 
-        with psycopg.connect(self.dsn, autocommit=True) as connection:
+        with psycopg.connect(self.dsn, autocommit=True, password=self.password) as connection:
             cursor = connection.execute(statement, params or None)
             return cursor.fetchall() if cursor.description else []
 
 
-def cluster(case: SynchronousTestCase) -> Cluster:
-    """A private PostgreSQL server, started; stopped and removed at C{case}'s cleanup."""
+def cluster(case: SynchronousTestCase, password: str | None = None) -> Cluster:
+    """
+    A private PostgreSQL server, started; stopped and removed at C{case}'s cleanup. With
+    C{password}, it asks for that password.
+    """
     try:
         import psycopg  # noqa: F401
     except ImportError:
         missing("psycopg is not installed (pip install 'shellylog[postgres]')")
-    made = Cluster()
+    made = Cluster(password=password)
     case.addCleanup(made.remove)
     made.start()
     return made

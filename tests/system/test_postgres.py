@@ -11,6 +11,7 @@ import csv
 import io
 import itertools
 import json
+import os
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -21,13 +22,19 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.client import Agent, readBody
 
 from shellylog.pgrows import row_tuples
-from shellylog.pgsink import PgSink, PgWriter, describe
+from shellylog.pgsink import PgSink, PgWriter, TableColumnsError, describe
 from shellylog.status import ChannelValues
 from shellylog.threads import OneThread
 from shellylog.tracker import Row
 from tests.support.fleet import spawn_simulator
 from tests.support.postgres import Cluster, cluster
-from tests.support.processes import RealReactorTestCase, csv_lines, spawn_twistd, wait_for
+from tests.support.processes import (
+    RealReactorTestCase,
+    csv_lines,
+    spawn_twistd,
+    start_service,
+    wait_for,
+)
 from tests.support.tools import faketime_library
 
 RET = ("ret_energy_total_Wh",)
@@ -88,6 +95,21 @@ class WriterTests(SynchronousTestCase):
         (count,) = self.db.sql("SELECT count(*) FROM information_schema.columns "
                                "WHERE table_name = 'plain'")
         self.assertEqual(count, (7,))
+
+    def test_table_of_other_columns(self) -> None:
+        """
+        A table made for fewer columns: the writer says which are missing and how to add
+        them (its rows wait); once added, they go in.
+        """
+        self.writer(columns=()).resume()
+        writer = self.writer()
+        with self.assertRaises(TableColumnsError) as caught:
+            writer.write(row_tuples(rows(1), RET))
+        self.assertIn("has no column ret_energy_total_wh (--columns)", str(caught.exception))
+        self.db.sql("ALTER TABLE shellylog_minutes ADD COLUMN ret_energy_total_wh "
+                    "double precision")
+        writer.write(row_tuples(rows(1), RET))
+        self.assertEqual(len(table_rows(self.db)), 6)
 
     def test_values_and_nulls(self) -> None:
         """The CSV's values; an empty cell is NULL, never 0."""
@@ -155,6 +177,29 @@ class WriterTests(SynchronousTestCase):
         self.assertNotIn("Seq Scan", plan)
 
 
+class PasswordTests(RealReactorTestCase):
+    """A server that asks for a password gets the one of C{--db-password-file}."""
+
+    def test_password_file(self) -> Deferred[None]:
+        return ensureDeferred(self._password_file())
+
+    async def _password_file(self) -> None:
+        db = cluster(self, password="pa55 word")
+        writer = PgWriter(db.dsn)
+        self.addCleanup(writer.close)
+        with self.assertRaises(Exception) as caught:
+            writer.resume()
+        self.assertIn("password", str(caught.exception))
+        path = os.path.join(self.folder, "db-password")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("pa55 word\n")
+        await start_service(self, ["--csv", self.csv, "--db", db.dsn,
+                                   "--db-password-file", path])
+        # The service's start made the table: it connected with the file's password.
+        self.assertEqual(db.sql("SELECT to_regclass('shellylog_minutes')::text"),
+                         [("shellylog_minutes",)])
+
+
 class SinkOutageTests(RealReactorTestCase):
     """L{PgSink} in its own thread on the real reactor, while the server stops and starts."""
 
@@ -211,11 +256,13 @@ class FleetTests(RealReactorTestCase):
         faketime_library()
         super().setUp()
         self.db = cluster(self)
+        # libpq's timeout runs ten times faster under faketime too: 60 s are 6 s here.
+        self.dsn = self.db.dsn + " connect_timeout=60"
 
     def server(self, start: str, csv_path: str, *args: str) -> Any:
         return spawn_twistd(
             self, self.folder,
-            ["--csv", csv_path, "--db", self.db.dsn, "--channels", "*",
+            ["--csv", csv_path, "--db", self.dsn, "--channels", "*",
              "--columns", "ret_energy_total_Wh", "--fsync", "off", *args],
             faketime=f"@{start} x{SPEED}",
         )
@@ -235,7 +282,7 @@ class FleetTests(RealReactorTestCase):
         """/status and /metrics show the database's state."""
         _, text = await self.health(port, "/status")
         database = json.loads(text)["server"]["database"]
-        self.assertEqual(database["target"], describe(self.db.dsn))
+        self.assertEqual(database["target"], describe(self.dsn))
         self.assertEqual(database["up"], not down)
         self.assertEqual(database["problem"] is not None, down, database)
         if down:
@@ -294,6 +341,29 @@ class FleetTests(RealReactorTestCase):
             if (d1, c1) == (d2, c2):
                 self.assertLessEqual(x1, x2)
         self.assertIn("took the waiting rows", server.text())
+
+    def test_database_only(self) -> Deferred[None]:
+        return ensureDeferred(self._database_only())
+
+    async def _database_only(self) -> None:
+        """C{--csv none}: the rows go to the table, and no file is written anywhere."""
+        start = "2026-06-01 11:57:00"
+        server = spawn_twistd(self, self.folder, ["--csv", "none", "--db", self.dsn],
+                              faketime=f"@{start} x{SPEED}")
+        port = await server.listening
+        simulator = spawn_simulator(self, self.folder, f"ws://127.0.0.1:{port}/ws",
+                                    ["pro4pm", "pmmini"], 3, f"@{start} x{SPEED}")
+        await wait_for(lambda: self.minutes_in_db() >= 2, 60, "two minutes in the table")
+        _, text = await self.health(port, "/status")
+        server_part = json.loads(text)["server"]
+        self.assertIsNone(server_part["options"]["csv"])
+        self.assertEqual(server_part["rows_written"], server_part["database"]["rows_written"])
+        code, _ = await self.health(port, "/api/day?device=x&channel=0&date=2026-06-01")
+        self.assertEqual(code, 404)
+        await simulator.stop()
+        await server.terminate()
+        self.assertEqual(os.listdir(self.folder), [])
+        self.assertEqual({r[3] is not None for r in self.db_rows()}, {True})
 
     def test_restart_after_the_clock_stepped_back(self) -> Deferred[None]:
         return ensureDeferred(self._stepped_back())

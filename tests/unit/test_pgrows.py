@@ -79,6 +79,16 @@ class TableTests(SynchronousTestCase):
             "COPY shellylog_incoming (minute, device_id, channel, apower_w, voltage_v, "
             "current_a, energy_total_wh, ret_energy_total_wh) FROM STDIN")
 
+    def test_missing_columns(self) -> None:
+        """A table made for other --columns: what it lacks, and the statement that mends it."""
+        seven = pgrows.column_names()
+        self.assertIsNone(pgrows.missing_columns("t", (), seven))
+        self.assertIsNone(pgrows.missing_columns("t", (), (*seven, "ret_energy_total_wh")))
+        self.assertEqual(
+            pgrows.missing_columns("t", RET, seven),
+            'table t has no column ret_energy_total_wh (--columns): ALTER TABLE "t" '
+            "ADD COLUMN ret_energy_total_wh double precision; or choose another --db-table")
+
     def test_hypertable(self) -> None:
         self.assertIn("create_hypertable('\"t\"', 'minute'", pgrows.make_hypertable("t"))
 

@@ -188,6 +188,29 @@ class OutageTests(SynchronousTestCase):
         (retry,) = f.clock.getDelayedCalls()
         self.assertEqual(retry.getTime() - f.clock.seconds(), 1)
 
+    def test_slow(self) -> None:
+        """
+        A batch under way for a minute or more is a problem, seen at the next tick's
+        write; its success ends it.
+        """
+        f = Fixture()
+        events = capture_log(self)
+        f.sink.write(rows(1))
+        f.clock.advance(59)
+        f.sink.write(rows(2))
+        self.assertIsNone(f.sink.problem)
+        f.clock.advance(1)
+        f.sink.write(rows(3))
+        self.assertEqual(f.sink.problem, f"database {TARGET}: no answer for 60 s "
+                                         "(a write is under way)")
+        self.assertEqual([e["event"] for e in events if e.get("event") == "db_slow"],
+                         ["db_slow"])
+        f.sink.write(rows(4))  # said once
+        self.assertEqual(len([e for e in events if e.get("event") == "db_slow"]), 1)
+        f.thread.step()
+        self.assertIsNone(f.sink.problem)
+        self.assertEqual(f.sink.pending, 6)
+
     def test_open_while_down(self) -> None:
         """The service starts anyway: nothing to resume from, the problem shown."""
         f = Fixture()
