@@ -43,13 +43,14 @@ def config_lines(text: str) -> list[str]:
             if line.strip() and not line.strip().startswith("#")]
 
 
-def local_config(text: str, listen: int, servers: list[tuple[str, int]]) -> str:
+def local_config(text: str, listen: int, servers: list[tuple[str, int]],
+                 maxconn: int = TEST_MAXCONN) -> str:
     """
     The config C{text} (C{contrib/haproxy/haproxy.cfg}'s) as a test runs it: its frontend
     bound to C{127.0.0.1:listen}, its servers replaced by C{servers} (name, port on
     127.0.0.1), its log to its output (a test's machine may have no C{/dev/log}), and its
-    global C{maxconn} L{TEST_MAXCONN}; every other line as it is. Fails if the config no
-    longer has the lines this changes.
+    global C{maxconn} C{maxconn} (L{TEST_MAXCONN} unless given); every other line as it
+    is. Fails if the config no longer has the lines this changes.
     """
     out: list[str] = []
     bound = placed = 0
@@ -61,7 +62,7 @@ def local_config(text: str, listen: int, servers: list[tuple[str, int]]) -> str:
             continue
         if re.fullmatch(r"maxconn \d+", stripped):
             # Within the open files a test's machine allows (HAProxy needs two for each).
-            out.append(f"    maxconn {TEST_MAXCONN}")
+            out.append(f"    maxconn {maxconn}")
             continue
         if stripped.startswith("bind "):
             out.append(f"    bind 127.0.0.1:{listen}")
@@ -139,7 +140,8 @@ async def start_haproxy(case: SynchronousTestCase, folder: str,
     return process, listen
 
 
-def _proxied_get(port: int, path: str) -> tuple[int, bytes]:
+def proxied_get_blocking(port: int, path: str) -> tuple[int, bytes]:
+    """L{proxied_get}, blocking (for a thread, or a script such as C{bench/failover.py})."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         # PROXY protocol version 1: what the instance reads before the request.
         s.sendall(f"PROXY TCP4 127.0.0.1 127.0.0.1 1 {port}\r\n".encode()
@@ -157,4 +159,4 @@ async def proxied_get(port: int, path: str) -> tuple[int, bytes]:
     HAProxy): the status code and body. (In a thread: a blocking socket is the simplest
     client that writes the PROXY line first.)
     """
-    return await deferToThread(_proxied_get, port, path)
+    return await deferToThread(proxied_get_blocking, port, path)

@@ -20,6 +20,8 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -43,8 +45,15 @@ from tests.support.haproxy import (
     start_haproxy,
 )
 from tests.support.postgres import cluster
-from tests.support.processes import RealReactorTestCase, TwistdProcess, spawn_twistd, wait_for
+from tests.support.processes import (
+    RealReactorTestCase,
+    TwistdProcess,
+    child_environment,
+    spawn_twistd,
+    wait_for,
+)
 from tests.support.realtime import minute_now
+from tests.support.tools import missing
 from tests.system.test_nginx import readme_literal_blocks
 
 README = Path(__file__).resolve().parents[2] / "README.rst"
@@ -400,3 +409,24 @@ class SharedTableTests(FleetBehindHAProxy):
         self.assertEqual({minute for _, _, minute in doubled}, {stopped_a})
         for instance in (a, b):
             self.assertNoWarnings(instance.process)
+
+
+FAILOVER = Path(__file__).resolve().parents[2] / "bench" / "failover.py"
+
+
+class FailoverBenchSmokeTests(SynchronousTestCase):
+    """C{bench/failover.py} on a small fleet: both moves happen, and are timed."""
+
+    def test_small_fleet(self) -> None:
+        if not FAILOVER.exists():
+            missing("no bench/ next to the tests")
+        haproxy()
+        done = subprocess.run([sys.executable, str(FAILOVER), "--devices", "20"],
+                              capture_output=True, text=True, timeout=200,
+                              env=child_environment())
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:] + done.stdout[-3000:])
+        figures = json.loads(done.stdout)
+        self.assertEqual(figures["devices"], 20)
+        self.assertGreater(figures["on_killed"], 0)
+        for name in ("connect_all_s", "kill9_all_moved_s", "clean_stop_all_moved_s"):
+            self.assertLess(figures[name], 120, name)
