@@ -105,7 +105,8 @@ def main() -> None:
     selection = ChannelSelection.from_specs(range(args.channels))
 
     def document(ids: Sequence[str], query: FleetQuery) -> dict[str, Any]:
-        return fleet_document(now=clock.seconds(), zone=zone, tz=args.tz, registry=registry,
+        return fleet_document(now=clock.seconds(), zone=zone, tz=args.tz, instance="bench",
+                              registry=registry,
                               tracker=tracker, selection=selection, query=query, ids=ids)
 
     # Before: the whole fleet in one document, as /api/fleet was before it had pages.

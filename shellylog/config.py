@@ -11,6 +11,7 @@ fields (L{public_values}), never a secret one.
 from __future__ import annotations
 
 import re
+import socket
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -61,6 +62,23 @@ class Limits:
 #: The key of field metadata that marks a value never to be shown (a token).
 SECRET = "secret"
 
+#: What an instance's name (C{--instance}) may be: short and printable, a host name's
+#: characters, so that it reads the same in C{/status}, a Prometheus label and a log line.
+INSTANCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,62}")
+
+#: The name of an instance whose host name is no L{INSTANCE_NAME}.
+FALLBACK_INSTANCE = "shellylog"
+
+
+def default_instance() -> str:
+    """
+    This machine's host name, up to its first dot, if it is an L{INSTANCE_NAME}; else
+    L{FALLBACK_INSTANCE}. (Several instances behind one load balancer are told apart by
+    it; on one machine each needs C{--instance}.)
+    """
+    host = socket.gethostname().split(".", 1)[0]
+    return host if INSTANCE_NAME.fullmatch(host) else FALLBACK_INSTANCE
+
 
 @frozen
 class Config:
@@ -96,6 +114,9 @@ class Config:
     @ivar db_password: the password read from C{--db-password-file}; secret.
     @ivar db_password_file: the file it was read from (shown).
     @ivar db_table: the table rows go to (see L{shellylog.pgrows}).
+    @ivar instance: this instance's name (an L{INSTANCE_NAME}), shown by C{/status},
+        C{/metrics} and C{/api/fleet}, so that several behind one load balancer are told
+        apart; the host name by default (L{default_instance}).
 
     C{csv} is C{None} with C{--csv none}: rows go to the database only.
     """
@@ -121,6 +142,7 @@ class Config:
     db_password: str | None = field(default=None, metadata={SECRET: True}, repr=False)
     db_password_file: str | None = None
     db_table: str = DEFAULT_TABLE
+    instance: str = field(factory=default_instance)
 
     @property
     def zone(self) -> ZoneInfo:

@@ -161,18 +161,22 @@ class ShellylogCollector:
     """
     Reads the counters of the device registry, the CSV sink and the minute tick, and the
     series of each channel from C{channels} unless that is C{None} (C{--channel-metrics
-    off}), and the database sink's, C{shellylog_db_*}, when there is one (C{--db}).
+    off}), and the database sink's, C{shellylog_db_*}, when there is one (C{--db}); and
+    names the instance (C{--instance}) in C{shellylog_instance_info} unless C{instance} is
+    C{None}.
     """
 
     def __init__(
         self, registry: DeviceRegistry, sink: CsvSink | PgSink, minutes: MinuteService,
         channels: ChannelSeries | None = None, database: PgSink | None = None,
+        instance: str | None = None,
     ) -> None:
         self.registry = registry
         self.database = database
         self.sink = sink
         self.minutes = minutes
         self.channels = channels
+        self.instance = instance
 
     def collect(self) -> Iterator[Metric]:
         """One sample of every metric (prometheus_client may call this from a thread)."""
@@ -181,6 +185,15 @@ class ShellylogCollector:
         received = dict(registry.received)
         rejected = dict(registry.rejected)
 
+        if self.instance is not None:
+            # An info metric, as Prometheus names one: always 1, the name in a label. Not
+            # "instance", which Prometheus itself sets to the scrape target's address.
+            info = GaugeMetricFamily(
+                "shellylog_instance_info", "This instance's name (--instance): always 1.",
+                labels=["name"],
+            )
+            info.add_metric([self.instance], 1)
+            yield info
         yield GaugeMetricFamily(
             "shellylog_connected_devices", "Devices with an open connection.",
             value=len(registry.devices),

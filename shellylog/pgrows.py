@@ -8,6 +8,7 @@ No I/O and no database driver here: L{shellylog.pgsink} runs these statements.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -81,6 +82,22 @@ HAS_TIMESCALEDB = "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ti
 
 #: Whether a table exists: to_regclass of its name, bound as the one parameter.
 TABLE_EXISTS = "SELECT to_regclass(%s) IS NOT NULL"
+
+#: Waits for, then holds until the transaction ends, the table's setup lock (its key,
+#: L{setup_lock_key}, bound as the one parameter): instances that start at once check and
+#: make the table one at a time. CREATE TABLE IF NOT EXISTS is no guard against itself:
+#: two sessions running it at once can both find no table, and the second then fails on
+#: PostgreSQL's catalog (duplicate key in C{pg_type_typname_nsp_index}).
+SETUP_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+
+
+def setup_lock_key(table: str) -> int:
+    """
+    The advisory lock key of C{table}'s setup: the same in every instance (not Python's
+    C{hash}, which differs between processes), a signed 64-bit number as PostgreSQL takes.
+    """
+    digest = hashlib.blake2b(f"shellylog table setup {table}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
 
 #: The columns of a table (its name bound as the one parameter).
 TABLE_COLUMNS = (

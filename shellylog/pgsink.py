@@ -163,6 +163,8 @@ class PgWriter:
 
     def _prepare(self, connection: psycopg.Connection[Any]) -> None:
         with connection.transaction():
+            # One instance at a time, until this transaction ends (see pgrows.SETUP_LOCK).
+            connection.execute(pgrows.SETUP_LOCK, (pgrows.setup_lock_key(self.table),))
             (exists,) = connection.execute(pgrows.TABLE_EXISTS, (self.table,)).fetchone() or (
                 False,)
             if not exists:

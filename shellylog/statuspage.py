@@ -58,13 +58,14 @@ def status_report(
     sink: CsvSink | PgSink,
     columns: tuple[str, ...] = (),
     database: PgSink | None = None,
+    instance: str,
 ) -> dict[str, Any]:
     """
     The C{/status} document: the server, then every device seen since start (and not
     forgotten) with those of its C{channels} the server logs, named as in the CSV file and
     in its rows' order (rule 8); with the C{ret_energy_total_Wh} column (rule 9), each
     channel shows it too. With a C{database}, the server part shows its state (named
-    without its password).
+    without its password). C{instance} is this instance's name (C{--instance}).
     """
     returned = "ret_energy_total_Wh" in columns
     selection = ChannelSelection.from_specs(channels)
@@ -100,6 +101,8 @@ def status_report(
             "channels": shown,
         })
     server: dict[str, Any] = {
+        # First: behind a load balancer, which of the instances answered.
+        "instance": instance,
         "version": version,
         "started_at": _when(started_at, zone),
         "uptime_s": round(now - started_at, 3),

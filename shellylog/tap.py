@@ -24,7 +24,7 @@ from twisted.web.resource import IResource
 from shellylog import __version__
 from shellylog.admission import ANY_DEVICE, Admission, TokenRule, parse_token_file
 from shellylog.channels import ChannelSelection, ChannelSpec, parse_channel_spec, spec_order
-from shellylog.config import Config, Limits
+from shellylog.config import INSTANCE_NAME, Config, Limits, default_instance
 from shellylog.csvlog import EXTRA_COLUMNS, CsvFileError, CsvSink, check_header
 from shellylog.dashboard import dashboard_pages
 from shellylog.dashboard.fleet import FleetQuery, device_ids, fleet_document
@@ -184,6 +184,14 @@ def _id_pattern(text: str) -> re.Pattern[str]:
         raise usage.UsageError(f"--id-pattern: not a regular expression {text!r}: {e}") from None
 
 
+def _instance(text: str) -> str:
+    if not INSTANCE_NAME.fullmatch(text):
+        raise usage.UsageError(
+            "--instance: 1 to 63 letters, digits and '.', '_', ':', '-', starting with a "
+            f"letter or digit, got {text!r}")
+    return text
+
+
 def _endpoint_description(text: str) -> str:
     text = text.strip()
     if text.isdigit():
@@ -334,6 +342,9 @@ class Options(usage.Options):
         ["db-password-file", None, None,
          "A file whose first line is the database's password (a systemd credential)."],
         ["db-table", None, DEFAULT.db_table, "The database table rows go to."],
+        ["instance", None, None,
+         "This instance's name in /status, /metrics and /api/fleet [default: the host "
+         "name]."],
     ]
 
     #: What the command line says, once L{postOptions} checked it.
@@ -415,6 +426,9 @@ class Options(usage.Options):
             tokens = ()
         if self["web-auth"] is not None:
             self["web-auth"] = _web_auth(self["web-auth"])
+        # Config's own default (the host name) unless given.
+        instance = (default_instance() if self["instance"] is None
+                    else _instance(self["instance"]))
         self.config = Config(
             port=self["port"],
             csv=self["csv"],
@@ -445,6 +459,7 @@ class Options(usage.Options):
             db_password=password,
             db_password_file=self["db-password-file"],
             db_table=self["db-table"],
+            instance=instance,
         )
 
 
@@ -563,6 +578,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
             now=reactor.seconds(), started_at=started_at, version=__version__,
             zone=zone, options=shown, registry=registry, channels=factory.channels,
             tracker=tracker, sink=sink, columns=config.columns, database=db_sink,
+            instance=config.instance,
         )
 
     # The series of a device that left stay --max-carry minutes (a short drop-out does
@@ -577,8 +593,8 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
 
     def fleet(ids: Sequence[str], query: FleetQuery) -> dict[str, Any]:
         return fleet_document(now=reactor.seconds(), zone=zone, tz=config.tz,
-                              registry=registry, tracker=tracker, selection=selection,
-                              query=query, ids=ids)
+                              instance=config.instance, registry=registry,
+                              tracker=tracker, selection=selection, query=query, ids=ids)
 
     def fleet_ids() -> list[str]:
         return device_ids(registry)
@@ -589,7 +605,7 @@ def makeService(config: Config, reactor: IReactorTime | None = None) -> IService
         b"status": StatusResource(status, reactor),
         b"metrics": metrics_resource(
             ShellylogCollector(registry, sink, minutes, channels=channel_series,
-                               database=db_sink)
+                               database=db_sink, instance=config.instance)
         ),
         **dashboard,
     }

@@ -110,6 +110,7 @@ def fleet_document(
     now: float,
     zone: tzinfo,
     tz: str,
+    instance: str,
     registry: DeviceRegistry,
     tracker: ChannelTracker,
     selection: ChannelSelection,
@@ -118,8 +119,9 @@ def fleet_document(
 ) -> dict[str, Any]:
     """
     A page of the C{/api/fleet} document at C{now}: the server's time and date in C{zone}
-    (named C{tz}), then the devices of C{query}'s page among those of C{ids} (by default
-    every device of C{registry}, sorted by id: L{device_ids}) whose id contains
+    (named C{tz}) and its name (C{instance}, C{--instance}), then the devices of
+    C{query}'s page among those of C{ids} (by default every device of C{registry}, sorted
+    by id: L{device_ids}) whose id contains
     C{query.q}: each connected since when (or else left when), with the channels of
     C{selection} the tracker knows, in the rows' order (rule 8): the latest power, and
     whether the channel runs and since which minute (L{ChannelTracker.runs}). Then where
@@ -181,6 +183,7 @@ def fleet_document(
         "now": here.isoformat(),
         "today": here.date().isoformat(),
         "tz": tz,
+        "instance": instance,
         "devices": devices,
         # The keys of /status's page; "next" is the offset to ask for (q and limit as
         # in this one), not a URL: the page adds q.

@@ -159,7 +159,8 @@ class TwistdProcess(OutputProcess):
         super().outReceived(data)
         if not self.listening.called:
             # Up to the line's end: output may arrive with a number cut in two.
-            found = re.search(rb"Site starting on (\d+)\r?\n", self.output)
+            # "DeviceSite (PROXY) starting on" behind a haproxy: port.
+            found = re.search(rb"Site (?:\(PROXY\) )?starting on (\d+)\r?\n", self.output)
             if found:
                 self.listening.callback(int(found.group(1)))
 

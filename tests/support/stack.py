@@ -128,7 +128,7 @@ class Stack:
             now=self.clock.seconds(), started_at=self.started_at, version=__version__,
             zone=self.config.zone, options=public_options(self.config),
             registry=self.registry, channels=self.factory.channels, tracker=self.tracker,
-            sink=self.sink, columns=self.config.columns,
+            sink=self.sink, columns=self.config.columns, instance=self.config.instance,
         )
 
     def metrics_text(self) -> str:

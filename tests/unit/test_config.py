@@ -8,15 +8,25 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import attrs
 from attrs import field, frozen
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from shellylog.admission import Admission, TokenRule
-from shellylog.config import SECRET, Config, Limits, public_values
+from shellylog.config import (
+    FALLBACK_INSTANCE,
+    INSTANCE_NAME,
+    SECRET,
+    Config,
+    Limits,
+    default_instance,
+    public_values,
+)
 from shellylog.rpc import DEVICE_ID
 from shellylog.tap import Options
 
@@ -55,6 +65,22 @@ class ConfigTests(SynchronousTestCase):
 
     def test_zone(self) -> None:
         self.assertEqual(Config(tz="Europe/Berlin").zone, ZoneInfo("Europe/Berlin"))
+
+    def test_instance_is_the_host_name(self) -> None:
+        """The host name, up to its first dot (a fully qualified one says too much)."""
+        self.patch(socket, "gethostname", lambda: "collector-7.example.net")
+        self.assertEqual(default_instance(), "collector-7")
+        self.assertEqual(Config().instance, "collector-7")
+        self.patch(socket, "gethostname", lambda: "box-1")
+        self.assertEqual(Config().instance, "box-1")
+
+    def test_odd_host_name(self) -> None:
+        """A host name that is no instance name gives the fallback, not a bad name."""
+        for host in ["", "-x", "a b", "\u00e9t\u00e9", "x" * 64, "tab\there"]:
+            with self.subTest(host=host):
+                self.patch(socket, "gethostname", lambda host=host: host)
+                self.assertEqual(default_instance(), FALLBACK_INSTANCE)
+        self.assertTrue(INSTANCE_NAME.fullmatch(FALLBACK_INSTANCE))
 
 
 class PublicValuesTests(SynchronousTestCase):
@@ -152,6 +178,7 @@ class OptionsConfigTests(SynchronousTestCase):
             "--max-bytes-rate", "8KiB", "--max-connections", "11", "--max-per-address", "5",
             "--max-devices", "12", "--max-warnings", "0", "--token-file", tokens,
             "--allow", "shellypro4pm-a*", "--allow-origin", "null", "--id-pattern", "[a-z]+",
+            "--instance", "box-1",
         ])
         self.assertEqual(options.config, Config(
             port="tcp:5001", csv=csv, channels=(0, 2), threshold=2.5, tz="Europe/Berlin",
@@ -162,4 +189,25 @@ class OptionsConfigTests(SynchronousTestCase):
             admission=Admission(tokens=(TokenRule("s3cret", ("shellypro4pm-*",)),),
                                 allow=("shellypro4pm-a*",)),
             allow_origin=("null",), token_file=tokens, id_pattern=re.compile("[a-z]+"),
+            instance="box-1",
         ))
+
+    def test_instance(self) -> None:
+        """--instance: a short printable name; anything else stops the start."""
+        for good in ["a", "box-1", "eu-west.2", "host_3:5001", "x" * 63]:
+            with self.subTest(good=good):
+                options = Options()
+                options.parseOptions(["--instance", good])
+                self.assertEqual(options.config.instance, good)
+        for bad in ["", "-a", ".a", "a b", "a/b", "x" * 64, "\u00e9t\u00e9", "a\n", 'a"b']:
+            with self.subTest(bad=bad):
+                error = self.assertRaises(usage.UsageError, Options().parseOptions,
+                                          ["--instance", bad])
+                self.assertIn("--instance", str(error))
+
+    def test_instance_default(self) -> None:
+        """Without --instance: the host name, as L{Config} would have it."""
+        self.patch(socket, "gethostname", lambda: "collector-7.example.net")
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options.config.instance, "collector-7")

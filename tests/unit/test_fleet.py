@@ -66,7 +66,8 @@ class FleetDocumentTests(SynchronousTestCase):
                  zone: ZoneInfo = UTC, query: FleetQuery | None = None,
                  ids: list[str] | None = None) -> dict[str, Any]:
         return fleet_document(
-            now=self.clock.seconds(), zone=zone, tz=zone.key, registry=self.registry,
+            now=self.clock.seconds(), zone=zone, tz=zone.key, instance="box-1",
+            registry=self.registry,
             tracker=self.tracker, selection=ChannelSelection.from_specs(specs),
             query=query or FleetQuery(), ids=ids)
 
@@ -82,7 +83,8 @@ class FleetDocumentTests(SynchronousTestCase):
     def test_empty(self) -> None:
         """No device yet: the server's time, date and zone, and no device."""
         self.assertEqual(self.document(), {
-            "now": iso(T0 + 5), "today": "2027-01-15", "tz": "UTC", "devices": [],
+            "now": iso(T0 + 5), "today": "2027-01-15", "tz": "UTC", "instance": "box-1",
+            "devices": [],
             "page": {"offset": 0, "limit": FLEET_PAGE_SIZE, "total": 0, "next": None},
             "devices_known": 0})
 

@@ -32,7 +32,8 @@ class FleetApiTests(SynchronousTestCase):
     """C{GET /api/fleet} on the wired server."""
 
     def setUp(self) -> None:
-        self.stack = Stack(self, "--channels", "0,1", "--tz", "Europe/Berlin")
+        self.stack = Stack(self, "--channels", "0,1", "--tz", "Europe/Berlin",
+                           "--instance", "box-1")
 
     def fleet(self) -> dict[str, Any]:
         raw = self.stack.get(b"/api/fleet")
@@ -52,6 +53,7 @@ class FleetApiTests(SynchronousTestCase):
             "now": "2027-01-15T09:01:00+01:00",
             "today": "2027-01-15",
             "tz": "Europe/Berlin",
+            "instance": "box-1",
             "devices": [{
                 "device_id": DEVICE,
                 "connected": True,

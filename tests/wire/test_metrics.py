@@ -279,3 +279,34 @@ class NamingTests(CollectorCase):
         self.assertIn("shellylog_connected_devices 1.0\n", text)
         self.assertIn('shellylog_rows_written_total{kind="measured"} 1.0\n', text)
         self.assertIn('shellylog_frames_received_total{method="notifystatus"} 1.0\n', text)
+
+
+class InstanceTests(SynchronousTestCase):
+    """C{shellylog_instance_info}: which instance (C{--instance}) a scrape reached."""
+
+    def test_info(self) -> None:
+        """An info metric: the name in a label of its own, the value 1, on /metrics."""
+        stack = Stack(self, "--instance", "box-1")
+        families = {f.name: f for f in text_string_to_metric_families(stack.metrics_text())}
+        info = families["shellylog_instance_info"]
+        self.assertEqual(info.type, "gauge")
+        self.assertEqual([(s.name, s.labels, s.value) for s in info.samples],
+                         [("shellylog_instance_info", {"name": "box-1"}, 1.0)])
+
+    def test_not_the_instance_label(self) -> None:
+        """
+        Not C{instance}: Prometheus sets that label to the scrape target, and would rename
+        this one C{exported_instance}.
+        """
+        stack = Stack(self, "--instance", "box-1")
+        text = stack.metrics_text()
+        self.assertIn('shellylog_instance_info{name="box-1"} 1.0', text)
+        self.assertNotIn("instance=", text)
+
+    def test_without_a_name(self) -> None:
+        """A collector told no name has no info metric (as the benchmark builds it)."""
+        stack = Stack(self)
+        registry = CollectorRegistry()
+        registry.register(ShellylogCollector(stack.registry, stack.sink, stack.minutes))
+        self.assertNotIn("shellylog_instance_info",
+                         {family.name for family in registry.collect()})

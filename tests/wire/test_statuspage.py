@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -182,6 +183,16 @@ class ServerReportTests(SynchronousTestCase):
         self.assertEqual(server["version"], __version__)
         self.assertEqual(server["started_at"], "2027-01-15T09:00:05+01:00")
         self.assertEqual(server["uptime_s"], 90.5)
+
+    def test_instance(self) -> None:
+        """The instance's name comes first: which of several behind a balancer answered."""
+        server = Stack(self, "--instance", "box-1").status()["server"]
+        self.assertEqual(next(iter(server.items())), ("instance", "box-1"))
+        self.assertEqual(server["options"]["instance"], "box-1")
+
+    def test_instance_is_the_host_name(self) -> None:
+        self.patch(socket, "gethostname", lambda: "collector-7.example.net")
+        self.assertEqual(Stack(self).status()["server"]["instance"], "collector-7")
 
     def test_rows_written_and_pending(self) -> None:
         stack = self.stack
@@ -411,7 +422,7 @@ class TokenNeverShownTests(SynchronousTestCase):
         The options as the page shows them, in this order, with these JSON values (those
         of C{--fsync off --poll 0}, as L{Stack} runs).
         """
-        stack = Stack(self)
+        stack = Stack(self, "--instance", "box-1")
         raw = stack.get(b"/status")
         start = raw.body.index(b'"options": {')
         end = raw.body.index(b"\n    }", start) + 6
@@ -448,6 +459,7 @@ class TokenNeverShownTests(SynchronousTestCase):
             '      "db": null,',
             '      "db-password-file": null,',
             '      "db-table": "shellylog_minutes",',
+            '      "instance": "box-1",',
             '      "token_required": false',
             '    }',
         ])
