@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 
 from shellylog.channels import channel_name, parse_channel_name
 from shellylog.rpc import is_safe_id
+from shellylog.sinks import within_pending
 from shellylog.status import ChannelValues, Number
 from shellylog.tracker import MINUTE, Row
 
@@ -365,9 +366,8 @@ class CsvSink:
     def write(self, rows: list[Row]) -> None:
         """Queue C{rows} after any still waiting, then try to write them all."""
         if rows:
-            room = self.max_pending - self._pending_rows
-            if len(rows) > room:
-                dropped = len(rows) - max(room, 0)
+            rows, dropped = within_pending(rows, self._pending_rows, self.max_pending)
+            if dropped:
                 self.rows_dropped += dropped
                 log.error(
                     "{count} rows lost: {pending} already wait for the disk (--max-pending)",
@@ -375,7 +375,6 @@ class CsvSink:
                     count=dropped,
                     pending=self._pending_rows,
                 )
-                rows = rows[: max(room, 0)]
         if rows:
             # All rows of the tick as one piece of text, for one write.
             self._pending.append(

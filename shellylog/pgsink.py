@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from shellylog import pgrows
 from shellylog.channels import ChannelKey
 from shellylog.csvlog import DEFAULT_MAX_PENDING
+from shellylog.sinks import within_pending
 from shellylog.tracker import Row
 
 if TYPE_CHECKING:
@@ -299,16 +300,14 @@ class PgSink:
     def write(self, rows: list[Row]) -> None:
         """Queue C{rows} as one batch after those waiting, and send the oldest one."""
         if rows:
-            room = self.max_pending - self._pending_rows
-            if len(rows) > room:
-                dropped = len(rows) - max(room, 0)
+            rows, dropped = within_pending(rows, self._pending_rows, self.max_pending)
+            if dropped:
                 self.rows_dropped += dropped
                 log.error(
                     "{count} rows lost: {pending} already wait for the database "
                     "(--max-pending)",
                     event="db_rows_dropped", count=dropped, pending=self._pending_rows,
                 )
-                rows = rows[: max(room, 0)]
         if rows:
             carried = sum(1 for row in rows if row.carried)
             self._batches.append(Batch(rows, carried))

@@ -17,6 +17,18 @@ from shellylog.tracker import Row
 log = Logger(namespace="shellylog.sinks")
 
 
+def within_pending(rows: list[Row], pending: int, max_pending: int) -> tuple[list[Row], int]:
+    """
+    What a sink may queue of C{rows} while C{pending} rows already wait, at most
+    C{max_pending} in all (C{--max-pending}): the oldest that fit, and how many newer ones
+    are dropped. Rows already waiting are never dropped for new ones: they are older.
+    """
+    room = max(max_pending - pending, 0)
+    if len(rows) <= room:
+        return rows, 0
+    return rows[:room], len(rows) - room
+
+
 @frozen
 class FanOut:
     """
